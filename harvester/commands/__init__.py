@@ -1,0 +1,37 @@
+"""One module per CLI command; each exposes `register(subparsers, common)`.
+
+`register` adds the command's subparser (with `parents=[common]`, which carries `--config`) and
+sets `func` to a callable taking the parsed arguments and returning the exit code.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from harvester.commands import (
+    check_config,
+    demo,
+    diff,
+    dump,
+    export,
+    harvest,
+    report,
+    run,
+    runs,
+    show,
+    stores,
+)
+
+COMMANDS: list[ModuleType] = [
+    check_config,
+    dump,
+    harvest,
+    run,
+    demo,
+    runs,
+    stores,
+    show,
+    diff,
+    export,
+    report,
+]

@@ -1,0 +1,17 @@
+"""`harvester diff`: show what changed between two runs."""
+
+from __future__ import annotations
+
+import argparse
+
+from harvester.commands._pending import register_pending
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    register_pending(
+        subparsers,
+        common,
+        name="diff",
+        help="show what changed between two runs",
+        feature="it arrives with QA inspection (issue 7)",
+    )

@@ -1,0 +1,17 @@
+"""`harvester show`: show a store's records."""
+
+from __future__ import annotations
+
+import argparse
+
+from harvester.commands._pending import register_pending
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    register_pending(
+        subparsers,
+        common,
+        name="show",
+        help="show a store's records",
+        feature="it arrives with QA inspection (issue 7)",
+    )

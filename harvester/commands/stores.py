@@ -1,0 +1,17 @@
+"""`harvester stores`: list every store seen."""
+
+from __future__ import annotations
+
+import argparse
+
+from harvester.commands._pending import register_pending
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    register_pending(
+        subparsers,
+        common,
+        name="stores",
+        help="list every store seen",
+        feature="it arrives with QA inspection (issue 7)",
+    )

@@ -1,0 +1,79 @@
+"""The one exception tree of idb-harvester.
+
+Every error the harvester raises on purpose derives from `HarvesterError`; its `exit_code` is what
+the CLI exits with when it reaches the top.
+"""
+
+from __future__ import annotations
+
+
+class HarvesterError(Exception):
+    """Base of every error raised on purpose by idb-harvester."""
+
+    exit_code: int = 1
+
+
+class UsageError(HarvesterError):
+    """Bad command-line arguments or a command that cannot run as asked."""
+
+    exit_code = 2
+
+
+class ConfigError(HarvesterError):
+    """The configuration is invalid; `problems` holds one line per problem."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class BrowserError(HarvesterError):
+    """The browser could not be found, launched or driven."""
+
+
+class BrowserNotFoundError(BrowserError):
+    """No Chromium was found; the message names every place that was tried."""
+
+    exit_code = 2
+
+
+class PageError(BrowserError):
+    """The target page could not be reached or never became ready."""
+
+    exit_code = 2
+
+
+class ReaderError(HarvesterError):
+    """Reading IndexedDB failed as a whole (not one store or record)."""
+
+
+class EvaluateTimeoutError(ReaderError):
+    """A page evaluation did not finish in time (the page may be hung)."""
+
+
+class StateError(HarvesterError):
+    """The state database is missing, corrupt or cannot be written."""
+
+
+class StateLockedError(StateError):
+    """Another process owns the state folder."""
+
+    exit_code = 2
+
+
+class FlinkError(HarvesterError):
+    """A Flink job could not be built, submitted or finished."""
+
+
+class FlinkJobError(FlinkError):
+    """A Flink job failed; `root_cause` is the useful line of Flink's error."""
+
+    def __init__(self, message: str, *, root_cause: str | None = None) -> None:
+        self.root_cause = root_cause or message
+        super().__init__(message)
+
+
+class NotYetAvailableError(UsageError):
+    """A command whose feature has not been built yet."""
