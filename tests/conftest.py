@@ -1,0 +1,67 @@
+"""Shared fixtures: a static HTTP server on 127.0.0.1 and a real Chromium."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class StaticServer:
+    """Serves a folder on 127.0.0.1; `url(path)` gives an absolute URL."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        handler = functools.partial(_QuietHandler, directory=str(root))
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path: str = "/") -> str:
+        return self.origin + "/" + path.lstrip("/")
+
+    def add(self, name: str, content: str) -> str:
+        """Write a page into the served folder and return its URL."""
+        (self.root / name).write_text(content, encoding="utf-8")
+        return self.url(name)
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@pytest.fixture
+def static_server(tmp_path: Path) -> Iterator[StaticServer]:
+    root = tmp_path / "www"
+    root.mkdir()
+    server = StaticServer(root)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> Path:
+    """The Chromium the tests drive; skips nothing: a missing browser is a failure."""
+    from harvester.browser import find_chromium
+
+    return find_chromium(None)
+
+
+@pytest.fixture
+def java_available() -> bool:
+    return shutil.which("java") is not None
