@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,12 +55,7 @@ def static_server(tmp_path: Path) -> Iterator[StaticServer]:
 
 @pytest.fixture(scope="session")
 def chromium_path() -> Path:
-    """The Chromium the tests drive; skips nothing: a missing browser is a failure."""
+    """The Chromium the tests drive: a missing browser fails the tests, never skips them."""
     from harvester.browser import find_chromium
 
     return find_chromium(None)
-
-
-@pytest.fixture
-def java_available() -> bool:
-    return shutil.which("java") is not None
