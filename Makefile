@@ -1,0 +1,31 @@
+# The two commands a new user needs are `make demo` and `make test`; each runs `make setup` first.
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint format bench report-screenshot clean-demo
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(BIN)/harvester demo --config config/demo.toml
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: setup
+	$(BIN)/python bench/read_bench.py
+	$(BIN)/python bench/capture_bench.py
+	$(BIN)/python bench/flink_bench.py
+
+clean-demo:
+	rm -rf demo-state
