@@ -1,0 +1,337 @@
+"""Finding and launching Chromium, and opening a target page until it is ready to be read."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import re
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Dialog,
+    Page,
+    Playwright,
+    Response,
+    async_playwright,
+)
+from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
+from playwright.sync_api import sync_playwright
+from pydantic import SecretStr
+
+from harvester.errors import BrowserError, BrowserNotFoundError, ConfigError, PageError
+
+if TYPE_CHECKING:
+    from harvester.settings import BrowserSettings, TargetSettings
+
+log = logging.getLogger(__name__)
+
+PATH_NAMES: tuple[str, ...] = ("chromium", "chromium-browser", "google-chrome")
+BASE_ARGS: tuple[str, ...] = (
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
+INSTALL_HINT = (
+    "install one with `python -m playwright install chromium` (or `apt-get install chromium`), "
+    "or set browser.executable_path"
+)
+# A browser that has not closed in this long is hung; stopping Playwright's driver kills it.
+CLOSE_TIMEOUT = timedelta(seconds=10)
+
+WaitUntil = Literal["commit", "domcontentloaded", "load", "networkidle"]
+
+
+def _is_executable(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
+
+
+@functools.lru_cache(maxsize=4)
+def _managed_chromium(browsers_path: str | None) -> tuple[Path | None, str | None]:
+    """Where Playwright keeps its own Chromium, as (path, None) or (None, why it is unknown).
+
+    Cached per `$PLAYWRIGHT_BROWSERS_PATH` (passed in only as the cache key): asking costs a
+    driver start. The sync API runs in its own thread because the caller may be inside an
+    event loop, where the sync API refuses to start.
+    """
+
+    def ask() -> str:
+        with sync_playwright() as playwright:
+            return playwright.chromium.executable_path
+
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            return Path(pool.submit(ask).result()), None
+    except Exception as exc:  # any driver failure just means "no managed browser known"
+        return None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def find_chromium(configured: Path | None = None) -> Path:
+    """The Chromium to launch: the configured path, Playwright's managed one, then PATH."""
+    if configured is not None:
+        # A configured path that is wrong must fail loudly, not quietly run another browser.
+        if not configured.exists():
+            raise BrowserNotFoundError(
+                f"browser.executable_path {configured} does not exist; {INSTALL_HINT}"
+            )
+        if not _is_executable(configured):
+            raise BrowserNotFoundError(
+                f"browser.executable_path {configured} is not an executable file; {INSTALL_HINT}"
+            )
+        return configured
+    tried: list[str] = []
+    managed, problem = _managed_chromium(os.environ.get("PLAYWRIGHT_BROWSERS_PATH"))
+    if managed is None:
+        tried.append(f"Playwright's managed Chromium (Playwright could not say where: {problem})")
+    elif _is_executable(managed):
+        return managed
+    else:
+        tried.append(f"Playwright's managed Chromium at {managed} (not installed)")
+    for name in PATH_NAMES:
+        found = shutil.which(name)
+        if found is not None:
+            return Path(found)
+        tried.append(f"`{name}` on PATH")
+    raise BrowserNotFoundError(f"no Chromium found; tried {', '.join(tried)}; {INSTALL_HINT}")
+
+
+def launch_args(extra: Sequence[str] = ()) -> list[str]:
+    """Chromium flags: ours, `--no-sandbox` only as root (the sandbox cannot start there), extra."""
+    args = list(BASE_ARGS)
+    # os.geteuid does not exist on Windows, where there is no root to worry about.
+    if getattr(os, "geteuid", lambda: -1)() == 0:
+        args.append("--no-sandbox")
+    args.extend(extra)
+    return args
+
+
+@dataclass(frozen=True)
+class TargetSession:
+    """An open target: its main page, the context holding it, and the page's origin."""
+
+    page: Page
+    context: BrowserContext
+    origin: str
+
+
+def _ms(duration: timedelta) -> float:
+    return duration.total_seconds() * 1000
+
+
+# Playwright prefixes its errors with the API call ("Page.goto: net::ERR_… at http://…").
+_API_PREFIX = re.compile(r"^\w+\.\w+: ")
+
+
+def _first_line(exc: PlaywrightError) -> str:
+    """Playwright's error line without the API name or its call log."""
+    lines = (exc.message or str(exc)).splitlines()
+    return _API_PREFIX.sub("", lines[0]) if lines else type(exc).__name__
+
+
+def _secret(value: str | SecretStr | None) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return value or ""
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+async def _goto(
+    page: Page, url: str, *, wait_until: WaitUntil, timeout_ms: float, what: str
+) -> None:
+    try:
+        response: Response | None = await page.goto(url, wait_until=wait_until, timeout=timeout_ms)
+    except PlaywrightTimeoutError as exc:
+        raise PageError(
+            f"{what}: {url} did not reach '{wait_until}' within {timeout_ms / 1000:g}s"
+        ) from exc
+    except PlaywrightError as exc:
+        raise PageError(f"{what}: {_first_line(exc)}") from exc
+    if response is not None and response.status >= 400:
+        raise PageError(f"{what}: {url} answered HTTP {response.status} {response.status_text}")
+
+
+async def _run_auth_steps(page: Page, target: TargetSettings, timeout_ms: float) -> None:
+    for index, step in enumerate(target.auth.steps):
+        # Never put the step's value in a message: it is usually a password.
+        where = f"target {target.name}: auth.steps[{index}] ({step.action})"
+        try:
+            match step.action:
+                case "goto":
+                    await _goto(
+                        page, step.url, wait_until="load", timeout_ms=timeout_ms, what=where
+                    )
+                case "click":
+                    await page.click(step.selector, timeout=timeout_ms)
+                case "fill":
+                    await page.fill(step.selector, _secret(step.value), timeout=timeout_ms)
+                case "press":
+                    if step.selector:
+                        await page.press(step.selector, _secret(step.value), timeout=timeout_ms)
+                    else:
+                        await page.keyboard.press(_secret(step.value))
+                case "wait_for":
+                    if step.selector:
+                        await page.wait_for_selector(step.selector, timeout=timeout_ms)
+                    else:
+                        await page.wait_for_url(step.url, timeout=timeout_ms)
+                case other:
+                    raise ConfigError(f"{where}: unknown action {other!r}")
+        except PlaywrightTimeoutError as exc:
+            raise PageError(f"{where} did not finish within {timeout_ms / 1000:g}s") from exc
+        except PlaywrightError as exc:
+            raise PageError(f"{where}: {_first_line(exc)}") from exc
+
+
+async def _wait_ready(page: Page, target: TargetSettings, timeout_ms: float) -> None:
+    ready = target.ready
+    who = f"target {target.name}"
+    within = f"within {timeout_ms / 1000:g}s"
+    await _goto(page, target.url, wait_until=ready.wait_until, timeout_ms=timeout_ms, what=who)
+    if ready.selector:
+        try:
+            await page.wait_for_selector(ready.selector, timeout=timeout_ms)
+        except PlaywrightTimeoutError as exc:
+            raise PageError(
+                f"{who}: ready.selector {ready.selector!r} did not appear {within}"
+            ) from exc
+        except PlaywrightError as exc:
+            raise PageError(
+                f"{who}: ready.selector {ready.selector!r}: {_first_line(exc)}"
+            ) from exc
+    if ready.function:
+        try:
+            await page.wait_for_function(ready.function, timeout=timeout_ms)
+        except PlaywrightTimeoutError as exc:
+            raise PageError(
+                f"{who}: ready.function {ready.function!r} did not hold {within}"
+            ) from exc
+        except PlaywrightError as exc:
+            raise PageError(
+                f"{who}: ready.function {ready.function!r} failed: {_first_line(exc)}"
+            ) from exc
+    if ready.settle > timedelta(0):
+        await asyncio.sleep(ready.settle.total_seconds())
+
+
+async def _dismiss(dialog: Dialog) -> None:
+    # A dialog left open blocks the page's script, and with it every read.
+    with suppress(PlaywrightError):
+        await dialog.dismiss()
+
+
+async def _close_popup(page: Page) -> None:
+    with suppress(PlaywrightError):
+        await page.close()
+
+
+async def _open_context(
+    playwright: Playwright, target: TargetSettings, settings: BrowserSettings, timeout_ms: float
+) -> tuple[BrowserContext, Browser | None]:
+    """The context the target runs in, and the browser to close after it (None: the context's)."""
+    auth = target.auth
+    if settings.connect_url:
+        if auth.profile_dir:
+            raise ConfigError(
+                f"target {target.name}: auth.profile_dir needs a local browser; "
+                "it cannot be used with browser.connect_url"
+            )
+        try:
+            browser = await playwright.chromium.connect_over_cdp(
+                settings.connect_url, timeout=timeout_ms
+            )
+        except PlaywrightError as exc:
+            raise BrowserError(
+                f"cannot connect to browser.connect_url {settings.connect_url}: {_first_line(exc)}"
+            ) from exc
+    else:
+        executable = await asyncio.to_thread(find_chromium, settings.executable_path)
+        options: dict[str, Any] = {
+            "executable_path": executable,
+            "headless": settings.headless,
+            "args": launch_args(settings.args),
+            "timeout": timeout_ms,
+        }
+        try:
+            if auth.profile_dir:
+                if auth.storage_state:
+                    raise ConfigError(
+                        f"target {target.name}: auth.storage_state and auth.profile_dir exclude "
+                        "each other (the profile keeps its own cookies and storage)"
+                    )
+                # The profile holds the user's session: keep it private.
+                auth.profile_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                context = await playwright.chromium.launch_persistent_context(
+                    auth.profile_dir, **options
+                )
+                return context, None
+            browser = await playwright.chromium.launch(**options)
+        except PlaywrightError as exc:
+            raise BrowserError(f"cannot launch Chromium {executable}: {_first_line(exc)}") from exc
+    try:
+        context = await browser.new_context(storage_state=auth.storage_state)
+    except BaseException as exc:
+        await _bounded(browser.close(), "browser")
+        if isinstance(exc, PlaywrightError):
+            raise BrowserError(
+                f"target {target.name}: cannot open a browser context with auth.storage_state "
+                f"{auth.storage_state}: {_first_line(exc)}"
+            ) from exc
+        raise
+    return context, browser
+
+
+async def _bounded(closing: Awaitable[object], what: str) -> bool:
+    """Await a close for at most CLOSE_TIMEOUT; False when it hung or failed."""
+    try:
+        await asyncio.wait_for(closing, CLOSE_TIMEOUT.total_seconds())
+    except TimeoutError:
+        log.warning("closing the %s took over %s; killing it", what, CLOSE_TIMEOUT)
+        return False
+    except PlaywrightError as exc:
+        log.warning("closing the %s failed: %s", what, _first_line(exc))
+        return False
+    return True
+
+
+@asynccontextmanager
+async def open_target(
+    target: TargetSettings, browser: BrowserSettings
+) -> AsyncIterator[TargetSession]:
+    """Open `target` in Chromium, logged in and ready; close everything on exit."""
+    timeout_ms = _ms(target.limits.page_timeout)
+    playwright = await async_playwright().start()
+    try:
+        context, owned_browser = await _open_context(playwright, target, browser, timeout_ms)
+        try:
+            context.set_default_timeout(timeout_ms)
+            context.on("dialog", _dismiss)
+            page = context.pages[0] if context.pages else await context.new_page()
+            # Registered after the main page exists, so that only popups are closed.
+            context.on("page", _close_popup)
+            await _run_auth_steps(page, target, timeout_ms)
+            await _wait_ready(page, target, timeout_ms)
+            yield TargetSession(page=page, context=context, origin=_origin(page.url))
+        finally:
+            closed = await _bounded(context.close(), "browser context")
+            if closed and owned_browser is not None:
+                await _bounded(owned_browser.close(), "browser")
+    finally:
+        # Stopping the driver kills whatever browser it launched that is still alive.
+        await _bounded(playwright.stop(), "Playwright driver")
