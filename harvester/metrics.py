@@ -1,0 +1,80 @@
+"""The daemon's Prometheus metrics, on a registry of their own.
+
+A private `CollectorRegistry` (not prometheus_client's global one) lets tests and several daemons
+in one process each have their own numbers, and keeps library metrics we did not choose out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "DaemonMetrics"]
+
+# Harvests take from about a second (small store) to many minutes (millions of records).
+_DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+class DaemonMetrics:
+    """Metric objects the daemon updates; `render()` gives the text exposition."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.runs = Counter(
+            "harvester_runs",
+            "Finished harvest attempts by target and status (committed, failed, cancelled).",
+            ["target", "status"],
+            registry=self.registry,
+        )
+        self.records = Counter(
+            "harvester_records",
+            "Changelog rows committed, by target and op (+I, +U, -D), plus unchanged records.",
+            ["target", "op"],
+            registry=self.registry,
+        )
+        self.run_duration = Histogram(
+            "harvester_run_duration_seconds",
+            "Wall time of a harvest attempt, read to commit.",
+            ["target"],
+            buckets=_DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.last_success = Gauge(
+            "harvester_last_success_timestamp_seconds",
+            "Unix time of the target's last committed run.",
+            ["target"],
+            registry=self.registry,
+        )
+        self.consecutive_failures = Gauge(
+            "harvester_consecutive_failures",
+            "Failed attempts of the target since its last committed run.",
+            ["target"],
+            registry=self.registry,
+        )
+        self.browsers_alive = Gauge(
+            "harvester_browsers_alive",
+            "Browsers currently open for reads.",
+            registry=self.registry,
+        )
+        self.pending_spools = Gauge(
+            "harvester_pending_spools",
+            "Spool files read but not yet committed.",
+            registry=self.registry,
+        )
+
+    def count_pending_spools(self, counter: Callable[[], int]) -> None:
+        """Compute the pending-spool gauge at scrape time, so it is never stale."""
+        self.pending_spools.set_function(counter)
+
+    def forget_target(self, target: str) -> None:
+        """Drop the per-target gauges of a target removed from the config."""
+        for gauge in (self.last_success, self.consecutive_failures):
+            with contextlib.suppress(KeyError):
+                gauge.remove(target)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)
