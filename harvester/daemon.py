@@ -1,0 +1,609 @@
+"""`harvester run`: harvest every enabled target on its schedule, for weeks, unattended.
+
+One asyncio loop runs APScheduler's `AsyncIOScheduler` (one job per target, `max_instances=1`),
+the reads (at most `daemon.max_concurrent_harvests` browsers at once), and one forwarder task that
+takes every finished read waiting, sends their spools to the sink in one call (in a thread: Flink
+blocks) and commits each run. `docs/daemon.md` explains the scheduling and shutdown choices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import re
+import signal
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from harvester.errors import ConfigError, HarvesterError
+from harvester.http import HttpServer
+from harvester.metrics import CONTENT_TYPE_LATEST, DaemonMetrics
+
+if TYPE_CHECKING:
+    from harvester.settings import Settings, TargetSettings
+    from harvester.spool import SpoolFile
+
+log = logging.getLogger(__name__)
+
+# Failed attempts in a row after which a target is reported unhealthy (it keeps its schedule).
+UNHEALTHY_AFTER = 3
+BACKOFF_BASE = timedelta(seconds=5)
+BACKOFF_MAX = timedelta(minutes=5)
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """A finished read phase: the run's spool (None when nothing changed) and its counts."""
+
+    run_id: str
+    spool: SpoolFile | None
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+
+class RunBackend(Protocol):
+    """The harvest steps the daemon drives; `HarvestBackend` is the real one, tests use fakes."""
+
+    def recover(self) -> None:
+        """Send and commit the spools of runs read but not committed (blocking)."""
+
+    async def begin(self, target: TargetSettings) -> str:
+        """Record a new run of `target`; its run id."""
+
+    async def read(self, target: TargetSettings, run_id: str) -> ReadResult:
+        """Browser → reader → capture → spool; the run ends in status `read`."""
+
+    def send(self, results: Sequence[ReadResult]) -> None:
+        """Send these runs' spools in one go, all or nothing (blocking)."""
+
+    def commit(self, result: ReadResult) -> None:
+        """Take the run's snapshot and mark it committed; removes its spool (blocking)."""
+
+    async def fail(self, run_id: str, reason: str) -> None:
+        """Mark the run failed with `reason`; a spool it wrote stays pending."""
+
+    def last_started(self, target: str) -> datetime | None:
+        """When the target's latest run started (for catch-up), None if it never ran."""
+
+    def pending_spools(self) -> int:
+        """How many spools wait to be sent."""
+
+    def writable(self) -> bool:
+        """True when the state DB accepts writes."""
+
+    def close(self) -> None:
+        """Release the sink and the state DB."""
+
+
+@dataclass
+class TargetStatus:
+    """What /healthz reports about one target."""
+
+    last_run_id: str | None = None
+    last_status: str | None = None
+    last_started: datetime | None = None
+    last_finished: datetime | None = None
+    last_error: str | None = None
+    last_success: datetime | None = None
+    consecutive_failures: int = 0
+    running: bool = False
+
+
+def parse_duration(text: str) -> timedelta:
+    """`500ms`, `30s`, `15m`, `6h`, `1d` as a timedelta."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"not a duration: {text!r}")
+    return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+
+
+def build_trigger(schedule: str | timedelta, timezone: str, jitter: timedelta) -> BaseTrigger:
+    """An interval (`15m`) or 5-field cron trigger in `timezone`, delayed by up to `jitter`."""
+    jitter_s = round(jitter.total_seconds()) or None
+    interval = schedule if isinstance(schedule, timedelta) else None
+    if interval is None:
+        try:
+            interval = parse_duration(str(schedule))
+        except ValueError:
+            interval = None
+    if interval is not None:
+        return IntervalTrigger(seconds=interval.total_seconds(), timezone=timezone, jitter=jitter_s)
+    trigger = CronTrigger.from_crontab(str(schedule), timezone=timezone)
+    # from_crontab takes no jitter; the trigger applies whatever its attribute holds.
+    trigger.jitter = jitter_s
+    return trigger
+
+
+def missed_run(trigger: BaseTrigger, last_started: datetime | None, now: datetime) -> bool:
+    """True when the schedule had a run due between the target's last run and now."""
+    if last_started is None:
+        return False
+    if last_started.tzinfo is None:
+        last_started = last_started.replace(tzinfo=UTC)
+    if isinstance(trigger, IntervalTrigger):
+        return last_started + trigger.interval <= now
+    due = trigger.get_next_fire_time(None, last_started + timedelta(microseconds=1))
+    return due is not None and due <= now
+
+
+def backoff_delay(
+    attempt: int,
+    *,
+    base: timedelta = BACKOFF_BASE,
+    cap: timedelta = BACKOFF_MAX,
+    rng: random.Random | None = None,
+) -> timedelta:
+    """Delay before retry `attempt` (0-based): exponential, capped, half of it random.
+
+    The random half spreads targets that failed together (one network outage) apart.
+    """
+    full = min(cap.total_seconds(), base.total_seconds() * 2**attempt)
+    return timedelta(seconds=full / 2 + (rng or random).uniform(0, full / 2))
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a run's error: our errors speak for themselves, others get their type."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, HarvesterError) and text:
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat(timespec="milliseconds") if moment else None
+
+
+class Daemon:
+    """Schedules, runs, retries and reports the harvests of every enabled target."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        backend: RunBackend,
+        *,
+        config_path: Path | None = None,
+        load: Callable[[Path | None], Settings] | None = None,
+        metrics: DaemonMetrics | None = None,
+        backoff_base: timedelta = BACKOFF_BASE,
+        backoff_max: timedelta = BACKOFF_MAX,
+        unhealthy_after: int = UNHEALTHY_AFTER,
+        serve_http: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.metrics = metrics or DaemonMetrics()
+        self.metrics.count_pending_spools(backend.pending_spools)
+        self.config_path = config_path
+        self._load = load
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self.unhealthy_after = unhealthy_after
+        self.status: dict[str, TargetStatus] = {}
+        self.targets: dict[str, TargetSettings] = {}
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.http: HttpServer | None = None
+        if serve_http:
+            self.http = HttpServer(
+                settings.http.bind,
+                settings.http.port,
+                health=self.health,
+                metrics=self.metrics.render,
+                metrics_content_type=CONTENT_TYPE_LATEST,
+            )
+        self._runs: dict[str, asyncio.Task[None]] = {}
+        self._stop = asyncio.Event()
+        self._stopping = False
+        self._browsers = asyncio.Semaphore(settings.daemon.max_concurrent_harvests)
+        self._queue: asyncio.Queue[tuple[ReadResult, asyncio.Future[None]]] = asyncio.Queue()
+        self._forwarder: asyncio.Task[None] | None = None
+        self._reload_lock = asyncio.Lock()
+
+    # ---- life cycle -------------------------------------------------------------------------
+
+    async def run(self, *, handle_signals: bool = True) -> int:
+        """Serve until asked to stop, then drain; the process exit code."""
+        loop = asyncio.get_running_loop()
+        if handle_signals:
+            self._install_signals(loop)
+        if self.http is not None:
+            self.http.start()
+        try:
+            await self._recover()
+            self._forwarder = asyncio.create_task(self._forward_loop(), name="forwarder")
+            self.scheduler.start()
+            self._schedule(self.settings, starting=True)
+            log.info(
+                "daemon started: %d target(s) scheduled",
+                len(self.scheduler.get_jobs()),
+                extra={"event": "daemon_started", "targets": sorted(self.targets)},
+            )
+            await self._stop.wait()
+            return await self._drain()
+        finally:
+            if self.scheduler.running:
+                self.scheduler.shutdown(wait=False)
+            if self._forwarder is not None:
+                self._forwarder.cancel()
+            await asyncio.to_thread(self.backend.close)
+            if self.http is not None:
+                self.http.stop()
+            if handle_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    loop.remove_signal_handler(sig)
+
+    def request_stop(self) -> None:
+        """Stop scheduling, let running harvests finish within `daemon.shutdown_grace`."""
+        if self._stopping:
+            return
+        self._stopping = True
+        log.info(
+            "stopping: no new runs; waiting up to %s for %d running harvest(s)",
+            self.settings.daemon.shutdown_grace,
+            len(self._runs),
+            extra={"event": "daemon_stopping"},
+        )
+        if self.scheduler.running:
+            self.scheduler.pause()
+        self._stop.set()
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        def on_interrupt() -> None:
+            if self._stopping:
+                # Committed data is safe in SQLite; whatever is uncommitted stays spooled.
+                log.warning("second interrupt: exiting now", extra={"event": "daemon_killed"})
+                logging.shutdown()
+                os._exit(130)
+            self.request_stop()
+
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+
+    async def _recover(self) -> None:
+        try:
+            await asyncio.to_thread(self.backend.recover)
+        except Exception as exc:
+            # The spools stay pending; the next runs of those targets send them again.
+            log.error(
+                "replaying pending spools failed: %s",
+                describe(exc),
+                extra={"event": "recover_failed", "error": describe(exc)},
+            )
+
+    async def _drain(self) -> int:
+        grace = self.settings.daemon.shutdown_grace.total_seconds()
+        running = [task for task in self._runs.values() if not task.done()]
+        if running:
+            _done, pending = await asyncio.wait(running, timeout=grace)
+            if pending:
+                log.warning(
+                    "shutdown grace of %s over: cancelling %d harvest(s); "
+                    "what they read stays spooled",
+                    self.settings.daemon.shutdown_grace,
+                    len(pending),
+                    extra={"event": "daemon_cancelled_runs"},
+                )
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending)
+        log.info("daemon stopped", extra={"event": "daemon_stopped"})
+        return 0
+
+    # ---- scheduling -------------------------------------------------------------------------
+
+    def _schedule(self, settings: Settings, *, starting: bool) -> None:
+        """Make the scheduler's jobs match `settings.targets` (added, changed, removed)."""
+        wanted = {t.name: t for t in settings.targets if t.enabled}
+        for name in list(self.targets):
+            if name not in wanted:
+                self.scheduler.remove_job(name)
+                del self.targets[name]
+                if name not in self._runs:
+                    self.status.pop(name, None)
+                    self.metrics.forget_target(name)
+                log.info("target %s removed from the schedule", name, extra={"target": name})
+        now = _now()
+        for name, target in wanted.items():
+            old = self.targets.get(name)
+            self.targets[name] = target
+            trigger = build_trigger(target.schedule, target.timezone, target.jitter)
+            if old is None:
+                self.status.setdefault(name, TargetStatus())
+                options: dict[str, Any] = {}
+                if starting and self._runs_at_start(target, trigger, now):
+                    options["next_run_time"] = now
+                self.scheduler.add_job(
+                    self._fire,
+                    trigger,
+                    args=[name],
+                    id=name,
+                    name=f"harvest {name}",
+                    max_instances=1,
+                    # Several fires missed at once (loop busy, machine suspended) run once...
+                    coalesce=True,
+                    # ...however late: a late harvest is worth more than a skipped one.
+                    misfire_grace_time=None,
+                    **options,
+                )
+            elif _schedule_key(old) != _schedule_key(target):
+                self.scheduler.reschedule_job(name, trigger=trigger)
+                log.info("target %s rescheduled", name, extra={"target": name})
+
+    def _runs_at_start(self, target: TargetSettings, trigger: BaseTrigger, now: datetime) -> bool:
+        if self.settings.daemon.run_on_start:
+            return True
+        if not self.settings.daemon.catch_up:
+            return False
+        missed = missed_run(trigger, self.backend.last_started(target.name), now)
+        if missed:
+            log.info(
+                "target %s missed a run while the daemon was down: running it now",
+                target.name,
+                extra={"event": "catch_up", "target": target.name},
+            )
+        return missed
+
+    def next_run(self, name: str) -> datetime | None:
+        job = self.scheduler.get_job(name) if self.scheduler.running else None
+        return job.next_run_time if job is not None else None
+
+    # ---- runs -------------------------------------------------------------------------------
+
+    async def _fire(self, name: str) -> None:
+        """The APScheduler job: one run of `name` with its retries."""
+        if self._stopping or name not in self.targets:
+            return
+        task = asyncio.create_task(self._run_with_retries(name), name=f"harvest {name}")
+        self._runs[name] = task
+        task.add_done_callback(lambda _: self._runs.pop(name, None))
+        # Shielded so that the scheduler's executor never cancels a run; shutdown does that.
+        await asyncio.shield(task)
+
+    async def _run_with_retries(self, name: str) -> None:
+        attempt = 0
+        while True:
+            target = self.targets.get(name)
+            if target is None or self._stopping:
+                return
+            if await self._attempt(target, attempt):
+                return
+            if attempt >= target.retries:
+                log.error(
+                    "target %s: giving up after %d attempt(s) until its next scheduled run",
+                    name,
+                    attempt + 1,
+                    extra={"event": "run_gave_up", "target": name, "attempts": attempt + 1},
+                )
+                return
+            delay = backoff_delay(attempt, base=self._backoff_base, cap=self._backoff_max)
+            attempt += 1
+            log.info(
+                "target %s: retry %d of %d in %.1fs",
+                name,
+                attempt,
+                target.retries,
+                delay.total_seconds(),
+                extra={"event": "run_retry", "target": name, "attempt": attempt},
+            )
+            try:
+                await asyncio.wait_for(self._stop.wait(), delay.total_seconds())
+                return
+            except TimeoutError:
+                pass
+
+    async def _attempt(self, target: TargetSettings, attempt: int) -> bool:
+        """One read → send → commit of `target`; False when it failed (already recorded)."""
+        name = target.name
+        status = self.status.setdefault(name, TargetStatus())
+        status.running = True
+        started = time.monotonic()
+        run_id: str | None = None
+        try:
+            async with self._browsers:
+                run_id = await self.backend.begin(target)
+                status.last_run_id, status.last_started = run_id, _now()
+                log.info(
+                    "run started: target=%s run=%s attempt=%d",
+                    name,
+                    run_id,
+                    attempt + 1,
+                    extra={"event": "run_started", "target": name, "run_id": run_id},
+                )
+                self.metrics.browsers_alive.inc()
+                try:
+                    timeout = target.limits.harvest_timeout.total_seconds()
+                    result = await asyncio.wait_for(self.backend.read(target, run_id), timeout)
+                finally:
+                    self.metrics.browsers_alive.dec()
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            await self._queue.put((result, done))
+            await done
+        except asyncio.CancelledError:
+            await self._finish(target, run_id, started, "cancelled", "cancelled at shutdown")
+            raise
+        except TimeoutError:
+            reason = f"harvest timed out after {target.limits.harvest_timeout}"
+            await self._finish(target, run_id, started, "failed", reason)
+            return False
+        except Exception as exc:
+            await self._finish(target, run_id, started, "failed", describe(exc))
+            return False
+        await self._finish(target, run_id, started, "committed", None, result.counts)
+        return True
+
+    async def _finish(
+        self,
+        target: TargetSettings,
+        run_id: str | None,
+        started: float,
+        outcome: str,
+        error: str | None,
+        counts: Mapping[str, int] | None = None,
+    ) -> None:
+        name = target.name
+        duration = time.monotonic() - started
+        status = self.status.setdefault(name, TargetStatus())
+        status.running = False
+        status.last_status, status.last_error, status.last_finished = outcome, error, _now()
+        self.metrics.runs.labels(target=name, status=outcome).inc()
+        self.metrics.run_duration.labels(target=name).observe(duration)
+        if outcome == "committed":
+            status.consecutive_failures = 0
+            status.last_success = status.last_finished
+            self.metrics.last_success.labels(target=name).set(time.time())
+            for op, n in (counts or {}).items():
+                self.metrics.records.labels(target=name, op=op).inc(n)
+        else:
+            if outcome == "failed":
+                status.consecutive_failures += 1
+            if run_id is not None:
+                try:
+                    await self.backend.fail(run_id, error or outcome)
+                except Exception as exc:
+                    log.error("recording the failure of run %s failed: %s", run_id, describe(exc))
+        self.metrics.consecutive_failures.labels(target=name).set(status.consecutive_failures)
+        level = logging.INFO if outcome == "committed" else logging.WARNING
+        log.log(
+            level,
+            "run %s: target=%s run=%s duration=%.1fs counts=%s%s",
+            outcome,
+            name,
+            run_id,
+            duration,
+            dict(counts or {}),
+            f" error={error}" if error else "",
+            extra={
+                "event": "run_finished",
+                "target": name,
+                "run_id": run_id,
+                "status": outcome,
+                "counts": dict(counts or {}),
+                "duration_s": round(duration, 3),
+                "error": error,
+            },
+        )
+        if name not in self.targets:
+            # Removed by a reload while this run went on: report it no more.
+            self.status.pop(name, None)
+            self.metrics.forget_target(name)
+        elif outcome == "failed" and status.consecutive_failures == self.unhealthy_after:
+            log.error(
+                "target %s is unhealthy: %d failures in a row (last: %s); it keeps its schedule",
+                name,
+                status.consecutive_failures,
+                error,
+                extra={"event": "target_unhealthy", "target": name},
+            )
+
+    async def _forward_loop(self) -> None:
+        """The one consumer of finished reads: send all waiting in one call, then commit each."""
+        while True:
+            batch = [await self._queue.get()]
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            waiting = [(result, done) for result, done in batch if not done.done()]
+            to_send = [result for result, _ in waiting if result.spool is not None]
+            try:
+                if to_send:
+                    await asyncio.to_thread(self.backend.send, to_send)
+            except Exception as exc:
+                for _, done in waiting:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for result, done in waiting:
+                try:
+                    await asyncio.to_thread(self.backend.commit, result)
+                except Exception as exc:
+                    if not done.done():
+                        done.set_exception(exc)
+                else:
+                    if not done.done():
+                        done.set_result(None)
+
+    # ---- health -----------------------------------------------------------------------------
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """(ok, body) for /healthz; ok while the scheduler runs and the state DB is writable."""
+        scheduling = self.scheduler.running and not self._stopping
+        try:
+            writable = self.backend.writable()
+        except Exception:
+            writable = False
+        targets = {}
+        for name, status in list(self.status.items()):
+            healthy = status.consecutive_failures < self.unhealthy_after
+            targets[name] = {
+                "last_run_id": status.last_run_id,
+                "last_status": status.last_status,
+                "last_started": _iso(status.last_started),
+                "last_finished": _iso(status.last_finished),
+                "last_success": _iso(status.last_success),
+                "last_error": status.last_error,
+                "next_run": _iso(self.next_run(name)),
+                "consecutive_failures": status.consecutive_failures,
+                "running": status.running,
+                "healthy": healthy,
+            }
+        ok = scheduling and writable
+        return ok, {
+            "status": "ok" if ok else "unavailable",
+            "scheduler_running": scheduling,
+            "state_writable": writable,
+            "targets": targets,
+        }
+
+    # ---- reload -----------------------------------------------------------------------------
+
+    async def reload(self) -> bool:
+        """Re-read the config; apply it if valid, else keep the old one. True when applied."""
+        async with self._reload_lock:
+            if self._stopping or self._load is None:
+                return False
+            try:
+                new = await asyncio.to_thread(self._load, self.config_path)
+            except ConfigError as exc:
+                log.error(
+                    "config reload rejected, keeping the running config: %s",
+                    "; ".join(exc.problems),
+                    extra={"event": "reload_rejected", "problems": exc.problems},
+                )
+                return False
+            for section in ("state", "http", "log", "browser", "flink"):
+                if getattr(new, section, None) != getattr(self.settings, section, None):
+                    log.warning(
+                        "config reload: [%s] changed; it takes effect at the next restart",
+                        section,
+                    )
+            if new.daemon.max_concurrent_harvests != self.settings.daemon.max_concurrent_harvests:
+                # Runs holding the old semaphore release it; new runs take the new one.
+                self._browsers = asyncio.Semaphore(new.daemon.max_concurrent_harvests)
+            self._schedule(new, starting=False)
+            self.settings = new
+            log.info(
+                "config reloaded: %d target(s) scheduled",
+                len(self.targets),
+                extra={"event": "reload_applied", "targets": sorted(self.targets)},
+            )
+            return True
+
+
+def _schedule_key(target: TargetSettings) -> tuple[object, ...]:
+    return (str(target.schedule), target.timezone, target.jitter)

@@ -1,0 +1,442 @@
+"""The daemon's scheduling, retries, health, shutdown and reload, with a fake harvest backend."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import random
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from harvester.daemon import (
+    Daemon,
+    ReadResult,
+    backoff_delay,
+    build_trigger,
+    missed_run,
+    parse_duration,
+)
+from harvester.errors import ConfigError, PageError
+
+
+@dataclass(frozen=True)
+class _Limits:
+    harvest_timeout: timedelta = timedelta(seconds=5)
+
+
+@dataclass(frozen=True)
+class _Target:
+    name: str
+    schedule: str = "1s"
+    url: str = "http://127.0.0.1:1/"
+    timezone: str = "UTC"
+    enabled: bool = True
+    retries: int = 2
+    jitter: timedelta = timedelta(0)
+    limits: _Limits = field(default_factory=_Limits)
+
+
+@dataclass(frozen=True)
+class _DaemonSettings:
+    shutdown_grace: timedelta = timedelta(seconds=5)
+    catch_up: bool = True
+    run_on_start: bool = True
+    max_concurrent_harvests: int = 2
+
+
+@dataclass(frozen=True)
+class _Http:
+    bind: str = "127.0.0.1"
+    port: int = 0
+
+
+@dataclass(frozen=True)
+class _Settings:
+    targets: tuple[_Target, ...]
+    daemon: _DaemonSettings = field(default_factory=_DaemonSettings)
+    http: _Http = field(default_factory=_Http)
+
+
+class FakeBackend:
+    """Reads take `delay` seconds; targets in `failing` raise; records what the daemon did."""
+
+    def __init__(self, *, delay: float = 0.02, send_delay: float = 0.0) -> None:
+        self.delay = delay
+        self.send_delay = send_delay
+        self.delays: dict[str, float] = {}
+        self.failing: set[str] = set()
+        self.last: dict[str, datetime] = {}
+        self.ids = itertools.count(1)
+        self.reads: list[str] = []
+        self.sends: list[list[str]] = []
+        self.committed: list[str] = []
+        self.failed: dict[str, str] = {}
+        self.cancelled_reads: list[str] = []
+        self.active = 0
+        self.max_active = 0
+        self.is_writable = True
+        self.recovered = False
+        self.closed = False
+
+    def recover(self) -> None:
+        self.recovered = True
+
+    async def begin(self, target: Any) -> str:
+        return f"{target.name}-{next(self.ids)}"
+
+    async def read(self, target: Any, run_id: str) -> ReadResult:
+        self.reads.append(target.name)
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            await asyncio.sleep(self.delays.get(target.name, self.delay))
+        except asyncio.CancelledError:
+            self.cancelled_reads.append(run_id)
+            raise
+        finally:
+            self.active -= 1
+        if target.name in self.failing:
+            raise PageError(f"{target.url}: connection refused")
+        return ReadResult(run_id, spool=run_id, counts={"+I": 2, "+U": 1})  # type: ignore[arg-type]
+
+    def send(self, results: Sequence[ReadResult]) -> None:
+        import time
+
+        time.sleep(self.send_delay)
+        self.sends.append([r.run_id for r in results])
+
+    def commit(self, result: ReadResult) -> None:
+        self.committed.append(result.run_id)
+
+    async def fail(self, run_id: str, reason: str) -> None:
+        self.failed[run_id] = reason
+
+    def last_started(self, target: str) -> datetime | None:
+        return self.last.get(target)
+
+    def pending_spools(self) -> int:
+        return 0
+
+    def writable(self) -> bool:
+        return self.is_writable
+
+    def close(self) -> None:
+        self.closed = True
+
+    def committed_of(self, target: str) -> list[str]:
+        return [run for run in self.committed if run.startswith(target + "-")]
+
+
+def in_loop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test in a fresh event loop (the project does not use pytest-asyncio)."""
+
+    @functools.wraps(test)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+
+    return wrapper
+
+
+def _daemon(settings: _Settings, backend: FakeBackend, **kwargs: Any) -> Daemon:
+    kwargs.setdefault("backoff_base", timedelta(milliseconds=20))
+    kwargs.setdefault("serve_http", False)
+    return Daemon(settings, backend, **kwargs)  # type: ignore[arg-type]
+
+
+async def _run_for(daemon: Daemon, seconds: float, check: Callable[[], None] | None = None) -> int:
+    task = asyncio.create_task(daemon.run(handle_signals=False))
+    await asyncio.sleep(seconds)
+    if check is not None:
+        check()
+    daemon.request_stop()
+    return await asyncio.wait_for(task, 10)
+
+
+# ---- pure helpers ---------------------------------------------------------------------------
+
+
+def test_parse_duration() -> None:
+    assert parse_duration("500ms") == timedelta(milliseconds=500)
+    assert parse_duration("15m") == timedelta(minutes=15)
+    with pytest.raises(ValueError):
+        parse_duration("*/5 * * * *")
+
+
+def test_interval_trigger_with_jitter() -> None:
+    trigger = build_trigger("15m", "UTC", timedelta(seconds=30))
+    assert isinstance(trigger, IntervalTrigger)
+    assert trigger.interval == timedelta(minutes=15)
+    assert trigger.jitter == 30
+
+
+def test_cron_trigger_fires_in_its_timezone() -> None:
+    trigger = build_trigger("0 6 * * *", "Europe/Paris", timedelta(0))
+    assert isinstance(trigger, CronTrigger)
+    now = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
+    fire = trigger.get_next_fire_time(None, now)
+    assert fire is not None
+    # 06:00 in Paris in summer is 04:00 UTC.
+    assert fire.astimezone(UTC) == datetime(2026, 7, 2, 4, 0, tzinfo=UTC)
+
+
+def test_a_bad_cron_string_raises() -> None:
+    with pytest.raises(ValueError):
+        build_trigger("61 * * * *", "UTC", timedelta(0))
+
+
+def test_missed_run() -> None:
+    now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    hourly = build_trigger("1h", "UTC", timedelta(0))
+    assert missed_run(hourly, now - timedelta(hours=2), now)
+    assert not missed_run(hourly, now - timedelta(minutes=10), now)
+    assert not missed_run(hourly, None, now)
+    daily = build_trigger("0 6 * * *", "UTC", timedelta(0))
+    assert missed_run(daily, datetime(2026, 11, 25, 6, 0, tzinfo=UTC), now)
+    assert not missed_run(daily, datetime(2026, 11, 26, 6, 0, tzinfo=UTC), now)
+
+
+def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
+    rng = random.Random(1)
+    base, cap = timedelta(seconds=5), timedelta(minutes=5)
+    for attempt, full in [(0, 5), (1, 10), (2, 20), (10, 300)]:
+        for _ in range(20):
+            delay = backoff_delay(attempt, base=base, cap=cap, rng=rng).total_seconds()
+            assert full / 2 <= delay <= full
+
+
+# ---- the daemon with a fake backend ---------------------------------------------------------
+
+
+@in_loop
+async def test_targets_run_on_their_schedule_and_commit() -> None:
+    backend = FakeBackend()
+    settings = _Settings(targets=(_Target("a", schedule="1s"), _Target("b", schedule="1s")))
+    daemon = _daemon(settings, backend)
+    assert await _run_for(daemon, 2.3) == 0
+    assert backend.recovered and backend.closed
+    for name in ("a", "b"):
+        assert len(backend.committed_of(name)) >= 2
+        assert daemon.status[name].last_status == "committed"
+    assert daemon.metrics.registry.get_sample_value(
+        "harvester_records_total", {"target": "a", "op": "+I"}
+    ) == 2 * len(backend.committed_of("a"))
+
+
+@in_loop
+async def test_a_failing_target_retries_with_backoff_and_others_go_on() -> None:
+    backend = FakeBackend()
+    backend.failing.add("down")
+    settings = _Settings(
+        targets=(_Target("down", schedule="1h", retries=3), _Target("up", schedule="1s"))
+    )
+    daemon = _daemon(settings, backend, unhealthy_after=3)
+
+    def check() -> None:
+        ok, body = daemon.health()
+        assert ok
+        assert body["targets"]["down"]["healthy"] is False
+        assert body["targets"]["down"]["consecutive_failures"] == 4
+        assert "connection refused" in body["targets"]["down"]["last_error"]
+        assert body["targets"]["down"]["next_run"] is not None
+        assert body["targets"]["up"]["healthy"] is True
+
+    assert await _run_for(daemon, 1.6, check) == 0
+    assert backend.reads.count("down") == 4  # the first attempt and 3 retries
+    assert len(backend.failed) == 4
+    assert all("connection refused" in reason for reason in backend.failed.values())
+    assert len(backend.committed_of("up")) >= 2
+    assert (
+        daemon.metrics.registry.get_sample_value(
+            "harvester_runs_total", {"target": "down", "status": "failed"}
+        )
+        == 4
+    )
+
+
+@in_loop
+async def test_a_success_resets_the_failure_count() -> None:
+    backend = FakeBackend()
+    backend.failing.add("flaky")
+    daemon = _daemon(_Settings(targets=(_Target("flaky", schedule="1h", retries=5),)), backend)
+    task = asyncio.create_task(daemon.run(handle_signals=False))
+    await asyncio.sleep(0.1)
+    backend.failing.clear()
+    await asyncio.sleep(1.0)
+    daemon.request_stop()
+    assert await task == 0
+    assert daemon.status["flaky"].consecutive_failures == 0
+    assert len(backend.committed_of("flaky")) == 1
+
+
+@in_loop
+async def test_reads_are_bounded_by_max_concurrent_harvests() -> None:
+    backend = FakeBackend(delay=0.2)
+    targets = tuple(_Target(name, schedule="1h") for name in "abcd")
+    settings = _Settings(targets=targets, daemon=_DaemonSettings(max_concurrent_harvests=2))
+    daemon = _daemon(settings, backend)
+    assert await _run_for(daemon, 0.9) == 0
+    assert backend.max_active == 2
+    assert len(backend.committed) == 4
+
+
+@in_loop
+async def test_finished_reads_are_batched_into_one_send() -> None:
+    backend = FakeBackend(delay=0.01, send_delay=0.3)
+    backend.delays = {"a": 0.01, "b": 0.1, "c": 0.1}
+    targets = tuple(_Target(name, schedule="1h") for name in "abc")
+    settings = _Settings(targets=targets, daemon=_DaemonSettings(max_concurrent_harvests=3))
+    daemon = _daemon(settings, backend)
+    assert await _run_for(daemon, 1.0) == 0
+    # "a" finished first and went alone; "b" and "c" waited for that send and went together.
+    assert sorted(len(batch) for batch in backend.sends) == [1, 2]
+    assert len(backend.committed) == 3
+
+
+@in_loop
+async def test_a_hung_read_is_cancelled_at_harvest_timeout() -> None:
+    backend = FakeBackend()
+    backend.delays = {"hung": 60}
+    target = _Target("hung", schedule="1h", retries=0, limits=_Limits(timedelta(seconds=0.2)))
+    daemon = _daemon(_Settings(targets=(target,)), backend)
+    assert await _run_for(daemon, 0.6) == 0
+    assert backend.cancelled_reads == ["hung-1"]
+    assert "timed out" in backend.failed["hung-1"]
+    assert daemon.metrics.registry.get_sample_value("harvester_browsers_alive") == 0
+
+
+@in_loop
+async def test_shutdown_lets_running_reads_finish_within_grace() -> None:
+    backend = FakeBackend(delay=0.5)
+    daemon = _daemon(_Settings(targets=(_Target("a", schedule="1h"),)), backend)
+    assert await _run_for(daemon, 0.1) == 0
+    assert backend.committed == ["a-1"]
+    assert backend.cancelled_reads == []
+
+
+@in_loop
+async def test_shutdown_cancels_reads_past_grace() -> None:
+    backend = FakeBackend(delay=30)
+    settings = _Settings(
+        targets=(_Target("a", schedule="1h"),),
+        daemon=_DaemonSettings(shutdown_grace=timedelta(seconds=0.2)),
+    )
+    daemon = _daemon(settings, backend)
+    assert await _run_for(daemon, 0.1) == 0
+    assert backend.cancelled_reads == ["a-1"]
+    assert backend.committed == []
+    assert backend.failed == {"a-1": "cancelled at shutdown"}
+
+
+@in_loop
+async def test_stop_during_backoff_ends_the_retries() -> None:
+    backend = FakeBackend()
+    backend.failing.add("down")
+    daemon = _daemon(
+        _Settings(targets=(_Target("down", schedule="1h", retries=5),)),
+        backend,
+        backoff_base=timedelta(seconds=30),
+    )
+    assert await asyncio.wait_for(_run_for(daemon, 0.2), 2) == 0
+    assert backend.reads == ["down"]
+
+
+@in_loop
+async def test_catch_up_runs_a_missed_run_once_at_start() -> None:
+    backend = FakeBackend()
+    backend.last = {
+        "missed": datetime.now(UTC) - timedelta(hours=2),
+        "recent": datetime.now(UTC) - timedelta(minutes=5),
+    }
+    settings = _Settings(
+        targets=(_Target("missed", schedule="1h"), _Target("recent", schedule="1h")),
+        daemon=_DaemonSettings(run_on_start=False, catch_up=True),
+    )
+    daemon = _daemon(settings, backend)
+    assert await _run_for(daemon, 0.3) == 0
+    assert backend.reads == ["missed"]
+
+    backend = FakeBackend()
+    backend.last = {"missed": datetime.now(UTC) - timedelta(hours=2)}
+    no_catch_up = replace(settings, daemon=_DaemonSettings(run_on_start=False, catch_up=False))
+    daemon = _daemon(no_catch_up, backend)
+    assert await _run_for(daemon, 0.3) == 0
+    assert backend.reads == []
+
+
+@in_loop
+async def test_health_is_503_when_the_state_db_is_not_writable() -> None:
+    backend = FakeBackend()
+    daemon = _daemon(_Settings(targets=(_Target("a", schedule="1h"),)), backend)
+
+    def check() -> None:
+        assert daemon.health()[0]
+        backend.is_writable = False
+        ok, body = daemon.health()
+        assert not ok
+        assert body["status"] == "unavailable"
+        assert body["state_writable"] is False
+
+    assert await _run_for(daemon, 0.2, check) == 0
+    assert not daemon.health()[0]  # stopped: the scheduler no longer runs
+
+
+@in_loop
+async def test_reload_adds_removes_and_rejects(tmp_path: Path) -> None:
+    backend = FakeBackend()
+    first = _Settings(
+        targets=(_Target("a", schedule="1h"), _Target("b", schedule="1h")),
+        daemon=_DaemonSettings(run_on_start=False),
+    )
+    configs: list[_Settings | ConfigError] = []
+
+    def load(_path: Path | None) -> _Settings:
+        config = configs.pop(0)
+        if isinstance(config, ConfigError):
+            raise config
+        return config
+
+    daemon = _daemon(first, backend, load=load, config_path=tmp_path / "h.toml")
+    task = asyncio.create_task(daemon.run(handle_signals=False))
+    await asyncio.sleep(0.1)
+    before = {job.id: job.next_run_time for job in daemon.scheduler.get_jobs()}
+
+    configs.append(ConfigError(["h.toml: targets[0].schedule: not a cron string"]))
+    assert not await daemon.reload()
+    assert {job.id: job.next_run_time for job in daemon.scheduler.get_jobs()} == before
+
+    second = replace(
+        first,
+        targets=(_Target("a", schedule="1s"), _Target("c", schedule="1h")),
+    )
+    configs.append(second)
+    assert await daemon.reload()
+    assert sorted(job.id for job in daemon.scheduler.get_jobs()) == ["a", "c"]
+    assert sorted(daemon.health()[1]["targets"]) == ["a", "c"]
+    await asyncio.sleep(1.3)
+    daemon.request_stop()
+    assert await task == 0
+    assert backend.reads and set(backend.reads) == {"a"}  # rescheduled to every second
+
+
+@in_loop
+async def test_reload_keeps_a_running_harvest() -> None:
+    backend = FakeBackend(delay=0.5)
+    first = _Settings(targets=(_Target("a", schedule="1h"),))
+    daemon = _daemon(first, backend, load=lambda _p: _Settings(targets=()))
+    task = asyncio.create_task(daemon.run(handle_signals=False))
+    await asyncio.sleep(0.1)
+    assert await daemon.reload()
+    assert daemon.scheduler.get_jobs() == []
+    await asyncio.sleep(0.6)
+    daemon.request_stop()
+    assert await task == 0
+    assert backend.committed == ["a-1"]
+    assert "a" not in daemon.health()[1]["targets"]
