@@ -1,0 +1,117 @@
+"""Pure logic of `harvester.inspect`: pretty-printing, schema inference, net diffs, filters."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harvester.errors import UsageError
+from harvester.inspect.diff import Change, FieldChange, field_changes, net_diff
+from harvester.inspect.filters import Where, key_texts
+from harvester.inspect.pretty import pretty, pretty_text
+from harvester.inspect.render import safe_text
+from harvester.inspect.schema import infer
+
+
+def test_pretty_shows_dates_bytes_maps_and_sets_as_such() -> None:
+    value = {
+        "at": {"$date": "2026-01-02T03:04:05.678Z"},
+        "raw": {"$bytes": "AAEC/w=="},
+        "m": {"$map": [["a", 1], [{"$date": None}, {"$undefined": True}]]},
+        "s": {"$set": [1, "x"]},
+        "n": {"$bigint": "12345678901234567890"},
+        "nan": {"$number": "NaN"},
+        "holes": {"$array": {"length": 4, "items": {"1": True}}},
+        "cycle": {"$ref": ""},
+        "file": {"$blob": {"type": "text/plain", "size": 3, "bytes": "YWJj", "name": "a.txt"}},
+    }
+    assert pretty(value) == (
+        '{"at": Date(2026-01-02T03:04:05.678Z), "raw": ArrayBuffer[4 B] 00 01 02 ff, '
+        '"m": Map(2) {"a" => 1, Invalid Date => undefined}, "s": Set(2) {1, "x"}, '
+        '"n": 12345678901234567890n, "nan": NaN, "holes": [<1 empty>, true, <2 empty>], '
+        '"cycle": <ref >, "file": File("a.txt", "text/plain", 3 B, 61 62 63)}'
+    )
+    assert pretty_text('{"$object":{"$x":1}}') == '{"$x": 1}'
+    assert pretty_text(None) == "-"
+
+
+def test_pretty_cuts_long_bytes_and_indents() -> None:
+    text = pretty({"$bytes": "AAECAwQFBgcICQoLDA0ODxAREhM="})
+    assert text.startswith("ArrayBuffer[20 B] 00 01") and text.endswith("0f …")
+    assert pretty({"a": [1]}, indent=2) == '{\n  "a": [\n    1\n  ]\n}'
+
+
+def test_safe_text_escapes_terminal_control_characters() -> None:
+    assert safe_text("a\x1b[2Jb\tc\n\x9b") == "a\\x1b[2Jb\tc\n\\x9b"
+
+
+def test_schema_counts_fields_types_and_frequency() -> None:
+    summary = infer(
+        [
+            {"id": 1, "name": "a", "at": {"$date": "2026-01-01T00:00:00.000Z"}},
+            {"id": 2, "name": None},
+            {"$object": {"$id": 3}},
+            "just a string",
+        ]
+    ).as_dict()
+    assert summary["sampled"] == 4
+    assert summary["value_types"] == {"object": 3, "string": 1}
+    assert summary["fields"] == [
+        {"field": "id", "count": 2, "frequency": 0.5, "types": {"number": 2}},
+        {"field": "name", "count": 2, "frequency": 0.5, "types": {"string": 1, "null": 1}},
+        {"field": "$id", "count": 1, "frequency": 0.25, "types": {"number": 1}},
+        {"field": "at", "count": 1, "frequency": 0.25, "types": {"date": 1}},
+    ]
+
+
+def test_field_changes_walk_nested_objects() -> None:
+    old = {"a": 1, "b": {"c": 2, "d": 3}, "gone": True, "tags": [1]}
+    new = {"a": 1, "b": {"c": 5, "d": 3}, "tags": [1, 2], "new": "x"}
+    assert field_changes(old, new) == [
+        FieldChange("b.c", "2", "5"),
+        FieldChange("gone", "true", None),
+        FieldChange("tags", "[1]", "[1, 2]"),
+        FieldChange("new", None, '"x"'),
+    ]
+    assert field_changes(1, 2) == [FieldChange("", "1", "2")]
+
+
+def _c(run: str, key: str, op: str, old: str | None, new: str | None) -> Change:
+    return Change(run, "db", "s", key, op, old, new)
+
+
+def test_net_diff_folds_several_runs_per_key() -> None:
+    changes = [
+        _c("r2", "1", "+I", None, "h1"),  # added then changed: added with the last value
+        _c("r3", "1", "+U", "h1", "h2"),
+        _c("r2", "2", "+U", "a", "b"),  # changed and changed back: no difference
+        _c("r3", "2", "+U", "b", "a"),
+        _c("r2", "3", "+I", None, "h3"),  # added and removed: no difference
+        _c("r3", "3", "-D", "h3", None),
+        _c("r3", "4", "-D", "h4", None),
+        _c("r3", "5", "+U", "o5", "n5"),
+    ]
+    values = {"h2": '{"v":2}', "o5": '{"v":1,"w":0}', "n5": '{"v":2,"w":0}'}
+    (store,) = net_diff(changes, values)
+    assert [(r.key, r.new_value) for r in store.added] == [("1", '{"v":2}')]
+    assert [(r.key, r.old_hash, r.old_value) for r in store.removed] == [("4", "h4", None)]
+    (changed,) = store.changed
+    assert changed.fields == (FieldChange("v", "1", "2"),)
+    assert store.as_dict()["counts"] == {"added": 1, "changed": 1, "removed": 1}
+
+
+def test_key_texts_and_where() -> None:
+    assert key_texts("42") == ['"42"', "42"]
+    assert key_texts("abc") == ['"abc"']
+    assert key_texts('[1, "a"]') == ['"[1, \\"a\\"]"', '[1,"a"]', '[1, "a"]']
+    where = Where.parse("address.city=Paris")
+    assert where.matches({"address": {"city": "Paris"}})
+    assert not where.matches({"address": {"town": "Paris"}})
+    assert Where.parse("n=1").matches({"n": 1}) and not Where.parse("n=1").matches({"n": True})
+    assert Where.parse("at=2026-01-01T00:00:00.000Z").matches(
+        {"at": {"$date": "2026-01-01T00:00:00.000Z"}}
+    )
+    with pytest.raises(UsageError):
+        Where.parse("no-equals")
+    assert json.loads(key_texts("0")[1]) == 0
