@@ -12,7 +12,6 @@ import asyncio
 import logging
 import os
 import random
-import re
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from harvester.errors import ConfigError, HarvesterError
@@ -40,9 +38,6 @@ log = logging.getLogger(__name__)
 UNHEALTHY_AFTER = 3
 BACKOFF_BASE = timedelta(seconds=5)
 BACKOFF_MAX = timedelta(minutes=5)
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @dataclass(frozen=True)
@@ -100,31 +95,6 @@ class TargetStatus:
     last_success: datetime | None = None
     consecutive_failures: int = 0
     running: bool = False
-
-
-def parse_duration(text: str) -> timedelta:
-    """`500ms`, `30s`, `15m`, `6h`, `1d` as a timedelta."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise ValueError(f"not a duration: {text!r}")
-    return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
-
-
-def build_trigger(schedule: str | timedelta, timezone: str, jitter: timedelta) -> BaseTrigger:
-    """An interval (`15m`) or 5-field cron trigger in `timezone`, delayed by up to `jitter`."""
-    jitter_s = round(jitter.total_seconds()) or None
-    interval = schedule if isinstance(schedule, timedelta) else None
-    if interval is None:
-        try:
-            interval = parse_duration(str(schedule))
-        except ValueError:
-            interval = None
-    if interval is not None:
-        return IntervalTrigger(seconds=interval.total_seconds(), timezone=timezone, jitter=jitter_s)
-    trigger = CronTrigger.from_crontab(str(schedule), timezone=timezone)
-    # from_crontab takes no jitter; the trigger applies whatever its attribute holds.
-    trigger.jitter = jitter_s
-    return trigger
 
 
 def missed_run(trigger: BaseTrigger, last_started: datetime | None, now: datetime) -> bool:
@@ -323,7 +293,7 @@ class Daemon:
         for name, target in wanted.items():
             old = self.targets.get(name)
             self.targets[name] = target
-            trigger = build_trigger(target.schedule, target.timezone, target.jitter)
+            trigger = target.trigger()
             if old is None:
                 self.status.setdefault(name, TargetStatus())
                 options: dict[str, Any] = {}

@@ -12,18 +12,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from harvester.daemon import (
-    Daemon,
-    ReadResult,
-    backoff_delay,
-    build_trigger,
-    missed_run,
-    parse_duration,
-)
+from harvester.daemon import Daemon, ReadResult, backoff_delay, missed_run
 from harvester.errors import ConfigError, PageError
 
 
@@ -42,6 +35,13 @@ class _Target:
     retries: int = 2
     jitter: timedelta = timedelta(0)
     limits: _Limits = field(default_factory=_Limits)
+
+    def trigger(self) -> BaseTrigger:
+        """Intervals in whole seconds, as `TargetSettings.trigger()` gives them."""
+        return IntervalTrigger(
+            seconds=int(self.schedule.rstrip("sh")) * (3600 if self.schedule.endswith("h") else 1),
+            timezone=self.timezone,
+        )
 
 
 @dataclass(frozen=True)
@@ -163,42 +163,13 @@ async def _run_for(daemon: Daemon, seconds: float, check: Callable[[], None] | N
 # ---- pure helpers ---------------------------------------------------------------------------
 
 
-def test_parse_duration() -> None:
-    assert parse_duration("500ms") == timedelta(milliseconds=500)
-    assert parse_duration("15m") == timedelta(minutes=15)
-    with pytest.raises(ValueError):
-        parse_duration("*/5 * * * *")
-
-
-def test_interval_trigger_with_jitter() -> None:
-    trigger = build_trigger("15m", "UTC", timedelta(seconds=30))
-    assert isinstance(trigger, IntervalTrigger)
-    assert trigger.interval == timedelta(minutes=15)
-    assert trigger.jitter == 30
-
-
-def test_cron_trigger_fires_in_its_timezone() -> None:
-    trigger = build_trigger("0 6 * * *", "Europe/Paris", timedelta(0))
-    assert isinstance(trigger, CronTrigger)
-    now = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
-    fire = trigger.get_next_fire_time(None, now)
-    assert fire is not None
-    # 06:00 in Paris in summer is 04:00 UTC.
-    assert fire.astimezone(UTC) == datetime(2026, 7, 2, 4, 0, tzinfo=UTC)
-
-
-def test_a_bad_cron_string_raises() -> None:
-    with pytest.raises(ValueError):
-        build_trigger("61 * * * *", "UTC", timedelta(0))
-
-
 def test_missed_run() -> None:
     now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-    hourly = build_trigger("1h", "UTC", timedelta(0))
+    hourly = IntervalTrigger(hours=1, timezone="UTC")
     assert missed_run(hourly, now - timedelta(hours=2), now)
     assert not missed_run(hourly, now - timedelta(minutes=10), now)
     assert not missed_run(hourly, None, now)
-    daily = build_trigger("0 6 * * *", "UTC", timedelta(0))
+    daily = CronTrigger(hour=6, minute=0, timezone="UTC")
     assert missed_run(daily, datetime(2026, 11, 25, 6, 0, tzinfo=UTC), now)
     assert not missed_run(daily, datetime(2026, 11, 26, 6, 0, tzinfo=UTC), now)
 
