@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
-from harvester.commands._pending import register_pending
+from harvester.settings import load_settings, to_toml
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    register_pending(
-        subparsers,
-        common,
-        name="check-config",
-        help="validate the config and print it with secrets masked",
-        feature="it arrives with the config loader (issue 2)",
+    help = "validate the config and print it with secrets masked"
+    parser = subparsers.add_parser("check-config", parents=[common], help=help, description=help)
+    parser.add_argument(
+        "--format",
+        choices=("toml", "json"),
+        default="toml",
+        help="how to print the effective config (default: toml)",
     )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the effective config; a bad one raises ConfigError (exit 2, one line per problem)."""
+    settings = load_settings(Path(args.config) if args.config else None)
+    data = settings.masked_dump()
+    if args.format == "json":
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        # A comment keeps the output valid TOML, so it can be saved and edited.
+        print(f"# effective config of {settings.config_path}, secrets masked")
+        print(to_toml(data), end="")
+    return 0

@@ -1,0 +1,111 @@
+"""`harvester check-config` through the real CLI entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from harvester.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("HARVESTER_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.mark.parametrize("name", ["harvester.toml", "demo.toml"])
+def test_the_shipped_configs_are_valid(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", "--config", str(REPO / "config" / name)]) == 0
+    printed = tomllib.loads(capsys.readouterr().out)
+    assert printed["targets"]
+
+
+def test_the_demo_config_keeps_everything_under_demo_state(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert (
+        main(["check-config", "--config", str(REPO / "config" / "demo.toml"), "--format", "json"])
+        == 0
+    )
+    data = json.loads(capsys.readouterr().out)
+    (demo,) = data["targets"]
+    assert (demo["name"], demo["url"], demo["schedule"]) == ("demo", "http://127.0.0.1:8799/", "1m")
+    assert demo["ready"]["function"] == "window.demoReady === true"
+    demo_state = REPO / "demo-state"
+    for path in (data["state"]["dir"], data["state"]["data_dir"], demo["auth"]["profile_dir"]):
+        assert Path(path).is_relative_to(demo_state)
+
+
+def test_the_config_can_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "harvester.toml"
+    config.write_text('[log]\nlevel = "debug"\n', encoding="utf-8")
+    monkeypatch.setenv("HARVESTER_CONFIG", str(config))
+    assert main(["check-config", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["log"]["level"] == "debug"
+
+
+def test_secrets_are_masked_in_both_formats(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "PASSWORD").write_text("hunter2\n", encoding="utf-8")
+    monkeypatch.setenv("API_KEY", "key-0042")
+    config = tmp_path / "harvester.toml"
+    config.write_text(
+        """
+        [[targets]]
+        name = "crm"
+        url = "https://crm.example.com/?key=${secret:API_KEY}"
+        schedule = "15m"
+        [targets.auth]
+        steps = [{action = "fill", selector = "#pw", value = "${secret:PASSWORD}"}]
+        """,
+        encoding="utf-8",
+    )
+    for format in ("toml", "json"):
+        assert main(["check-config", "--config", str(config), "--format", format]) == 0
+        out = capsys.readouterr().out
+        assert "hunter2" not in out and "key-0042" not in out
+        assert "${secret:PASSWORD}" in out and "${secret:API_KEY}" in out
+
+
+def test_a_bad_config_exits_2_with_one_line_per_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(
+        """
+        [[targets]]
+        name = "a"
+        schedule = "every tuesday"
+        colour = "red"
+        [targets.limits]
+        batch_size = -1
+        """,
+        encoding="utf-8",
+    )
+    assert main(["check-config", "--config", str(config)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 4
+    assert all(line.startswith(f"config error: {config}: targets[0].") for line in lines)
+    for where in ("url", "schedule", "colour", "limits.batch_size"):
+        assert any(
+            line.startswith(f"config error: {config}: targets[0].{where}: ") for line in lines
+        )
+
+
+def test_a_missing_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", "--config", str(tmp_path / "none.toml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
