@@ -1,0 +1,35 @@
+"""docs/config.md is generated from the settings models and must not drift from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from harvester.settings import Settings, config_reference
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "config.md"
+
+
+def test_the_committed_reference_is_the_generated_one() -> None:
+    assert DOC.read_text(encoding="utf-8") == config_reference(), (
+        "docs/config.md is out of date: run `.venv/bin/python -m harvester.settings > "
+        "docs/config.md` and commit the result"
+    )
+
+
+def _models(model: type[BaseModel]) -> list[type[BaseModel]]:
+    found = [model]
+    for info in model.model_fields.values():
+        for candidate in (info.annotation, *getattr(info.annotation, "__args__", ())):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                found += _models(candidate)
+    return found
+
+
+def test_every_key_is_described() -> None:
+    for model in _models(Settings):
+        assert model.__doc__, model
+        for name, info in model.model_fields.items():
+            is_table = isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+            assert is_table or info.description, f"{model.__name__}.{name} has no description"
