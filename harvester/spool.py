@@ -1,0 +1,190 @@
+"""Spool files: a run's changelog rows as JSON lines, the unit the sending stage takes.
+
+A run writes `<state.dir>/spool/<run_id>.jsonl.part`; once its read is complete the file is
+fsynced and renamed to `<run_id>.jsonl` (atomic), so a `.jsonl` file is always whole. It is
+deleted only after the run's commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+SPOOL_SUFFIX = ".jsonl"
+PART_SUFFIX = ".jsonl.part"
+ROW_FIELDS: tuple[str, ...] = (
+    "run_id",
+    "target",
+    "origin",
+    "db_name",
+    "db_version",
+    "store",
+    "key",
+    "op",
+    "value",
+    "value_hash",
+    "harvested_at",
+)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def iso_utc(moment: datetime | None = None) -> str:
+    """ISO-8601 UTC with milliseconds and a `Z`, e.g. `2026-11-26T15:00:00.123Z`."""
+    moment = (moment or datetime.now(UTC)).astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def escape_surrogates(text: str) -> str:
+    """`text` with every lone UTF-16 surrogate written as a JSON `\\uXXXX` escape.
+
+    Typed JSON texts hold surrogates only inside JSON strings, where the escape means the same
+    code unit; UTF-8 (SQLite, orjson) cannot hold them raw.
+    """
+    if text.isascii():
+        return text
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _dumps(text: str | None) -> bytes:
+    try:
+        return orjson.dumps(text)
+    except orjson.JSONEncodeError:
+        # Only lone surrogates make orjson refuse a str.
+        return orjson.dumps(escape_surrogates(str(text)))
+
+
+@dataclass(frozen=True)
+class SpoolFile:
+    """A run's complete spool: `rows` changelog rows in `path`."""
+
+    run_id: str
+    target: str
+    path: Path
+    rows: int
+
+
+def spool_path(spool_dir: Path, run_id: str) -> Path:
+    return spool_dir / f"{run_id}{SPOOL_SUFFIX}"
+
+
+def part_path(spool_dir: Path, run_id: str) -> Path:
+    return spool_dir / f"{run_id}{PART_SUFFIX}"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class SpoolWriter:
+    """Streams one run's changelog rows into its `.part` file, then publishes it."""
+
+    def __init__(self, spool_dir: Path, *, run_id: str, target: str, origin: str) -> None:
+        spool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.run_id = run_id
+        self.target = target
+        self.origin = origin
+        self.part = part_path(spool_dir, run_id)
+        self.path = spool_path(spool_dir, run_id)
+        self.rows = 0
+        fd = os.open(self.part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._file = os.fdopen(fd, "wb", buffering=1 << 20)
+        self._head = b""
+
+    def begin_store(self, *, db: str, db_version: int, store: str) -> None:
+        """Set the store that the following rows belong to."""
+        head = orjson.dumps(
+            {
+                "run_id": self.run_id,
+                "target": self.target,
+                "origin": self.origin,
+                "db_name": db,
+                "db_version": db_version,
+                "store": store,
+            }
+        )
+        # Rows are the store's fixed fields plus the record's own: the prefix is encoded once.
+        self._head = head[:-1] + b',"key":'
+
+    def write(
+        self, key: str, op: str, value: str | None, value_hash: str | None, harvested_at: str
+    ) -> None:
+        """Append one changelog row (`value` and `value_hash` are None for `-D`)."""
+        self._file.write(
+            b"".join(
+                (
+                    self._head,
+                    _dumps(key),
+                    b',"op":"',
+                    op.encode(),
+                    b'","value":',
+                    _dumps(value),
+                    b',"value_hash":',
+                    _dumps(value_hash),
+                    b',"harvested_at":"',
+                    harvested_at.encode(),
+                    b'"}\n',
+                )
+            )
+        )
+        self.rows += 1
+
+    def finish(self) -> SpoolFile:
+        """Flush, fsync and atomically rename the `.part` file to its final name."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self.part.rename(self.path)
+        _fsync_dir(self.path.parent)
+        return SpoolFile(run_id=self.run_id, target=self.target, path=self.path, rows=self.rows)
+
+    def discard(self) -> None:
+        """Close and delete the unfinished `.part` file."""
+        with contextlib.suppress(OSError):
+            self._file.close()
+        self.part.unlink(missing_ok=True)
+
+
+def read_rows(path: Path) -> Iterator[dict[str, object]]:
+    """The rows of a spool file, one dict per line, streamed."""
+    with path.open("rb") as file:
+        for line in file:
+            if line.strip():
+                yield orjson.loads(line)
+
+
+class JsonLinesSink:
+    """A `ChangeSink` that appends every row to `<dir>/changes.jsonl` (tests, `--sink jsonl`).
+
+    All or nothing: a failed `send` cuts the file back to where it started.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.path = directory / "changes.jsonl"
+
+    def send(self, spools: Sequence[SpoolFile]) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with self.path.open("ab") as out:
+            start = out.tell()
+            try:
+                for spool in spools:
+                    with spool.path.open("rb") as rows:
+                        while chunk := rows.read(1 << 20):
+                            out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            except BaseException:
+                out.flush()
+                out.truncate(start)
+                raise
