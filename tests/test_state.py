@@ -1,0 +1,216 @@
+"""The state DB: files and schema, the commit protocol, retention and the query API."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harvester.errors import StateError
+from harvester.state import SCHEMA_VERSION, StateDB, state_db_path
+from tests.test_capture import ORIGIN, Data, FakeReader, capture_run, in_loop
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Iterator[StateDB]:
+    db = StateDB.open(tmp_path / "state")
+    yield db
+    db.close()
+
+
+def test_the_db_is_private_in_wal_mode_and_versioned(tmp_path: Path) -> None:
+    folder = tmp_path / "state"
+    StateDB.open(folder).close()
+    path = state_db_path(folder)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    conn.close()
+    StateDB.open(folder).close()  # opening again migrates nothing
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "state"
+    StateDB.open(folder).close()
+    conn = sqlite3.connect(state_db_path(folder))
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(StateError, match="newer than this harvester"):
+        StateDB.open(folder)
+
+
+def test_readonly_needs_an_existing_db_and_cannot_write(tmp_path: Path) -> None:
+    with pytest.raises(StateError, match="no state database"):
+        StateDB.open(tmp_path / "none", readonly=True)
+    StateDB.open(tmp_path / "state").close()
+    with StateDB.open(tmp_path / "state", readonly=True) as db:
+        assert not db.writable()
+        with pytest.raises(StateError):
+            db.start_run("app")
+
+
+def _data() -> Data:
+    return {"db": {"s": {n: {"id": n, "v": "x" * n} for n in range(6)}}}
+
+
+@in_loop
+async def test_a_second_commit_of_a_run_changes_nothing(state: StateDB) -> None:
+    run_id, rows, _ = await capture_run(state, FakeReader(_data()))
+    before = state.get_run(run_id)
+    assert before is not None and before.status == "committed" and not before.pending
+    assert not state.commit_run(run_id, rows)
+    assert state.get_run(run_id) == before
+    assert len(list(state.run_changes(run_id))) == 6
+
+
+@in_loop
+async def test_a_failing_commit_leaves_no_trace(state: StateDB) -> None:
+    data = _data()
+    await capture_run(state, FakeReader(data))
+    data["db"]["s"][0]["v"] = "changed"
+    del data["db"]["s"][5]
+    run_id, rows, _ = await capture_run(state, FakeReader(data), commit=False)
+    bad = [*rows, {**rows[0], "run_id": "someone-else"}]
+    with pytest.raises(StateError, match="someone-else"):
+        state.commit_run(run_id, bad)
+    run = state.get_run(run_id)
+    assert run is not None and run.status == "read" and run.pending
+    assert len(list(state.iter_records("app", ORIGIN, "db", "s"))) == 6
+    assert list(state.run_changes(run_id)) == []
+    assert state.commit_run(run_id, rows)
+    assert len(list(state.iter_records("app", ORIGIN, "db", "s"))) == 5
+
+
+@in_loop
+async def test_only_a_pending_run_can_be_committed(state: StateDB) -> None:
+    run_id = state.start_run("app")
+    with pytest.raises(StateError, match="no spool to commit"):
+        state.commit_run(run_id, [])
+    with pytest.raises(StateError, match="no run"):
+        state.commit_run("nope", [])
+
+
+@in_loop
+async def test_fail_run_keeps_a_pending_spool_pending_and_a_commit_committed(
+    state: StateDB,
+) -> None:
+    run_id, rows, _ = await capture_run(state, FakeReader(_data()), commit=False)
+    state.fail_run(run_id, "sending failed: boom")
+    run = state.get_run(run_id)
+    assert run is not None and (run.status, run.pending, run.error) == (
+        "failed",
+        True,
+        "sending failed: boom",
+    )
+    assert [r.id for r in state.pending_runs("app")] == [run_id]
+    assert state.commit_run(run_id, rows)
+    state.fail_run(run_id, "too late")
+    run = state.get_run(run_id)
+    assert run is not None and run.status == "committed" and not run.pending
+
+
+@in_loop
+async def test_stores_track_records_bytes_and_runs(state: StateDB) -> None:
+    data = _data()
+    first, _, _ = await capture_run(state, FakeReader(data))
+    (store,) = state.list_stores()
+    assert (store.target, store.origin, store.db, store.store) == ("app", ORIGIN, "db", "s")
+    assert store.key_path == "id" and not store.auto_increment
+    assert store.indexes == [
+        {"name": "by_x", "key_path": "x", "unique": False, "multi_entry": False}
+    ]
+    values = [json.dumps({"id": n, "v": "x" * n}, separators=(",", ":")) for n in range(6)]
+    assert (store.records, store.bytes) == (6, sum(len(v) for v in values))
+    assert (store.first_run, store.last_run, store.last_changed_run) == (first, first, first)
+    data["db"]["s"][1]["v"] = "yyyyyyyyyy"  # 9 more bytes
+    del data["db"]["s"][2]
+    data["db"]["s"][9] = {"id": 9}
+    second, _, _ = await capture_run(state, FakeReader(data))
+    (store,) = state.list_stores(target="app")
+    assert store.records == 6
+    assert store.bytes == sum(len(v) for v in values) + 9 - len(values[2]) + len('{"id":9}')
+    assert (store.last_run, store.last_changed_run) == (second, second)
+    third, _, _ = await capture_run(state, FakeReader(data))
+    (store,) = state.list_stores()
+    assert (store.last_run, store.last_changed_run, store.last_complete) == (third, second, True)
+    assert state.list_stores(target="other") == []
+
+
+@in_loop
+async def test_history_is_kept_for_keep_runs_runs_per_target(tmp_path: Path) -> None:
+    with StateDB.open(tmp_path / "state", keep_runs=2) as state:
+        data = _data()
+        runs = []
+        for n in range(4):
+            data["db"]["s"][0]["v"] = f"v{n}"
+            runs.append((await capture_run(state, FakeReader(data)))[0])
+        kept = [run.id for run in state.list_runs(target="app")]
+        assert kept == runs[:1:-1]
+        assert [c.op for c in state.run_changes(runs[3])] == ["+U"]
+        conn = state.connect()
+        assert conn.execute("SELECT count(*) FROM changes").fetchone() == (2,)
+        assert conn.execute("SELECT count(*) FROM run_stores").fetchone() == (2,)
+        conn.close()
+
+
+@in_loop
+async def test_list_runs_filters_by_target_status_and_limit(state: StateDB) -> None:
+    first, _, _ = await capture_run(state, FakeReader(_data()))
+    failed = state.start_run("other")
+    state.fail_run(failed, "page error")
+    running = state.start_run("app")
+    assert [r.id for r in state.list_runs()] == [running, failed, first]
+    assert [r.id for r in state.list_runs(target="app")] == [running, first]
+    assert [r.id for r in state.list_runs(status="failed")] == [failed]
+    assert [r.id for r in state.list_runs(status=["running", "committed"])] == [running, first]
+    assert [r.id for r in state.list_runs(limit=1)] == [running]
+    run = state.get_run(first)
+    assert run is not None
+    assert (run.target, run.origin, run.records, run.inserted, run.rows) == (
+        "app",
+        ORIGIN,
+        6,
+        6,
+        6,
+    )
+    assert run.started_at <= run.read_at <= run.finished_at  # type: ignore[operator]
+    assert run.seq == 1 and state.get_run("nope") is None
+    (store,) = state.run_stores(first)
+    assert (store.db, store.store, store.inserted, store.complete) == ("db", "s", 6, True)
+
+
+@in_loop
+async def test_records_by_key_and_as_of_an_earlier_run(state: StateDB) -> None:
+    data = _data()
+    first, _, _ = await capture_run(state, FakeReader(data))
+    data["db"]["s"][1]["v"] = "changed"
+    del data["db"]["s"][2]
+    data["db"]["s"][7] = {"id": 7}
+    second, _, _ = await capture_run(state, FakeReader(data))
+    data["db"]["s"][1]["v"] = "again"
+    await capture_run(state, FakeReader(data))
+
+    (one,) = state.iter_records("app", ORIGIN, "db", "s", key="1")
+    assert json.loads(one.value or "") == {"id": 1, "v": "again"}
+    assert (one.first_seen_run, one.last_changed_run) != (None, None)
+
+    then = {r.key: r for r in state.iter_records("app", ORIGIN, "db", "s", as_of=first)}
+    assert sorted(then, key=int) == ["0", "1", "2", "3", "4", "5"]
+    assert then["0"].value is not None  # unchanged since: the value is known
+    assert then["1"].value is None and then["2"].value is None  # changed since: hash only
+    original = FakeReader(_data()).read_store(FakeReader(_data()).schemas()[0].stores[0])
+    hashes = {r.key: r.value_hash async for batch in original for r in batch}
+    assert {k: r.value_hash for k, r in then.items()} == hashes
+
+    middle = {r.key for r in state.iter_records("app", ORIGIN, "db", "s", as_of=second)}
+    assert middle == {"0", "1", "3", "4", "5", "7"}
+    (only,) = state.iter_records("app", ORIGIN, "db", "s", key="1", as_of=second)
+    assert only.value is None
+    with pytest.raises(StateError, match="not a committed run"):
+        list(state.iter_records("app", ORIGIN, "db", "s", as_of="nope"))
