@@ -1,0 +1,307 @@
+"""Change capture against the committed snapshot, with a fake reader that keeps the contract.
+
+`FakeReader` and `fake_opener` are shared with the harvest and recovery tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harvester.capture import Capture
+from harvester.codec import value_hash
+from harvester.reader import DatabaseSchema, IndexSchema, Problem, Record, StoreSchema
+from harvester.spool import SpoolWriter, read_rows
+from harvester.state import RunStore, StateDB
+
+ORIGIN = "http://fake.test"
+Data = dict[str, dict[str, dict[Any, Any]]]  # db → store → key → value (plain JSON)
+
+
+def in_loop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test in a fresh event loop (the project does not use pytest-asyncio)."""
+
+    @functools.wraps(test)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+
+    return wrapper
+
+
+def text(value: Any) -> str:
+    """Plain JSON is typed JSON; canonical means sorted object keys, no spaces."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def record(key: Any, value: Any) -> Record:
+    value_text = text(value)
+    return Record(text(key), value_text, value_hash(value_text))
+
+
+class FakeStoreRead:
+    """A store read in batches; `fail_after` batches, it stops incomplete as a failed read does."""
+
+    def __init__(
+        self, store: StoreSchema, records: list[Record], batch: int, fail_after: int | None
+    ):
+        self.store = store
+        self._records = records
+        self._batch = batch
+        self._fail_after = fail_after
+        self.complete = False
+        self.problems: list[Problem] = []
+        self.records = 0
+        self.bytes = 0
+
+    async def __aiter__(self) -> AsyncIterator[list[Record]]:
+        for number, start in enumerate(range(0, len(self._records), self._batch)):
+            if number == self._fail_after:
+                self.problems.append(Problem(self.store.db, self.store.name, None, "store threw"))
+                return
+            batch = self._records[start : start + self._batch]
+            self.records += len(batch)
+            self.bytes += sum(len(r.key) + len(r.value) for r in batch)
+            yield batch
+        self.complete = self._fail_after is None or self._fail_after * self._batch >= len(
+            self._records
+        )
+        if not self.complete:
+            self.problems.append(Problem(self.store.db, self.store.name, None, "store threw"))
+
+
+class FakeReader:
+    """An origin's IndexedDB as nested dicts, read like `OriginReader` reads a page."""
+
+    def __init__(
+        self, data: Data, *, batch: int = 2, broken: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        self.data = data
+        self.batch = batch
+        self.broken = set(broken)
+        self.problems: list[Problem] = []
+
+    def schemas(self) -> list[DatabaseSchema]:
+        return [
+            DatabaseSchema(
+                name=db,
+                version=1,
+                stores=tuple(
+                    StoreSchema(
+                        db=db,
+                        db_version=1,
+                        name=name,
+                        key_path="id",
+                        auto_increment=False,
+                        indexes=(IndexSchema("by_x", "x", False, False),),
+                        count=len(records),
+                    )
+                    for name, records in sorted(stores.items())
+                ),
+            )
+            for db, stores in sorted(self.data.items())
+        ]
+
+    async def schema(self) -> list[DatabaseSchema]:
+        return self.schemas()
+
+    def read_store(self, store: StoreSchema) -> FakeStoreRead:
+        items = sorted(self.data[store.db][store.name].items(), key=lambda kv: text(kv[0]))
+        records = [record(key, value) for key, value in items]
+        fail_after = 1 if (store.db, store.name) in self.broken else None
+        return FakeStoreRead(store, records, self.batch, fail_after)
+
+    async def close(self) -> None:
+        pass
+
+
+def fake_opener(
+    reader: FakeReader,
+) -> Callable[[], AbstractAsyncContextManager[tuple[str, FakeReader]]]:
+    @asynccontextmanager
+    async def opened() -> AsyncIterator[tuple[str, FakeReader]]:
+        yield ORIGIN, reader
+
+    return opened
+
+
+async def capture_run(
+    state: StateDB, reader: FakeReader, *, full: bool = False, commit: bool = True
+) -> tuple[str, list[dict[str, Any]], list[RunStore]]:
+    """One run through capture and (unless told not to) commit: (run id, rows, stores)."""
+    run_id = state.start_run("app", full=full)
+    writer = SpoolWriter(state.spool_dir, run_id=run_id, target="app", origin=ORIGIN)
+    capture = Capture(state, writer, target="app", origin=ORIGIN, full=full)
+    stores = []
+    for database in await reader.schema():
+        for store in database.stores:
+            stores.append(await capture.store(store, reader.read_store(store)))
+    capture.close()
+    spool = writer.finish()
+    state.mark_read(run_id, origin=ORIGIN, stores=stores, rows=spool.rows)
+    rows = list(read_rows(spool.path))
+    if commit:
+        assert state.commit_run(run_id, rows)
+    return run_id, rows, stores
+
+
+def ops(rows: list[dict[str, Any]]) -> list[tuple[str, str, Any]]:
+    ordered = sorted(rows, key=lambda row: (row["op"], row["store"], row["key"]))
+    return [(row["op"], row["store"], json.loads(row["key"])) for row in ordered]
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Iterator[StateDB]:
+    db = StateDB.open(tmp_path / "state")
+    yield db
+    db.close()
+
+
+def _data() -> Data:
+    return {
+        "shop": {
+            "orders": {n: {"id": n, "x": f"order {n}"} for n in range(10)},
+            "notes": {f"n{n}": {"id": f"n{n}", "x": n} for n in range(5)},
+        }
+    }
+
+
+@in_loop
+async def test_first_run_inserts_everything_then_an_unchanged_run_emits_nothing(
+    state: StateDB,
+) -> None:
+    data = _data()
+    _, rows, stores = await capture_run(state, FakeReader(data))
+    assert {row["op"] for row in rows} == {"+I"} and len(rows) == 15
+    assert [(s.store, s.inserted, s.complete) for s in stores] == [
+        ("notes", 5, True),
+        ("orders", 10, True),
+    ]
+    _, rows, stores = await capture_run(state, FakeReader(data))
+    assert rows == []
+    assert [(s.store, s.unchanged, s.inserted + s.updated + s.deleted) for s in stores] == [
+        ("notes", 5, 0),
+        ("orders", 10, 0),
+    ]
+
+
+@in_loop
+async def test_three_added_two_changed_one_deleted_gives_exactly_six_rows(state: StateDB) -> None:
+    data = _data()
+    await capture_run(state, FakeReader(data))
+    orders = data["shop"]["orders"]
+    for n in (10, 11, 12):
+        orders[n] = {"id": n, "x": "new"}
+    orders[3]["x"] = "changed"
+    data["shop"]["notes"]["n1"]["x"] = 100
+    del orders[7]
+    run_id, rows, stores = await capture_run(state, FakeReader(data))
+    assert ops(rows) == [
+        ("+I", "orders", 10),
+        ("+I", "orders", 11),
+        ("+I", "orders", 12),
+        ("+U", "notes", "n1"),
+        ("+U", "orders", 3),
+        ("-D", "orders", 7),
+    ]
+    changed = next(r for r in rows if r["op"] == "+U" and r["store"] == "orders")
+    assert json.loads(changed["value"]) == {"id": 3, "x": "changed"}
+    assert [(s.store, s.inserted, s.updated, s.deleted, s.unchanged) for s in stores] == [
+        ("notes", 0, 1, 0, 4),
+        ("orders", 3, 1, 1, 8),
+    ]
+    # The snapshot now holds the new state and the history exactly these changes.
+    keys = {json.loads(r.key) for r in state.iter_records("app", ORIGIN, "shop", "orders")}
+    assert keys == set(orders)
+    assert sorted((c.op, c.store, c.key) for c in state.run_changes(run_id)) == [
+        ("+I", "orders", "10"),
+        ("+I", "orders", "11"),
+        ("+I", "orders", "12"),
+        ("+U", "notes", '"n1"'),
+        ("+U", "orders", "3"),
+        ("-D", "orders", "7"),
+    ]
+
+
+@in_loop
+async def test_a_failed_store_read_emits_no_deletes_and_says_so(state: StateDB) -> None:
+    data = _data()
+    await capture_run(state, FakeReader(data))
+    data["shop"]["orders"][0]["x"] = "changed"  # in the first batch, which is read
+    data["shop"]["notes"].clear()  # a complete read: all five are gone
+    run_id, rows, stores = await capture_run(state, FakeReader(data, broken=[("shop", "orders")]))
+    assert ops(rows) == [("+U", "orders", 0)] + [("-D", "notes", f"n{n}") for n in range(5)]
+    orders = next(s for s in stores if s.store == "orders")
+    assert not orders.complete and orders.deleted == 0
+    assert orders.problems == [{"key": None, "message": "store threw"}]
+    run = state.get_run(run_id)
+    assert run is not None and run.incomplete_stores == 1
+    # The keys the failed read never reached are still in the snapshot.
+    left = [json.loads(r.key) for r in state.iter_records("app", ORIGIN, "shop", "orders")]
+    assert sorted(left) == list(range(10))
+
+
+@in_loop
+async def test_full_run_spools_every_record_as_insert_and_keeps_the_true_diff(
+    state: StateDB,
+) -> None:
+    data = _data()
+    await capture_run(state, FakeReader(data))
+    data["shop"]["orders"][1]["x"] = "changed"
+    del data["shop"]["orders"][2]
+    run_id, rows, stores = await capture_run(state, FakeReader(data), full=True)
+    assert ops(rows).count(("-D", "orders", 2)) == 1
+    assert sorted(r["op"] for r in rows) == ["+I"] * 14 + ["-D"]
+    orders = next(s for s in stores if s.store == "orders")
+    assert (orders.inserted, orders.updated, orders.deleted, orders.unchanged) == (0, 1, 1, 8)
+    assert orders.rows == 10
+    assert sorted((c.op, json.loads(c.key)) for c in state.run_changes(run_id)) == [
+        ("+U", 1),
+        ("-D", 2),
+    ]
+    _, rows, _ = await capture_run(state, FakeReader(data))
+    assert rows == []
+
+
+@in_loop
+async def test_lone_surrogates_never_crash_and_match_on_the_next_run(state: StateDB) -> None:
+    escaped = Record('"k\\ud800"', '"v\\udfff"', value_hash('"v\\udfff"'))
+    raw = Record('"r\ud800"', '"v\udc00"', "rawhash")
+    reader = FakeReader({"db": {"s": {}}})
+    reader.read_store = lambda store: FakeStoreRead(store, [escaped, raw], 10, None)  # type: ignore[method-assign]
+    _, rows, _ = await capture_run(state, reader)
+    assert [(r["key"], r["value"]) for r in rows] == [
+        ('"k\\ud800"', '"v\\udfff"'),
+        ('"r\\ud800"', '"v\\udc00"'),
+    ]
+    _, rows, stores = await capture_run(state, reader)
+    assert rows == [] and stores[0].unchanged == 2
+
+
+@in_loop
+async def test_batches_larger_than_one_lookup(state: StateDB) -> None:
+    data: Data = {"db": {"big": {n: {"id": n} for n in range(1234)}}}
+    await capture_run(state, FakeReader(data, batch=1000))
+    del data["db"]["big"][1233]
+    data["db"]["big"][5] = {"id": 5, "x": 1}
+    _, rows, stores = await capture_run(state, FakeReader(data, batch=1000))
+    assert ops(rows) == [("+U", "big", 5), ("-D", "big", 1233)]
+    assert stores[0].unchanged == 1232
+
+
+@in_loop
+async def test_capture_leaves_the_snapshot_alone_until_commit(state: StateDB) -> None:
+    data = _data()
+    await capture_run(state, FakeReader(data))
+    data["shop"]["orders"].clear()
+    run_id, rows, _ = await capture_run(state, FakeReader(data), commit=False)
+    assert len(rows) == 10
+    assert len(list(state.iter_records("app", ORIGIN, "shop", "orders"))) == 10
+    assert state.commit_run(run_id, rows)
+    assert list(state.iter_records("app", ORIGIN, "shop", "orders")) == []
