@@ -1,17 +1,96 @@
-"""`harvester diff`: show what changed between two runs."""
+"""`harvester diff`: what changed between two runs of a target, field by field."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Any
 
-from harvester.commands._pending import register_pending
+from harvester.errors import UsageError
+from harvester.inspect.options import (
+    format_options,
+    open_state,
+    output_format,
+    positive_int,
+    state_options,
+)
+from harvester.inspect.render import Column, to_json, write_rows
+
+COLUMNS = (
+    Column("db", "db"),
+    Column("store", "store"),
+    Column("op", "op"),
+    Column("key_text", "key"),
+    Column("field", "field"),
+    Column("old", "old"),
+    Column("new", "new"),
+)
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    register_pending(
-        subparsers,
-        common,
-        name="diff",
+    parser = subparsers.add_parser(
+        "diff",
+        parents=[common, state_options(), format_options()],
         help="show what changed between two runs",
-        feature="it arrives with QA inspection (issue 7)",
+        description=(
+            "Show the records added, changed (field by field) and removed between two runs of "
+            "one target: `diff RUN_A RUN_B`, or `diff --target T --last N` for the N-th last "
+            "committed run against the last one (`--last 2`: what the last run changed)."
+        ),
     )
+    parser.add_argument("runs", metavar="RUN", nargs="*", help="RUN_A RUN_B")
+    parser.add_argument("--target", metavar="T", help="with --last: the target")
+    parser.add_argument("--last", metavar="N", type=positive_int, help="with --target: N ≥ 2")
+    parser.set_defaults(func=run)
+
+
+def _flat_rows(stores: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One table/CSV row per changed field (or per added/removed record)."""
+    rows: list[dict[str, Any]] = []
+    for store in stores:
+        base = {"db": store["db"], "store": store["store"]}
+        for op in ("added", "changed", "removed"):
+            for record in store[op]:
+                row = {**base, "op": op, "key_text": record["key_text"]}
+                if op == "changed" and record["fields"] is not None:
+                    rows += [{**row, **f} for f in record["fields"]]
+                elif op == "changed":
+                    rows.append({**row, "old": record["old_hash"], "new": record["new_hash"]})
+                else:
+                    rows.append({**row, **_whole(record, op)})
+    return rows
+
+
+def _whole(record: dict[str, Any], op: str) -> dict[str, str | None]:
+    side = "new" if op == "added" else "old"
+    value = record[f"{side}_text"]
+    return {side: value if value is not None else f"hash {record[f'{side}_hash']}"}
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.last is not None or args.target is not None:
+        if args.runs or args.last is None or args.target is None:
+            raise UsageError("give either RUN_A RUN_B, or --target T --last N")
+        if args.last < 2:
+            raise UsageError("--last wants 2 or more: the N-th last committed run is the base")
+    elif len(args.runs) != 2:
+        raise UsageError("give either RUN_A RUN_B, or --target T --last N")
+    with open_state(args) as reader:
+        if args.last is not None:
+            run_a, run_b = reader.last_runs(args.target, args.last)
+        else:
+            run_a, run_b = reader.run(args.runs[0]), reader.run(args.runs[1])
+        stores = reader.diff_runs(run_a, run_b)
+    payload = {
+        "target": run_b.target,
+        "from_run": run_a.id,
+        "to_run": run_b.id,
+        "stores": [s.as_dict() for s in stores],
+    }
+    fmt = output_format(args)
+    if fmt == "json":
+        sys.stdout.write(to_json(payload) + "\n")
+    else:
+        title = f"{run_b.target}: {run_a.id} → {run_b.id}"
+        write_rows(_flat_rows(payload["stores"]), COLUMNS, fmt, sys.stdout, title=title)
+    return 0

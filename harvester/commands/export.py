@@ -1,17 +1,134 @@
-"""`harvester export`: export a target's current snapshot."""
+"""`harvester export`: write a target's committed snapshot to a JSON-lines or CSV file."""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
 
-from harvester.commands._pending import register_pending
+from harvester.errors import UsageError
+from harvester.inspect.options import open_state, state_options
+from harvester.inspect.queries import StateReader
+from harvester.inspect.schema import top_level_fields
+from harvester.state import Store
+
+BASE_FIELDS = ("target", "origin", "db", "store", "key")
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    register_pending(
-        subparsers,
-        common,
-        name="export",
+    parser = subparsers.add_parser(
+        "export",
+        parents=[common, state_options()],
         help="export a target's current snapshot",
-        feature="it arrives with QA inspection (issue 7)",
+        description=(
+            "Write the committed records of a target to FILE: JSON lines (one record per line, "
+            "key and value as typed JSON) or CSV (one column per top-level field of the values, "
+            "each cell the field's typed JSON, strings unquoted)."
+        ),
     )
+    parser.add_argument("target", metavar="TARGET")
+    parser.add_argument("--db", action="append", default=[], help="only this database (repeatable)")
+    parser.add_argument("--store", action="append", default=[], help="only this store (repeatable)")
+    parser.add_argument("--out", metavar="FILE", type=Path, required=True, help="output file")
+    parser.add_argument(
+        "--format",
+        choices=("jsonl", "csv"),
+        default=None,
+        help="file format (default: csv for a .csv file, else jsonl)",
+    )
+    parser.set_defaults(func=run)
+
+
+def _cell(node: Any) -> str:
+    if isinstance(node, str):
+        return node
+    return json.dumps(node, ensure_ascii=False, separators=(",", ":"))
+
+
+def run(args: argparse.Namespace) -> int:
+    fmt = args.format or ("csv" if args.out.suffix.lower() == ".csv" else "jsonl")
+    with open_state(args) as reader:
+        stores = reader.stores(target=args.target)
+        for name, kind, known in (
+            (args.db, "database", sorted({s.db for s in stores})),
+            (args.store, "store", sorted({s.store for s in stores})),
+        ):
+            unknown = [n for n in name if n not in known]
+            if unknown:
+                raise UsageError(
+                    f"unknown {kind} {unknown[0]!r} for target {args.target!r}; "
+                    f"known: {', '.join(known) or '(none)'}"
+                )
+        stores = [
+            s
+            for s in stores
+            if (not args.db or s.db in args.db) and (not args.store or s.store in args.store)
+        ]
+        # Written beside the target and renamed at the end, so a failed export leaves no half file.
+        part = args.out.with_name(args.out.name + ".part")
+        try:
+            with part.open("w", encoding="utf-8", newline="") as out:
+                if fmt == "jsonl":
+                    count = _write_jsonl(out, reader, stores)
+                else:
+                    count = _write_csv(out, reader, stores)
+            part.replace(args.out)
+        finally:
+            part.unlink(missing_ok=True)
+    print(f"exported {count:,} records to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _write_jsonl(out: TextIO, reader: StateReader, stores: list[Store]) -> int:
+    count = 0
+    for store in stores:
+        for record in reader.records(store):
+            row = {
+                "target": store.target,
+                "origin": store.origin,
+                "db": store.db,
+                "store": store.store,
+                "key": json.loads(record.key),
+                "value": json.loads(record.value or "null"),
+                "value_hash": record.value_hash,
+                "first_seen_run": record.first_seen_run,
+                "last_changed_run": record.last_changed_run,
+            }
+            out.write(json.dumps(row, ensure_ascii=True) + "\n")
+            count += 1
+    return count
+
+
+def _write_csv(out: TextIO, reader: StateReader, stores: list[Store]) -> int:
+    # The header comes first, so one pass collects the union of top-level fields. Field columns
+    # are `value.<field>` (never clashing with the base columns) and a value that is not an
+    # object goes to `value`.
+    columns: dict[str, None] = {}
+    for store in stores:
+        for value in reader.parsed_values(store):
+            fields = top_level_fields(value)
+            names = ["value"] if fields is None else [f"value.{name}" for name in fields]
+            columns.update(dict.fromkeys(names))
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*BASE_FIELDS, *columns])
+    count = 0
+    for store in stores:
+        for record in reader.records(store):
+            value = json.loads(record.value or "null")
+            fields = top_level_fields(value)
+            cells = (
+                {"value": value} if fields is None else {f"value.{k}": v for k, v in fields.items()}
+            )
+            base = [
+                store.target,
+                store.origin,
+                store.db,
+                store.store,
+                _cell(json.loads(record.key)),
+            ]
+            writer.writerow(base + [_cell(cells[c]) if c in cells else "" for c in columns])
+            count += 1
+    return count

@@ -1,0 +1,62 @@
+"""Options and helpers shared by the inspection commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from harvester.inspect.queries import StateReader
+from harvester.inspect.render import FORMATS, default_format
+
+
+def state_options() -> argparse.ArgumentParser:
+    """A parent parser with `--state`, which bypasses the config to read a given state DB."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument(
+        "--state",
+        metavar="PATH",
+        type=Path,
+        help="state database file, or the state folder holding it (default: from the config)",
+    )
+    return parser
+
+
+def format_options() -> argparse.ArgumentParser:
+    """A parent parser with `--format table|json|csv`."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="output format (default: table on a terminal, else json)",
+    )
+    return parser
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more: {text}")
+    return value
+
+
+def output_format(args: argparse.Namespace, out: TextIO | None = None) -> str:
+    return args.format or default_format(out or sys.stdout)
+
+
+def state_path(args: argparse.Namespace) -> Path:
+    """`--state` (the state DB file or its folder), else the configured state folder."""
+    if args.state is not None:
+        return Path(args.state)
+    from harvester.settings import load_settings
+
+    return Path(load_settings(Path(args.config) if args.config else None).state.dir)
+
+
+def open_state(args: argparse.Namespace) -> StateReader:
+    return StateReader(state_path(args))

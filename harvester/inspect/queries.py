@@ -1,0 +1,245 @@
+"""Read-only access to the state DB for inspection: the one place in `harvester.inspect` that
+knows the state DB's tables.
+
+It builds on `harvester.state.StateDB`'s read-only query API (opened `readonly`, so `mode=ro`:
+nothing here can change the DB, and a missing file is an error instead of a new empty DB) and
+adds the few queries inspection needs beyond it, each marked below.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from harvester.errors import StateError, UsageError
+from harvester.inspect.diff import Change, StoreDiff, net_diff
+from harvester.state import DB_NAME, RUN_STATUSES, Run, SnapshotRecord, StateDB, Store
+
+LISTED = 20  # known names an error message lists before "…"
+LOOKUP_CHUNK = 500  # keys per `IN (…)` lookup, far below SQLite's variable limit
+
+
+def _unknown(kind: str, wanted: str, known: Sequence[str], where: str = "") -> UsageError:
+    shown = ", ".join(repr(k) for k in known[:LISTED]) + (", …" if len(known) > LISTED else "")
+    return UsageError(f"unknown {kind} {wanted!r}{where}; known: {shown or '(none)'}")
+
+
+def run_dict(run: Run) -> dict[str, Any]:
+    """A run as JSON-ready data, with its duration in seconds."""
+    data = asdict(run)
+    for name in ("started_at", "read_at", "finished_at"):
+        moment = data[name]
+        data[name] = None if moment is None else moment.isoformat()
+    duration = None
+    if run.finished_at is not None:
+        duration = round((run.finished_at - run.started_at).total_seconds(), 3)
+    data["duration_s"] = duration
+    return data
+
+
+def store_dict(store: Store) -> dict[str, Any]:
+    return asdict(store)
+
+
+def db_file(path: Path) -> Path:
+    """The state DB file of `path`, which names the file or the state folder holding it."""
+    return path / DB_NAME if path.is_dir() else path
+
+
+class StateReader:
+    """A read-only view of one state DB."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = db_file(path)
+        if not self.path.is_file():
+            raise UsageError(f"no state database at {self.path}: run a harvest first")
+        if self.path.name == DB_NAME:
+            self._state = StateDB.open(self.path.parent, readonly=True)
+        else:
+            self._state = StateDB(self.path, readonly=True)
+        self._conn = self._state.connect(readonly=True)
+        columns = {row[1] for row in self._sql("PRAGMA table_info(changes)")}
+        # Old and new values in the history make diffs field by field; a state DB without
+        # them still diffs, by hash, where the snapshot no longer holds a side's value.
+        self._history_values = {"old_value", "new_value"} <= columns
+
+    def close(self) -> None:
+        self._conn.close()
+        self._state.close()
+
+    def __enter__(self) -> StateReader:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _sql(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StateError(f"reading the state database {self.path} failed: {exc}") from exc
+
+    # ---- runs --------------------------------------------------------------------------------
+
+    def targets(self) -> list[str]:
+        """Every target with a run or a store (beyond StateDB's API)."""
+        rows = self._sql("SELECT target FROM runs UNION SELECT target FROM stores ORDER BY 1")
+        return [row[0] for row in rows]
+
+    def check_target(self, target: str) -> None:
+        known = self.targets()
+        if target not in known:
+            raise _unknown("target", target, known)
+
+    def runs(
+        self,
+        *,
+        target: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        oldest_first: bool = False,
+    ) -> list[Run]:
+        """Runs, newest first (or oldest first), optionally of one target and status."""
+        if target is not None:
+            self.check_target(target)
+        if status is not None and status not in RUN_STATUSES:
+            raise _unknown("status", status, RUN_STATUSES)
+        runs = self._state.list_runs(target=target, status=status, limit=limit)  # type: ignore[arg-type]
+        return runs[::-1] if oldest_first else runs
+
+    def run(self, run_id: str) -> Run:
+        found = self._state.get_run(run_id)
+        if found is None:
+            recent = [r.id for r in self._state.list_runs(limit=LISTED + 1)]
+            raise _unknown("run", run_id, recent, " (newest listed first)")
+        return found
+
+    def last_runs(self, target: str, count: int) -> tuple[Run, Run]:
+        """The `count`-th last committed run of `target` and its last committed run."""
+        committed = self.runs(target=target, status="committed", limit=count)
+        if len(committed) < count:
+            raise UsageError(
+                f"target {target!r} has {len(committed)} committed runs kept, "
+                f"fewer than --last {count}"
+            )
+        return committed[-1], committed[0]
+
+    # ---- stores and records ------------------------------------------------------------------
+
+    def stores(self, *, target: str | None = None) -> list[Store]:
+        if target is not None:
+            self.check_target(target)
+        return self._state.list_stores(target=target)
+
+    def store(self, target: str, db: str, store: str) -> Store:
+        """One store; an unknown target, db or store is an error listing what exists."""
+        stores = self.stores(target=target)
+        dbs = sorted({s.db for s in stores})
+        if db not in dbs:
+            raise _unknown("database", db, dbs, f" of target {target!r}")
+        names = [s.store for s in stores if s.db == db]
+        if store not in names:
+            raise _unknown("store", store, names, f" in database {db!r} of target {target!r}")
+        # One target may have served several origins over time; the latest-run one wins.
+        found = [s for s in stores if s.db == db and s.store == store]
+        return max(found, key=lambda s: s.last_run)
+
+    def records(
+        self,
+        store: Store,
+        *,
+        keys: Sequence[str] | None = None,
+        as_of: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[SnapshotRecord]:
+        """The store's records (first-seen order), or only `keys`, now or as of a run."""
+        if as_of is not None:
+            run = self.run(as_of)
+            if run.target != store.target or run.status != "committed":
+                raise UsageError(f"run {as_of!r} is not a committed run of {store.target!r}")
+        ident = (store.target, store.origin, store.db, store.store)
+        selections: Sequence[str | None] = list(keys) if keys is not None else [None]
+        count = 0
+        for key in selections:
+            for record in self._state.iter_records(*ident, key=key, as_of=as_of):
+                yield record
+                count += 1
+                if limit is not None and count >= limit:
+                    return
+
+    def parsed_values(self, store: Store, *, limit: int | None = None) -> Iterator[Any]:
+        """The current values of a store as parsed typed JSON."""
+        for record in self.records(store, limit=limit):
+            if record.value is not None:
+                yield json.loads(record.value)
+
+    # ---- changes -----------------------------------------------------------------------------
+
+    def diff_runs(self, run_a: Run, run_b: Run, *, store: Store | None = None) -> list[StoreDiff]:
+        """What changed after `run_a` up to and including `run_b` (both of one target)."""
+        if run_a.target != run_b.target:
+            raise UsageError(
+                f"runs {run_a.id!r} and {run_b.id!r} are of different targets "
+                f"({run_a.target!r}, {run_b.target!r})"
+            )
+        for run in (run_a, run_b):
+            if run.seq is None:
+                raise UsageError(f"run {run.id!r} is {run.status}: only committed runs diff")
+        assert run_a.seq is not None and run_b.seq is not None  # checked just above
+        if run_a.seq > run_b.seq:
+            raise UsageError(f"run {run_a.id!r} is newer than {run_b.id!r}: give the older first")
+        between = [
+            r
+            for r in self.runs(target=run_a.target, status="committed", oldest_first=True)
+            if r.seq is not None and run_a.seq < r.seq <= run_b.seq
+        ]
+        return self._diff(run_a.target, [r.id for r in between], store)
+
+    def run_diff(self, run_id: str, *, store: Store | None = None) -> list[StoreDiff]:
+        """What one committed run changed."""
+        target = store.target if store is not None else self.run(run_id).target
+        return self._diff(target, [run_id], store)
+
+    def _diff(self, target: str, run_ids: Sequence[str], store: Store | None) -> list[StoreDiff]:
+        changes = [c for run_id in run_ids for c in self._changes(run_id, store)]
+        return net_diff(changes, self._current_values(target, changes))
+
+    def _changes(self, run_id: str, store: Store | None) -> Iterator[Change]:
+        if self._history_values:
+            # Beyond StateDB's API: the history's values, when the state DB keeps them.
+            sql = (
+                "SELECT run_id, db, store, key, op, old_hash, new_hash, old_value, new_value "
+                "FROM changes WHERE run_id = ? ORDER BY rowid"
+            )
+            rows = [Change(*row) for row in self._sql(sql, (run_id,))]
+        else:
+            rows = [
+                Change(c.run_id, c.db, c.store, c.key, c.op, c.old_hash, c.new_hash)
+                for c in self._state.run_changes(run_id)
+            ]
+        for change in rows:
+            if store is None or (change.db, change.store) == (store.db, store.store):
+                yield change
+
+    def _current_values(self, target: str, changes: Sequence[Change]) -> dict[str, str]:
+        """Snapshot values of the changed keys, by hash (beyond StateDB's API: a batch lookup)."""
+        wanted: dict[tuple[str, str], dict[str, None]] = {}
+        for change in changes:
+            if change.new_hash is not None and change.new_value is None:
+                wanted.setdefault((change.db, change.store), {})[change.key] = None
+        values: dict[str, str] = {}
+        for (db, store), keys in wanted.items():
+            unique = list(keys)
+            for start in range(0, len(unique), LOOKUP_CHUNK):
+                chunk = unique[start : start + LOOKUP_CHUNK]
+                rows = self._sql(
+                    "SELECT value_hash, value FROM snapshot WHERE target = ? AND db = ? "
+                    f"AND store = ? AND key IN ({', '.join('?' * len(chunk))})",
+                    (target, db, store, *chunk),
+                )
+                values.update(dict(rows))
+        return values
