@@ -55,6 +55,9 @@ class RunBackend(Protocol):
     def recover(self) -> None:
         """Send and commit the spools of runs read but not committed (blocking)."""
 
+    async def pending(self, target: TargetSettings) -> list[ReadResult]:
+        """Earlier runs of `target` read but not committed; they go before a new read."""
+
     async def begin(self, target: TargetSettings) -> str:
         """Record a new run of `target`; its run id."""
 
@@ -386,6 +389,9 @@ class Daemon:
         started = time.monotonic()
         run_id: str | None = None
         try:
+            for earlier in await self.backend.pending(target):
+                # A new read would diff against a snapshot that lacks these runs' changes.
+                await self._forward(earlier)
             async with self._browsers:
                 run_id = await self.backend.begin(target)
                 status.last_run_id, status.last_started = run_id, _now()
@@ -402,14 +408,12 @@ class Daemon:
                     result = await asyncio.wait_for(self.backend.read(target, run_id), timeout)
                 finally:
                     self.metrics.browsers_alive.dec()
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            await self._queue.put((result, done))
-            await done
+            await self._forward(result)
         except asyncio.CancelledError:
             await self._finish(target, run_id, started, "cancelled", "cancelled at shutdown")
             raise
-        except TimeoutError:
-            reason = f"harvest timed out after {target.limits.harvest_timeout}"
+        except TimeoutError as exc:
+            reason = str(exc) or f"harvest timed out after {target.limits.harvest_timeout}"
             await self._finish(target, run_id, started, "failed", reason)
             return False
         except Exception as exc:
@@ -481,6 +485,12 @@ class Daemon:
                 error,
                 extra={"event": "target_unhealthy", "target": name},
             )
+
+    async def _forward(self, result: ReadResult) -> None:
+        """Hand a finished read to the forwarder; returns once it is committed."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._queue.put((result, done))
+        await done
 
     async def _forward_loop(self) -> None:
         """The one consumer of finished reads: send all waiting in one call, then commit each."""

@@ -80,6 +80,8 @@ class FakeBackend:
         self.committed: list[str] = []
         self.failed: dict[str, str] = {}
         self.cancelled_reads: list[str] = []
+        self.unsent: list[ReadResult] = []
+        self.send_fails = 0
         self.active = 0
         self.max_active = 0
         self.is_writable = True
@@ -88,6 +90,9 @@ class FakeBackend:
 
     def recover(self) -> None:
         self.recovered = True
+
+    async def pending(self, target: Any) -> list[ReadResult]:
+        return [r for r in self.unsent if r.run_id.startswith(target.name + "-")]
 
     async def begin(self, target: Any) -> str:
         return f"{target.name}-{next(self.ids)}"
@@ -112,6 +117,11 @@ class FakeBackend:
 
         time.sleep(self.send_delay)
         self.sends.append([r.run_id for r in results])
+        if self.send_fails:
+            self.send_fails -= 1
+            self.unsent.extend(r for r in results if r not in self.unsent)
+            raise RuntimeError("Flink job failed")
+        self.unsent = [r for r in self.unsent if r not in results]
 
     def commit(self, result: ReadResult) -> None:
         self.committed.append(result.run_id)
@@ -411,3 +421,15 @@ async def test_reload_keeps_a_running_harvest() -> None:
     assert await task == 0
     assert backend.committed == ["a-1"]
     assert "a" not in daemon.health()[1]["targets"]
+
+
+@in_loop
+async def test_a_failed_send_is_sent_again_before_the_next_read() -> None:
+    backend = FakeBackend()
+    backend.send_fails = 1
+    daemon = _daemon(_Settings(targets=(_Target("a", schedule="1h", retries=2),)), backend)
+    assert await _run_for(daemon, 0.8) == 0
+    # Attempt 1 read a-1 and its send failed; attempt 2 sent a-1 first, then read and sent a-2.
+    assert backend.sends == [["a-1"], ["a-1"], ["a-2"]]
+    assert backend.committed == ["a-1", "a-2"]
+    assert backend.failed == {"a-1": "RuntimeError: Flink job failed"}
