@@ -71,12 +71,13 @@ class _Ids:
         return f"{prefix}{self.n}"
 
 
-def chart(runs: Sequence[Run], records_after: Sequence[int]) -> str:
+def chart(runs: Sequence[Run]) -> str:
     """An inline SVG of records after each run and changes made by it, one point per run."""
     count = len(runs)
     inner_w = CHART_WIDTH - 2 * CHART_PAD
     inner_h = CHART_HEIGHT - 2 * CHART_PAD
-    changes = [r.inserted + r.updated + r.deleted for r in runs]
+    right = CHART_PAD + inner_w
+    records_after, changes = run_series(runs)
     top_records = max(records_after, default=0) or 1
     top_changes = max(changes, default=0) or 1
 
@@ -89,12 +90,19 @@ def chart(runs: Sequence[Run], records_after: Sequence[int]) -> str:
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{CHART_WIDTH}" height="{CHART_HEIGHT}" '
         f'viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}" role="img">',
-        f'<line class="axis" x1="{CHART_PAD}" y1="{CHART_PAD + inner_h}" '
-        f'x2="{CHART_PAD + inner_w}" y2="{CHART_PAD + inner_h}"/>',
-        f'<text x="{CHART_PAD}" y="{CHART_PAD - 10}">records (max {top_records:,})</text>',
-        f'<text x="{CHART_PAD + inner_w}" y="{CHART_PAD - 10}" text-anchor="end">'
-        f"changes (max {top_changes:,})</text>",
+        f'<text x="{CHART_PAD - 6}" y="{CHART_PAD - 18}">records</text>',
+        f'<text x="{right + 6}" y="{CHART_PAD - 18}" text-anchor="end">changes</text>',
     ]
+    for share in (0.0, 0.5, 1.0):
+        level = CHART_PAD + inner_h - inner_h * share
+        kind = "axis" if share == 0 else "grid"
+        parts += [
+            f'<line class="{kind}" x1="{CHART_PAD}" y1="{level:.1f}" '
+            f'x2="{right}" y2="{level:.1f}"/>',
+            f'<text x="{CHART_PAD - 6}" y="{level + 4:.1f}" text-anchor="end">'
+            f"{round(top_records * share):,}</text>",
+            f'<text x="{right + 6}" y="{level + 4:.1f}">{round(top_changes * share):,}</text>',
+        ]
     for name, values, top in (
         ("records", records_after, top_records),
         ("changes", changes, top_changes),
@@ -116,21 +124,26 @@ def chart(runs: Sequence[Run], records_after: Sequence[int]) -> str:
         baseline = CHART_PAD + inner_h + 18
         parts.append(f'<text x="{CHART_PAD}" y="{baseline}">{_e(first)}</text>')
         if count > 1:
-            right = CHART_PAD + inner_w
             parts.append(f'<text x="{right}" y="{baseline}" text-anchor="end">{_e(last)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
 
-def records_after_runs(runs: Sequence[Run]) -> list[int]:
-    """Records committed after each run (oldest first); a failed run leaves the count as it was."""
-    counts: list[int] = []
+def run_series(runs: Sequence[Run]) -> tuple[list[int], list[int]]:
+    """Per run (oldest first): records committed after it, and the changes it committed.
+
+    A run that did not commit changed nothing: the count stays as it was and its changes are 0.
+    """
+    records: list[int] = []
+    changes: list[int] = []
     current = 0
     for run in runs:
-        if run.status == "committed":
+        committed = run.status == "committed"
+        if committed:
             current = run.records
-        counts.append(current)
-    return counts
+        records.append(current)
+        changes.append(run.inserted + run.updated + run.deleted if committed else 0)
+    return records, changes
 
 
 def _runs_table(runs: Sequence[Run]) -> str:
@@ -210,10 +223,12 @@ def _diff_rows(records: Sequence[RecordDiff]) -> list[str]:
                 if record.old_value is not None
                 else f"(old value not kept; hash {record.old_hash})"
             )
-        elif record.new_value is not None:
+        elif record.op == "added" and record.new_value is not None:
             detail = pretty_text(record.new_value)
+        elif record.new_value is not None:
+            detail = f"(value before not kept) → {pretty_text(record.new_value)}"
         else:
-            detail = f"(value not kept; hash {record.old_hash} → {record.new_hash})"
+            detail = f"(values not kept; hash {record.old_hash} → {record.new_hash})"
         rows.append(
             f'<tr><td class="op-{record.op}">{record.op}</td>'
             f'<td class="code">{_e(pretty_text(record.key))}</td>'
@@ -268,8 +283,7 @@ def _target_section(reader: StateReader, target: str, number: int, ids: _Ids) ->
         f"<h2>Target {_e(target)}</h2>",
         f'<p class="meta">{len(runs):,} runs; <span class="legend-records">records</span> after '
         'each run and <span class="legend-changes">changes</span> (+I, +U, -D) made by it.</p>',
-        f'<figure class="chart" data-target="{_e(target)}">'
-        f"{chart(runs, records_after_runs(runs))}</figure>",
+        f'<figure class="chart" data-target="{_e(target)}">{chart(runs)}</figure>',
         "<h3>Runs</h3>",
         _runs_table(runs),
     ]
