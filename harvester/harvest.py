@@ -1,0 +1,303 @@
+"""One harvest of one target: read → capture → spool → send → commit, and recovery.
+
+The steps are separate so that the daemon can batch the spools of several runs into one send
+(one Flink job): `read_target` ends with a complete spool and the run `read`; `send` hands
+spools to a `ChangeSink` in one call; `commit` applies one run to the state DB and removes its
+spool. A run never captures while an earlier run of its target waits to be committed, because
+its diff would then repeat that run's changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from harvester.capture import Capture, StoreReadLike
+from harvester.errors import HarvesterError, StateError
+from harvester.settings import format_duration
+from harvester.spool import SPOOL_SUFFIX, SpoolFile, SpoolWriter, read_rows, spool_path
+from harvester.state import Run, RunStore, StateDB
+
+if TYPE_CHECKING:
+    from harvester.reader import DatabaseSchema, Problem, StoreSchema
+    from harvester.settings import Settings, TargetSettings
+
+log = logging.getLogger(__name__)
+
+DIED_DURING_READ = "process died during the read"
+
+
+class ChangeSink(Protocol):
+    """Where changelog rows go: all or nothing per call; raises on failure."""
+
+    def send(self, spools: Sequence[SpoolFile]) -> None: ...
+
+
+class PageReader(Protocol):
+    """What a harvest needs of `reader.OriginReader`."""
+
+    problems: list[Problem]  # about whole databases (one that could not be opened)
+
+    async def schema(self) -> list[DatabaseSchema]: ...
+
+    def read_store(self, store: StoreSchema) -> StoreReadLike: ...
+
+
+# Opens the target and yields (origin, reader); tests pass their own.
+Opener = Callable[[], AbstractAsyncContextManager[tuple[str, PageReader]]]
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A run as the state DB recorded it, with its stores."""
+
+    run: Run
+    stores: list[RunStore]
+
+
+@dataclass
+class Recovery:
+    """What `recover` found and did."""
+
+    died: list[str] = field(default_factory=list)  # runs left `running`, now failed
+    sent: list[str] = field(default_factory=list)  # pending runs sent and committed
+    unsent: dict[str, str] = field(default_factory=dict)  # pending run → why it is still pending
+    lost: list[str] = field(default_factory=list)  # pending runs whose spool file was gone
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line reason for a run's `error`."""
+    text = str(exc).strip().splitlines()
+    if not text:
+        return type(exc).__name__
+    # Our own errors and our timeouts already say what happened; others need their type.
+    if isinstance(exc, HarvesterError | TimeoutError):
+        return text[0]
+    return f"{type(exc).__name__}: {text[0]}"
+
+
+def summary(state: StateDB, run_id: str) -> RunSummary:
+    run = state.get_run(run_id)
+    if run is None:
+        raise StateError(f"no run {run_id!r} in the state database")
+    return RunSummary(run=run, stores=state.run_stores(run_id))
+
+
+@asynccontextmanager
+async def open_reader(
+    settings: Settings, target: TargetSettings
+) -> AsyncIterator[tuple[str, PageReader]]:
+    """The target's page in Chromium, ready, and a reader on it."""
+    # Imported here: Playwright is heavy, and sending, committing and recovery never need it.
+    from harvester.browser import open_target
+    from harvester.reader import OriginReader
+
+    async with open_target(target, settings.browser) as session:
+        reader = OriginReader(
+            session.page,
+            limits=target.limits,
+            databases=tuple(target.databases),
+            stores=tuple(target.stores),
+        )
+        try:
+            yield session.origin, reader
+        finally:
+            await reader.close()
+
+
+async def read_target(
+    *,
+    settings: Settings,
+    target: TargetSettings,
+    state: StateDB,
+    run_id: str,
+    full: bool = False,
+    opener: Opener | None = None,
+) -> SpoolFile:
+    """Read run `run_id` of `target` into a complete spool; the run ends `read`.
+
+    On any failure (the page, the reader, `limits.harvest_timeout`, cancellation) the run is
+    marked failed, its spool removed, and the exception raised again. `full` spools every
+    record as `+I` (a re-snapshot) and still records the true diff counts.
+    """
+    pending = state.pending_runs(target.name)
+    if pending:
+        state.fail_run(run_id, f"run {pending[0].id} of this target is not committed yet")
+        raise StateError(
+            f"target {target.name}: run {pending[0].id} waits to be sent and committed; "
+            "send it before reading again"
+        )
+    opener = opener or (lambda: open_reader(settings, target))
+    timeout = target.limits.harvest_timeout
+    origin: str | None = None
+    stores: list[RunStore] = []
+    problems: list[dict[str, str | None]] = []
+    writer: SpoolWriter | None = None
+    spool: SpoolFile | None = None
+    deadline = asyncio.timeout(timeout.total_seconds())
+    try:
+        try:
+            async with deadline, opener() as (origin, reader):
+                writer = SpoolWriter(
+                    state.spool_dir, run_id=run_id, target=target.name, origin=origin
+                )
+                capture = Capture(state, writer, target=target.name, origin=origin, full=full)
+                try:
+                    for database in await reader.schema():
+                        for store in database.stores:
+                            stores.append(await capture.store(store, reader.read_store(store)))
+                finally:
+                    capture.close()
+                    problems = [
+                        {"db": p.db, "store": p.store, "message": p.message}
+                        for p in reader.problems
+                    ]
+        except TimeoutError as exc:
+            if deadline.expired():
+                raise TimeoutError(f"harvest timed out after {format_duration(timeout)}") from exc
+            raise
+        spool = writer.finish()
+        state.mark_read(run_id, origin=origin, stores=stores, rows=spool.rows, problems=problems)
+    except BaseException as exc:
+        if writer is not None:
+            writer.discard()
+        if spool is not None:
+            spool.path.unlink(missing_ok=True)
+        reason = "cancelled" if isinstance(exc, asyncio.CancelledError) else describe(exc)
+        with contextlib.suppress(StateError):
+            state.fail_run(run_id, reason, origin=origin, stores=stores, problems=problems)
+        raise
+    return spool
+
+
+def send(state: StateDB, sink: ChangeSink, spools: Sequence[SpoolFile]) -> None:
+    """Hand the spools with rows to `sink` in one call (blocking).
+
+    When the sink fails, every one of the runs is marked failed with the reason, its spool kept
+    and still pending, and the exception raised again.
+    """
+    with_rows = [spool for spool in spools if spool.rows]
+    if not with_rows:
+        return
+    try:
+        sink.send(with_rows)
+    except Exception as exc:
+        for spool in spools:
+            state.fail_run(spool.run_id, f"sending failed: {describe(exc)}")
+        raise
+
+
+def commit(state: StateDB, spool: SpoolFile) -> bool:
+    """Commit the run of a sent spool and remove the spool; False if it was committed before."""
+    try:
+        committed = state.commit_run(spool.run_id, read_rows(spool.path))
+    except Exception as exc:
+        # The spool stays pending: sent again later, the commit is tried again.
+        state.fail_run(spool.run_id, f"commit failed: {describe(exc)}")
+        raise
+    spool.path.unlink(missing_ok=True)
+    return committed
+
+
+def pending_spools(state: StateDB, target: str | None = None) -> list[SpoolFile]:
+    """The complete spools of runs waiting to be sent, oldest first.
+
+    A pending run whose spool file has gone can never be sent: it stops pending, with the
+    reason, and the next run of its target captures its changes again.
+    """
+    spools = []
+    for run in state.pending_runs(target):
+        path = spool_path(state.spool_dir, run.id)
+        if path.is_file():
+            spools.append(SpoolFile(run_id=run.id, target=run.target, path=path, rows=run.rows))
+        else:
+            log.error("run %s: its spool %s is missing; it cannot be sent", run.id, path)
+            state.drop_pending(run.id, f"spool file missing: {path}")
+    return spools
+
+
+def send_pending(state: StateDB, sink: ChangeSink, target: str | None = None) -> list[str]:
+    """Send and commit the pending spools (of one target, or all) in one send; their run ids."""
+    spools = pending_spools(state, target)
+    send(state, sink, spools)
+    for spool in spools:
+        commit(state, spool)
+    return [spool.run_id for spool in spools]
+
+
+def recover(state: StateDB, sink: ChangeSink) -> Recovery:
+    """Start-up recovery, run while holding the state folder's lock (blocking).
+
+    Runs left `running` died with their process: they are marked failed and their unfinished
+    spools removed. Spools of committed or failed-while-reading runs are removed. Then every
+    pending spool is sent and committed, before any new run of its target.
+    """
+    recovery = Recovery()
+    for run in state.list_runs(status="running"):
+        state.fail_run(run.id, DIED_DURING_READ)
+        recovery.died.append(run.id)
+        log.warning("run %s of %s: %s; marked failed", run.id, run.target, DIED_DURING_READ)
+    spool_dir = state.spool_dir
+    if spool_dir.is_dir():
+        for part in spool_dir.glob("*.part"):
+            part.unlink(missing_ok=True)
+        pending = {run.id for run in state.pending_runs()}
+        for path in spool_dir.glob(f"*{SPOOL_SUFFIX}"):
+            run_id = path.name.removesuffix(SPOOL_SUFFIX)
+            if run_id in pending:
+                continue
+            if state.get_run(run_id) is None:
+                log.warning("spool %s belongs to no run in the state DB; left in place", path)
+            else:
+                # Committed already (the process died before removing it) or never complete.
+                path.unlink(missing_ok=True)
+    before = {run.id for run in state.pending_runs()}
+    spools = pending_spools(state)
+    recovery.lost = sorted(before - {spool.run_id for spool in spools})
+    try:
+        send(state, sink, spools)
+    except Exception as exc:
+        recovery.unsent = {spool.run_id: describe(exc) for spool in spools}
+        log.error("sending %d pending spool(s) failed: %s", len(spools), describe(exc))
+        return recovery
+    for spool in spools:
+        commit(state, spool)
+        recovery.sent.append(spool.run_id)
+    return recovery
+
+
+async def harvest_target(
+    *,
+    settings: Settings,
+    target: TargetSettings,
+    state: StateDB,
+    sink: ChangeSink,
+    full: bool = False,
+    opener: Opener | None = None,
+) -> RunSummary:
+    """Send the target's pending runs, then read, send and commit one new run.
+
+    A failure of the new run is recorded in it and its summary returned; a pending run that
+    still cannot be sent raises, and no new run is read.
+    """
+    await asyncio.to_thread(send_pending, state, sink, target.name)
+    run_id = state.start_run(target.name, full=full)
+    try:
+        spool = await read_target(
+            settings=settings,
+            target=target,
+            state=state,
+            run_id=run_id,
+            full=full,
+            opener=opener,
+        )
+        await asyncio.to_thread(send, state, sink, [spool])
+        await asyncio.to_thread(commit, state, spool)
+    except Exception as exc:
+        log.warning("run %s of %s failed: %s", run_id, target.name, describe(exc))
+    return summary(state, run_id)
