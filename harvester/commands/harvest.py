@@ -3,15 +3,171 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
+from pathlib import Path
 
-from harvester.commands._pending import register_pending
+from rich.console import Console
+from rich.table import Table
+
+from harvester.errors import UsageError
+from harvester.harvest import ChangeSink, RunSummary, describe, harvest_target, recover
+from harvester.lock import StateLock
+from harvester.logs import setup_logging
+from harvester.settings import Settings, TargetSettings, load_settings, secret_values
+from harvester.spool import JsonLinesSink
+from harvester.state import StateDB
+
+DEFAULT_JSONL = "changes-jsonl"
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    register_pending(
-        subparsers,
-        common,
-        name="harvest",
-        help="harvest targets once now and forward their changes",
-        feature="it arrives with change capture (issue 4)",
+    help = "harvest targets once now and forward their changes"
+    parser = subparsers.add_parser(
+        "harvest",
+        parents=[common],
+        help=help,
+        description=(
+            f"{help}. Pending runs of earlier harvests are sent first. Exits 0 when every run "
+            "was committed with every store read whole, 1 otherwise, 2 on bad arguments or "
+            "when another process owns the state folder."
+        ),
     )
+    parser.add_argument("targets", nargs="*", metavar="TARGET", help="target names from the config")
+    parser.add_argument("--all", action="store_true", help="harvest every enabled target")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="send every record again as +I (a re-snapshot); the diff state stays exact",
+    )
+    parser.add_argument(
+        "--sink",
+        metavar="SINK",
+        help=f"where the changes go: `flink`, or `jsonl[:DIR]` (JSON lines appended to "
+        f"DIR/changes.jsonl; DIR defaults to <state.data_dir>/{DEFAULT_JSONL}). Default: "
+        "flink once the Flink forwarder exists, else jsonl",
+    )
+    parser.set_defaults(func=run)
+
+
+def make_sink(spec: str | None, settings: Settings) -> tuple[ChangeSink, str]:
+    """The sink named by `--sink`, and a description of where the changes go."""
+    if spec is None or spec == "jsonl" or spec.startswith("jsonl:"):
+        rest = (spec or "").partition(":")[2]
+        directory = Path(rest).resolve() if rest else settings.state.data_dir / DEFAULT_JSONL
+        sink = JsonLinesSink(directory)
+        where = f"JSON lines in {sink.path}"
+        if spec is None:
+            where += " (the Flink forwarder is not built yet)"
+        return sink, where
+    if spec == "flink":
+        raise UsageError("--sink flink: the Flink forwarder is not built yet; use --sink jsonl")
+    raise UsageError(f"--sink {spec!r}: expected `flink`, `jsonl` or `jsonl:DIR`")
+
+
+def _targets(args: argparse.Namespace, settings: Settings) -> list[TargetSettings]:
+    if args.all and args.targets:
+        raise UsageError("give target names or --all, not both")
+    if args.all:
+        targets = [target for target in settings.targets if target.enabled]
+        if not targets:
+            raise UsageError("--all: the config has no enabled targets")
+        return targets
+    if not args.targets:
+        raise UsageError("name at least one target, or give --all")
+    return [settings.target(name) for name in dict.fromkeys(args.targets)]
+
+
+async def _harvest_all(
+    settings: Settings,
+    targets: list[TargetSettings],
+    state: StateDB,
+    sink: ChangeSink,
+    *,
+    full: bool,
+) -> tuple[list[RunSummary], dict[str, str]]:
+    summaries: list[RunSummary] = []
+    unsent: dict[str, str] = {}
+    for target in targets:
+        try:
+            summaries.append(
+                await harvest_target(
+                    settings=settings, target=target, state=state, sink=sink, full=full
+                )
+            )
+        except Exception as exc:
+            # Only an earlier run that still cannot be sent lands here; no new run was read.
+            unsent[target.name] = describe(exc)
+    return summaries, unsent
+
+
+def _table(summaries: list[RunSummary]) -> Table:
+    table = Table(title="harvest", title_justify="left")
+    for column in ("target", "store", "+I", "+U", "-D", "unchanged", "time", "status"):
+        numeric = column in {"+I", "+U", "-D", "unchanged", "time"}
+        table.add_column(column, justify="right" if numeric else "left")
+    for summary in summaries:
+        run = summary.run
+        for store in summary.stores:
+            note = "read whole" if store.complete else "INCOMPLETE: no -D"
+            if store.problems:
+                note += f" ({store.problems[0]['message']})"
+            table.add_row(
+                run.target,
+                f"{store.db}/{store.store}",
+                str(store.inserted),
+                str(store.updated),
+                str(store.deleted),
+                str(store.unchanged),
+                f"{store.seconds:.1f}s",
+                note,
+            )
+        took = (run.finished_at or run.read_at or run.started_at) - run.started_at
+        status = run.status if run.error is None else f"{run.status}: {run.error}"
+        for problem in run.problems:
+            status += f"; {problem['db']}: {problem['message']}"
+        table.add_row(
+            run.target,
+            f"[bold]run {run.id}[/bold]",
+            str(run.inserted),
+            str(run.updated),
+            str(run.deleted),
+            str(run.unchanged),
+            f"{took.total_seconds():.1f}s",
+            status,
+            end_section=True,
+        )
+    return table
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings(Path(args.config) if args.config else None)
+    setup_logging(settings.log, secret_values(settings))
+    targets = _targets(args, settings)
+    sink, where = make_sink(args.sink, settings)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err.print(f"changes go to {where}")
+    with (
+        StateLock(settings.state.dir),
+        StateDB.open(settings.state.dir, keep_runs=settings.state.keep_runs) as state,
+    ):
+        recovery = recover(state, sink)
+        for run_id in recovery.died:
+            err.print(f"run {run_id}: its process died during the read; marked failed")
+        for run_id in recovery.sent:
+            err.print(f"run {run_id}: pending from an earlier harvest; sent and committed")
+        for run_id in recovery.lost:
+            err.print(f"run {run_id}: its spool file is gone; its changes come with the next run")
+        for run_id, reason in recovery.unsent.items():
+            err.print(f"run {run_id}: still pending, sending failed: {reason}")
+        summaries, unsent = asyncio.run(
+            _harvest_all(settings, targets, state, sink, full=args.full)
+        )
+    Console(file=sys.stdout, width=160).print(_table(summaries))
+    for name, reason in unsent.items():
+        err.print(f"target {name}: not harvested, an earlier run could not be sent: {reason}")
+    ok = not unsent and all(
+        s.run.status == "committed" and s.run.incomplete_stores == 0 and not s.run.problems
+        for s in summaries
+    )
+    return 0 if ok else 1

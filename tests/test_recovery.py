@@ -1,0 +1,161 @@
+"""Crash recovery: `harvester harvest` killed (SIGKILL) at chosen points, then run again.
+
+The harvest runs in a child process with one function patched to signal a marker file and then
+hang at the point under test; the test kills it there and runs `harvester harvest` again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from harvester.cli import main
+from harvester.harvest import DIED_DURING_READ
+from harvester.state import StateDB
+from tests.test_harvest import PAGE, write_config
+
+# argv: marker, where to hang ("read" or "send"), then the `harvester` arguments.
+CHILD = """
+import asyncio, sys, time
+from pathlib import Path
+from harvester import reader, spool
+from harvester.cli import main
+
+marker, where, argv = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
+if where == "read":
+    take = reader.StoreRead.__anext__
+    calls = 0
+
+    async def hang_on_third_batch(self):
+        global calls
+        calls += 1
+        if calls == 3:  # two batches are in the spool's .part file
+            marker.touch()
+            await asyncio.sleep(3600)
+        return await take(self)
+
+    reader.StoreRead.__anext__ = hang_on_third_batch
+else:
+    send = spool.JsonLinesSink.send
+
+    def hang(self, spools):
+        if where == "after-send":
+            send(self, spools)
+        marker.touch()
+        time.sleep(3600)
+
+    spool.JsonLinesSink.send = hang
+sys.exit(main(argv))
+"""
+
+
+def _start(tmp_path: Path, where: str, argv: list[str]) -> tuple[subprocess.Popen[bytes], Path]:
+    marker = tmp_path / f"{where}.marker"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(marker), where, *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        if child.poll() is not None:
+            raise AssertionError(child.stderr.read().decode() if child.stderr else "child died")
+        assert time.monotonic() < deadline, "the child never reached the point under test"
+        time.sleep(0.05)
+    return child, marker
+
+
+def _kill(child: subprocess.Popen[bytes]) -> None:
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(30)
+    if child.stderr:
+        child.stderr.close()
+
+
+def _setup(tmp_path: Path, static_server: Any) -> tuple[list[str], Path]:
+    static_server.add("shop.html", PAGE)
+    extra = '[targets.ready]\nfunction = "window.ready === true"\n'
+    extra += "[targets.limits]\nbatch_size = 4\n"
+    config = write_config(tmp_path, url=static_server.url("shop.html"), extra=extra)
+    out = tmp_path / "out"
+    return ["harvest", "--config", str(config), "app", "--sink", f"jsonl:{out}"], out / (
+        "changes.jsonl"
+    )
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()] if path.exists() else []
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_killed_during_the_read_recovers(tmp_path: Path, static_server: Any) -> None:
+    argv, sent = _setup(tmp_path, static_server)
+    child, _ = _start(tmp_path, "read", argv)
+    parts = list((tmp_path / "state" / "spool").glob("*.jsonl.part"))
+    _kill(child)
+    assert len(parts) == 1 and not sent.exists()
+
+    assert main(argv) == 0
+    with StateDB.open(tmp_path / "state", readonly=True) as state:
+        new, died = state.list_runs()
+        assert (died.status, died.error, died.pending) == ("failed", DIED_DURING_READ, False)
+        assert new.status == "committed" and new.inserted == 21
+    assert not list((tmp_path / "state" / "spool").iterdir())
+    rows = _rows(sent)
+    assert {row["run_id"] for row in rows} == {new.id} and len(rows) == 21
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_killed_before_the_commit_recovers_and_a_second_process_is_refused(
+    tmp_path: Path, static_server: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    argv, sent = _setup(tmp_path, static_server)
+    child, _ = _start(tmp_path, "before-send", argv)
+    try:
+        # While it lives, it owns the state folder: a second harvester exits 2 naming it.
+        assert main(argv) == 2
+        assert f"is owned by process {child.pid}" in capfd.readouterr().err
+    finally:
+        _kill(child)
+    with StateDB.open(tmp_path / "state", readonly=True) as state:
+        (read,) = state.list_runs()
+        assert (read.status, read.pending, read.rows) == ("read", True, 21)
+    assert not sent.exists()
+
+    assert main(argv) == 0
+    with StateDB.open(tmp_path / "state", readonly=True) as state:
+        new, old = state.list_runs()
+        assert old.id == read.id and old.status == "committed" and old.seq == 1
+        assert new.status == "committed" and new.rows == 0 and new.unchanged == 21
+    rows = _rows(sent)
+    assert {row["run_id"] for row in rows} == {read.id} and len(rows) == 21
+    assert not list((tmp_path / "state" / "spool").iterdir())
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_killed_between_send_and_commit_commits_once(tmp_path: Path, static_server: Any) -> None:
+    argv, sent = _setup(tmp_path, static_server)
+    child, _ = _start(tmp_path, "after-send", argv)
+    _kill(child)
+    assert len(_rows(sent)) == 21
+
+    assert main(argv) == 0
+    with StateDB.open(tmp_path / "state", readonly=True) as state:
+        new, old = state.list_runs()
+        assert old.status == "committed" and new.rows == 0
+        assert len(list(state.run_changes(old.id))) == 21
+    # Sending is at least once across such a crash: the same run's rows came again, and its
+    # run_id lets a consumer drop them. The state committed it once.
+    rows = _rows(sent)
+    assert len(rows) == 42 and {row["run_id"] for row in rows} == {old.id}
