@@ -24,13 +24,16 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from harvester.errors import ConfigError, HarvesterError
+from harvester import harvest
+from harvester.errors import ConfigError
+from harvester.harvest import ChangeSink, describe
 from harvester.http import HttpServer
 from harvester.metrics import CONTENT_TYPE_LATEST, DaemonMetrics
 
 if TYPE_CHECKING:
     from harvester.settings import Settings, TargetSettings
     from harvester.spool import SpoolFile
+    from harvester.state import StateDB
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +45,10 @@ BACKOFF_MAX = timedelta(minutes=5)
 
 @dataclass(frozen=True)
 class ReadResult:
-    """A finished read phase: the run's spool (None when nothing changed) and its counts."""
+    """A finished read phase: the run's complete spool and its counts by op."""
 
     run_id: str
-    spool: SpoolFile | None
+    spool: SpoolFile
     counts: Mapping[str, int] = field(default_factory=dict)
 
 
@@ -84,6 +87,78 @@ class RunBackend(Protocol):
 
     def close(self) -> None:
         """Release the sink and the state DB."""
+
+
+class HarvestBackend:
+    """The real `RunBackend`: `harvester.harvest`'s steps over the state DB and a sink."""
+
+    def __init__(self, settings: Settings, state: StateDB, sink: ChangeSink) -> None:
+        self.settings = settings
+        self.state = state
+        self.sink = sink
+
+    def recover(self) -> None:
+        found = harvest.recover(self.state, self.sink)
+        if found.died or found.sent or found.unsent or found.lost:
+            log.info(
+                "recovery: %d run(s) had died, %d pending run(s) sent and committed, "
+                "%d still pending, %d lost their spool",
+                len(found.died),
+                len(found.sent),
+                len(found.unsent),
+                len(found.lost),
+                extra={"event": "recovered", "sent": found.sent, "unsent": found.unsent},
+            )
+
+    def _result(self, spool: SpoolFile) -> ReadResult:
+        run = self.state.get_run(spool.run_id)
+        counts = {}
+        if run is not None:
+            counts = {
+                "+I": run.inserted,
+                "+U": run.updated,
+                "-D": run.deleted,
+                "unchanged": run.unchanged,
+            }
+        return ReadResult(spool.run_id, spool, counts)
+
+    async def pending(self, target: TargetSettings) -> list[ReadResult]:
+        spools = await asyncio.to_thread(harvest.pending_spools, self.state, target.name)
+        return [await asyncio.to_thread(self._result, spool) for spool in spools]
+
+    async def begin(self, target: TargetSettings) -> str:
+        return await asyncio.to_thread(self.state.start_run, target.name)
+
+    async def read(self, target: TargetSettings, run_id: str) -> ReadResult:
+        spool = await harvest.read_target(
+            settings=self.settings, target=target, state=self.state, run_id=run_id
+        )
+        return await asyncio.to_thread(self._result, spool)
+
+    def send(self, results: Sequence[ReadResult]) -> None:
+        harvest.send(self.state, self.sink, [result.spool for result in results])
+
+    def commit(self, result: ReadResult) -> None:
+        harvest.commit(self.state, result.spool)
+
+    async def fail(self, run_id: str, reason: str) -> None:
+        await asyncio.to_thread(self.state.fail_run, run_id, reason)
+
+    def last_started(self, target: str) -> datetime | None:
+        runs = self.state.list_runs(target=target, limit=1)
+        return runs[0].started_at if runs else None
+
+    def pending_spools(self) -> int:
+        return len(self.state.pending_runs())
+
+    def writable(self) -> bool:
+        return self.state.writable()
+
+    def close(self) -> None:
+        close = getattr(self.sink, "close", None)
+        if callable(close):
+            close()
+        self.state.close()
 
 
 @dataclass
@@ -125,14 +200,6 @@ def backoff_delay(
     """
     full = min(cap.total_seconds(), base.total_seconds() * 2**attempt)
     return timedelta(seconds=full / 2 + (rng or random).uniform(0, full / 2))
-
-
-def describe(exc: BaseException) -> str:
-    """One line for a run's error: our errors speak for themselves, others get their type."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if isinstance(exc, HarvesterError) and text:
-        return text
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _now() -> datetime:
@@ -355,7 +422,7 @@ class Daemon:
             target = self.targets.get(name)
             if target is None or self._stopping:
                 return
-            if await self._attempt(target, attempt):
+            if await self._attempt(target, attempt) or self._stopping:
                 return
             if attempt >= target.retries:
                 log.error(
@@ -499,10 +566,9 @@ class Daemon:
             while not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             waiting = [(result, done) for result, done in batch if not done.done()]
-            to_send = [result for result, _ in waiting if result.spool is not None]
             try:
-                if to_send:
-                    await asyncio.to_thread(self.backend.send, to_send)
+                if waiting:
+                    await asyncio.to_thread(self.backend.send, [r for r, _ in waiting])
             except Exception as exc:
                 for _, done in waiting:
                     if not done.done():
