@@ -30,10 +30,13 @@ def test_pretty_shows_dates_bytes_maps_and_sets_as_such() -> None:
         '{"at": Date(2026-01-02T03:04:05.678Z), "raw": ArrayBuffer[4 B] 00 01 02 ff, '
         '"m": Map(2) {"a" => 1, Invalid Date => undefined}, "s": Set(2) {1, "x"}, '
         '"n": 12345678901234567890n, "nan": NaN, "holes": [<1 empty>, true, <2 empty>], '
-        '"cycle": <ref >, "file": File("a.txt", "text/plain", 3 B, 61 62 63)}'
+        '"cycle": <ref (root)>, "file": File("a.txt", "text/plain", 3 B, 61 62 63)}'
     )
     assert pretty_text('{"$object":{"$x":1}}') == '{"$x": 1}'
     assert pretty_text(None) == "-"
+    # UTF-8 output cannot hold a lone surrogate; it reads as its escape.
+    assert pretty_text('"a\\udc00b"') == '"a\\udc00b"'
+    assert pretty({"\ud800": "\ud83d"}) == '{"\\ud800": "\\ud83d"}'
 
 
 def test_pretty_cuts_long_bytes_and_indents() -> None:

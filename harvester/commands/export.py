@@ -13,6 +13,7 @@ from harvester.errors import UsageError
 from harvester.inspect.options import open_state, state_options
 from harvester.inspect.queries import StateReader
 from harvester.inspect.schema import top_level_fields
+from harvester.spool import escape_surrogates
 from harvester.state import Store
 
 BASE_FIELDS = ("target", "origin", "db", "store", "key")
@@ -43,9 +44,10 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def _cell(node: Any) -> str:
+    # CSV is UTF-8, which cannot hold a lone surrogate: it is written as its JSON escape.
     if isinstance(node, str):
-        return node
-    return json.dumps(node, ensure_ascii=False, separators=(",", ":"))
+        return escape_surrogates(node)
+    return escape_surrogates(json.dumps(node, ensure_ascii=False, separators=(",", ":")))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,7 +115,7 @@ def _write_csv(out: TextIO, reader: StateReader, stores: list[Store]) -> int:
             names = ["value"] if fields is None else [f"value.{name}" for name in fields]
             columns.update(dict.fromkeys(names))
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([*BASE_FIELDS, *columns])
+    writer.writerow([*BASE_FIELDS, *map(escape_surrogates, columns)])
     count = 0
     for store in stores:
         for record in reader.records(store):

@@ -13,12 +13,14 @@ import binascii
 import json
 from typing import Any
 
+from harvester.spool import escape_surrogates
+
 HEX_PREVIEW = 16  # bytes shown before the hex preview is cut
 
 
 def _string(value: str) -> str:
-    # json.dumps quotes and escapes like JS, and keeps lone surrogates visible as \udxxx.
-    return json.dumps(value, ensure_ascii=False)
+    # Quoted and escaped like JS; a lone surrogate (valid in JS, not in UTF-8) shows as \udxxx.
+    return escape_surrogates(json.dumps(value, ensure_ascii=False))
 
 
 def _decode64(b64: Any) -> bytes | None:
@@ -131,7 +133,7 @@ class _Printer:
             case "$error" if isinstance(payload, dict):
                 return f"{payload.get('name', 'Error')}({_string(str(payload.get('message', '')))})"
             case "$ref":
-                return f"<ref {payload}>"
+                return f"<ref {payload or '(root)'}>"
             case "$opaque" if isinstance(payload, dict):
                 rest = {k: v for k, v in payload.items() if k != "type"}
                 return f"{payload.get('type', 'opaque')} {self.obj(rest, depth)}"

@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from harvester.spool import escape_surrogates
+
 FORMATS: tuple[str, ...] = ("table", "json", "csv")
 
 # Harvested strings may carry terminal control sequences (an ESC could rewrite the user's screen),
@@ -21,8 +23,8 @@ _CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x09), *range(0x0B, 0x20), *
 
 
 def safe_text(value: str) -> str:
-    """`value` with control characters escaped, fit for a terminal."""
-    return value.translate(_CONTROL)
+    """`value` with control characters and lone surrogates escaped, fit for a terminal."""
+    return escape_surrogates(value.translate(_CONTROL))
 
 
 def default_format(stream: TextIO | None = None) -> str:
@@ -79,7 +81,7 @@ def write_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column], out:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([c.key for c in columns])
     for row in rows:
-        writer.writerow([cell_text(row.get(c.key)) for c in columns])
+        writer.writerow([escape_surrogates(cell_text(row.get(c.key))) for c in columns])
 
 
 def write_table(

@@ -22,6 +22,7 @@ from harvester.inspect.diff import RecordDiff, StoreDiff
 from harvester.inspect.pretty import pretty_text
 from harvester.inspect.queries import StateReader, run_dict
 from harvester.inspect.schema import infer
+from harvester.spool import escape_surrogates
 from harvester.state import Run, Store
 
 MAX_RECORDS = 1000  # rows per store's record table
@@ -40,7 +41,8 @@ def _csp_hash(text: str) -> str:
 
 
 def _e(value: object) -> str:
-    return escape(str(value), quote=True)
+    # UTF-8 cannot hold a lone surrogate (a valid JS string can): it is shown as its escape.
+    return escape(escape_surrogates(str(value)), quote=True)
 
 
 def _cut(text: str) -> str:
