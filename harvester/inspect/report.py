@@ -289,23 +289,43 @@ def _target_section(reader: StateReader, target: str, number: int, ids: _Ids) ->
         "<h3>Runs</h3>",
         _runs_table(runs),
     ]
+    overview: list[str] = []
+    sections: list[str] = []
     for store in reader.stores(target=target):
         rows = [(r.key, r.value, r.value_hash) for r in reader.records(store, limit=MAX_RECORDS)]
         latest = store.last_changed_run
         diffs = reader.run_diff(latest, store=store) if latest else []
-        out += [
-            f'<section class="store" data-db="{_e(store.db)}" data-store="{_e(store.store)}">',
+        anchor = ids.next("store-")
+        diff = diffs[0] if diffs else None
+        overview.append(
+            f'<tr><td><a href="#{anchor}">{_e(store.db)} / {_e(store.store)}</a></td>'
+            f'<td class="num">{_num(store.records)}</td><td class="num">{_num(store.bytes)}</td>'
+            f'<td class="num">{_num(len(diff.added) if diff else 0)}</td>'
+            f'<td class="num">{_num(len(diff.changed) if diff else 0)}</td>'
+            f'<td class="num">{_num(len(diff.removed) if diff else 0)}</td>'
+            f'<td class="code">{_e(latest or "")}</td></tr>'
+        )
+        sections += [
+            f'<section class="store" id="{anchor}" data-db="{_e(store.db)}" '
+            f'data-store="{_e(store.store)}">',
             f"<h3>{_e(store.db)} / {_e(store.store)}</h3>",
             _facts(store),
             "<h4>Schema</h4>",
             _schema([value for _key, value, _hash in rows if value is not None]),
             "<h4>Latest changes</h4>",
-            _latest_diff(diffs[0] if diffs else None, latest),
+            _latest_diff(diff, latest),
             "<h4>Records</h4>",
             _records(store, rows, ids),
             "</section>",
         ]
-    out.append("</section>")
+    headers = ["store", "records", "bytes", "added", "changed", "removed", "last changed in run"]
+    out += [
+        "<h3>Stores</h3>",
+        '<p class="meta">Added, changed and removed: by the last run that changed the store.</p>',
+        _table(headers, overview, attrs=' class="stores"'),
+        *sections,
+        "</section>",
+    ]
     return "".join(out)
 
 
