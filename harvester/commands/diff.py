@@ -55,7 +55,8 @@ def _flat_rows(stores: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 if op == "changed" and record["fields"] is not None:
                     rows += [{**row, **f} for f in record["fields"]]
                 elif op == "changed":
-                    rows.append({**row, "old": record["old_hash"], "new": record["new_hash"]})
+                    new = record["new_text"] or f"hash {record['new_hash']}"
+                    rows.append({**row, "old": "(value before not kept)", "new": new})
                 else:
                     rows.append({**row, **_whole(record, op)})
     return rows

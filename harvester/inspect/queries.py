@@ -17,6 +17,7 @@ from typing import Any
 
 from harvester.errors import StateError, UsageError
 from harvester.inspect.diff import Change, StoreDiff, net_diff
+from harvester.spool import iso_utc
 from harvester.state import DB_NAME, RUN_STATUSES, Run, SnapshotRecord, StateDB, Store
 
 LISTED = 20  # known names an error message lists before "…"
@@ -33,7 +34,7 @@ def run_dict(run: Run) -> dict[str, Any]:
     data = asdict(run)
     for name in ("started_at", "read_at", "finished_at"):
         moment = data[name]
-        data[name] = None if moment is None else moment.isoformat()
+        data[name] = None if moment is None else iso_utc(moment)
     duration = None
     if run.finished_at is not None:
         duration = round((run.finished_at - run.started_at).total_seconds(), 3)
