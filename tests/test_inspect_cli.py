@@ -11,6 +11,7 @@ import pytest
 
 from harvester.cli import main
 from harvester.codec import canonical, value_hash
+from harvester.inspect.queries import StateReader
 from harvester.state import RunStore, StateDB
 
 TARGET = "shop"
@@ -287,3 +288,15 @@ def test_bad_input_exits_2_listing_what_exists(
     folder, _runs = state_dir
     assert main([*argv, "--state", str(folder)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_run_changes_counts_all_and_lists_up_to_the_limit(
+    state_dir: tuple[Path, list[str]],
+) -> None:
+    folder, (_first, second) = state_dir
+    with StateReader(folder) as reader:
+        users = reader.store(TARGET, "shopdb", "users")
+        diff = reader.run_changes(second, users, limit=1)
+    assert diff.counts() == {"added": 1, "changed": 2, "removed": 1}
+    assert [r.key for r in diff.changed] == ["3"]
+    assert diff.unlisted == {"added": 0, "changed": 1, "removed": 0}

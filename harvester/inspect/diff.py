@@ -80,16 +80,21 @@ class StoreDiff:
     added: list[RecordDiff] = field(default_factory=list)
     changed: list[RecordDiff] = field(default_factory=list)
     removed: list[RecordDiff] = field(default_factory=list)
+    # Records per op beyond those listed, when the lists were cut to a limit.
+    unlisted: dict[str, int] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        """How many records were added, changed and removed (listed or not)."""
+        return {
+            op: len(getattr(self, op)) + self.unlisted.get(op, 0)
+            for op in ("added", "changed", "removed")
+        }
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "db": self.db,
             "store": self.store,
-            "counts": {
-                "added": len(self.added),
-                "changed": len(self.changed),
-                "removed": len(self.removed),
-            },
+            "counts": self.counts(),
             "added": [r.as_dict() for r in self.added],
             "changed": [r.as_dict() for r in self.changed],
             "removed": [r.as_dict() for r in self.removed],

@@ -180,7 +180,7 @@ class StateReader:
 
     # ---- changes -----------------------------------------------------------------------------
 
-    def diff_runs(self, run_a: Run, run_b: Run, *, store: Store | None = None) -> list[StoreDiff]:
+    def diff_runs(self, run_a: Run, run_b: Run) -> list[StoreDiff]:
         """What changed after `run_a` up to and including `run_b` (both of one target)."""
         if run_a.target != run_b.target:
             raise UsageError(
@@ -198,33 +198,48 @@ class StateReader:
             for r in self.runs(target=run_a.target, status="committed", oldest_first=True)
             if r.seq is not None and run_a.seq < r.seq <= run_b.seq
         ]
-        return self._diff(run_a.target, [r.id for r in between], store)
+        changes = [c for run in between for c in self._changes(run.id)]
+        return net_diff(changes, self._current_values(run_a.target, changes))
 
-    def run_diff(self, run_id: str, *, store: Store | None = None) -> list[StoreDiff]:
-        """What one committed run changed."""
-        target = store.target if store is not None else self.run(run_id).target
-        return self._diff(target, [run_id], store)
+    def run_changes(self, run_id: str, store: Store, *, limit: int) -> StoreDiff:
+        """What one committed run changed in `store`: exact counts, at most `limit` records per op.
 
-    def _diff(self, target: str, run_ids: Sequence[str], store: Store | None) -> list[StoreDiff]:
-        changes = [c for run_id in run_ids for c in self._changes(run_id, store)]
-        return net_diff(changes, self._current_values(target, changes))
+        Beyond StateDB's API: a run's history has one row per key, so each row is a net change
+        and SQL can count and cut them, which keeps a first run of a huge store cheap to show.
+        """
+        ident = (run_id, store.target, store.origin, store.db, store.store)
+        where = "run_id = ? AND target = ? AND origin = ? AND db = ? AND store = ?"
+        totals = dict(
+            self._sql(f"SELECT op, count(*) FROM changes WHERE {where} GROUP BY op", ident)
+        )
+        values = ", old_value, new_value" if self._history_values else ""
+        changes = [
+            Change(*row)
+            for op in ("+I", "+U", "-D")
+            for row in self._sql(
+                f"SELECT run_id, db, store, key, op, old_hash, new_hash{values} FROM changes "
+                f"WHERE {where} AND op = ? ORDER BY rowid LIMIT ?",
+                (*ident, op, limit),
+            )
+        ]
+        diffs = net_diff(changes, self._current_values(store.target, changes))
+        diff = diffs[0] if diffs else StoreDiff(store.db, store.store)
+        for op, name in (("+I", "added"), ("+U", "changed"), ("-D", "removed")):
+            diff.unlisted[name] = totals.get(op, 0) - len(getattr(diff, name))
+        return diff
 
-    def _changes(self, run_id: str, store: Store | None) -> Iterator[Change]:
+    def _changes(self, run_id: str) -> list[Change]:
         if self._history_values:
             # Beyond StateDB's API: the history's values, when the state DB keeps them.
             sql = (
                 "SELECT run_id, db, store, key, op, old_hash, new_hash, old_value, new_value "
                 "FROM changes WHERE run_id = ? ORDER BY rowid"
             )
-            rows = [Change(*row) for row in self._sql(sql, (run_id,))]
-        else:
-            rows = [
-                Change(c.run_id, c.db, c.store, c.key, c.op, c.old_hash, c.new_hash)
-                for c in self._state.run_changes(run_id)
-            ]
-        for change in rows:
-            if store is None or (change.db, change.store) == (store.db, store.store):
-                yield change
+            return [Change(*row) for row in self._sql(sql, (run_id,))]
+        return [
+            Change(c.run_id, c.db, c.store, c.key, c.op, c.old_hash, c.new_hash)
+            for c in self._state.run_changes(run_id)
+        ]
 
     def _current_values(self, target: str, changes: Sequence[Change]) -> dict[str, str]:
         """Snapshot values of the changed keys, by hash (beyond StateDB's API: a batch lookup)."""

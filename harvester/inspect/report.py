@@ -212,7 +212,7 @@ def _schema(values: Sequence[str]) -> str:
 
 def _diff_rows(records: Sequence[RecordDiff]) -> list[str]:
     rows = []
-    for record in records[:MAX_DIFF_ROWS]:
+    for record in records:
         if record.op == "changed" and record.fields is not None:
             detail = "\n".join(
                 f"{f.path or '(value)'}: {f.old if f.old is not None else '(absent)'} → "
@@ -242,14 +242,12 @@ def _diff_rows(records: Sequence[RecordDiff]) -> list[str]:
 def _latest_diff(diff: StoreDiff | None, run_id: str | None) -> str:
     if diff is None or run_id is None:
         return '<p class="note">No changes recorded.</p>'
-    all_records = [*diff.added, *diff.changed, *diff.removed]
-    counts = (
-        f"{len(diff.added):,} added, {len(diff.changed):,} changed, {len(diff.removed):,} removed"
-    )
+    counts = ", ".join(f"{n:,} {op}" for op, n in diff.counts().items())
     intro = f'<p class="meta">Run <code>{_e(run_id)}</code>: {counts}.</p>'
-    more = len(all_records) - MAX_DIFF_ROWS
+    # Up to MAX_DIFF_ROWS of each kind, so removals still show after many additions.
+    rows = _diff_rows([*diff.added, *diff.changed, *diff.removed])
+    more = sum(diff.unlisted.values())
     note = f'<p class="note">{more:,} more changes not shown.</p>' if more > 0 else ""
-    rows = _diff_rows(all_records)
     return intro + _table(["", "key", "change"], rows, attrs=' class="diff"') + note
 
 
@@ -294,16 +292,17 @@ def _target_section(reader: StateReader, target: str, number: int, ids: _Ids) ->
     for store in reader.stores(target=target):
         rows = [(r.key, r.value, r.value_hash) for r in reader.records(store, limit=MAX_RECORDS)]
         latest = store.last_changed_run
-        diffs = reader.run_diff(latest, store=store) if latest else []
+        diff = reader.run_changes(latest, store, limit=MAX_DIFF_ROWS) if latest else None
+        counts = diff.counts() if diff else {}
         anchor = ids.next("store-")
-        diff = diffs[0] if diffs else None
         overview.append(
             f'<tr><td><a href="#{anchor}">{_e(store.db)} / {_e(store.store)}</a></td>'
             f'<td class="num">{_num(store.records)}</td><td class="num">{_num(store.bytes)}</td>'
-            f'<td class="num">{_num(len(diff.added) if diff else 0)}</td>'
-            f'<td class="num">{_num(len(diff.changed) if diff else 0)}</td>'
-            f'<td class="num">{_num(len(diff.removed) if diff else 0)}</td>'
-            f'<td class="code">{_e(latest or "")}</td></tr>'
+            + "".join(
+                f'<td class="num">{_num(counts.get(op, 0))}</td>'
+                for op in ("added", "changed", "removed")
+            )
+            + f'<td class="code">{_e(latest or "")}</td></tr>'
         )
         sections += [
             f'<section class="store" id="{anchor}" data-db="{_e(store.db)}" '
