@@ -1,0 +1,363 @@
+"""Reading an origin's IndexedDB from a Playwright page, as canonical typed JSON.
+
+`reader.js` runs in an isolated world of the page's main frame, created over the Chrome DevTools
+Protocol: it sees the origin's IndexedDB but none of the page's JavaScript, so a page that
+replaced `indexedDB`, `JSON.stringify` or `Array.prototype` methods cannot change what is read.
+Each store is read in key order, in batches bounded by records and bytes; each batch is one page
+evaluation returning one string, and while Python takes a batch the page already reads the next.
+
+Consistency (`limits.consistency`):
+- `batched` (default): each batch is its own read transaction, paged by key range after the last
+  key read. The page's memory holds about two batches, but writes that the app makes between
+  batches may show (a record moved past the read position is seen twice or not at all).
+- `snapshot`: the whole store is read in one transaction, so the read is one point in time;
+  the page's memory then holds the whole store until it has been handed out in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import hashlib
+import json
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+
+from harvester.errors import EvaluateTimeoutError, ReaderError
+
+if TYPE_CHECKING:
+    from playwright.async_api import CDPSession, Page
+
+    from harvester.settings import LimitsSettings
+
+__all__ = [
+    "DatabaseSchema",
+    "IndexSchema",
+    "OriginReader",
+    "Problem",
+    "Record",
+    "StoreRead",
+    "StoreSchema",
+]
+
+DEFAULT_MAX_BATCH_BYTES: Final = 8 * 1024 * 1024
+# Problems kept per store read: a store of a million unreadable values must not flood memory.
+MAX_PROBLEMS: Final = 100
+_WORLD_NAME: Final = "idb-harvester"
+_API: Final = "globalThis.__idbHarvester"
+
+
+@dataclass(frozen=True)
+class IndexSchema:
+    name: str
+    key_path: str | list[str] | None
+    unique: bool
+    multi_entry: bool
+
+
+@dataclass(frozen=True)
+class StoreSchema:
+    db: str
+    db_version: int
+    name: str
+    key_path: str | list[str] | None
+    auto_increment: bool
+    indexes: tuple[IndexSchema, ...]
+    count: int
+
+
+@dataclass(frozen=True)
+class DatabaseSchema:
+    name: str
+    version: int
+    stores: tuple[StoreSchema, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    key: str  # canonical typed JSON text of the key
+    value: str  # canonical typed JSON text of the value
+    value_hash: str  # codec.value_hash(value)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something that could not be read: a database, a store, or one record (by key text)."""
+
+    db: str
+    store: str | None
+    key: str | None
+    message: str
+
+
+def _load_script() -> str:
+    return resources.files("harvester").joinpath("reader.js").read_text(encoding="utf-8")
+
+
+def _selected(name: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
+class OriginReader:
+    """Reads the selected databases and stores of the origin open in `page`.
+
+    `databases` are globs of database names, `stores` globs of "db/store" names. Problems that
+    concern a whole database (it could not be opened) are collected in `problems`.
+    """
+
+    def __init__(
+        self,
+        page: Page,
+        *,
+        limits: LimitsSettings,
+        databases: Sequence[str] = ("*",),
+        stores: Sequence[str] = ("*",),
+    ) -> None:
+        self.page = page
+        self.limits = limits
+        self.databases = tuple(databases)
+        self.stores = tuple(stores)
+        self.problems: list[Problem] = []
+        self._timeout = limits.page_timeout.total_seconds()
+        self._session: CDPSession | None = None
+        self._context_id: int | None = None
+        self._reads: list[StoreRead] = []
+
+    @property
+    def _open_timeout_ms(self) -> int:
+        # Well inside the evaluate watchdog, so that a blocked database is reported as such.
+        return max(1, int(self._timeout * 1000 / 3))
+
+    async def _world(self) -> tuple[CDPSession, int]:
+        if self._session is None or self._context_id is None:
+            session = await self._guard(self.page.context.new_cdp_session(self.page), "attach")
+            tree = await self._guard(session.send("Page.getFrameTree"), "attach")
+            world = await self._guard(
+                session.send(
+                    "Page.createIsolatedWorld",
+                    {"frameId": tree["frameTree"]["frame"]["id"], "worldName": _WORLD_NAME},
+                ),
+                "attach",
+            )
+            self._session, self._context_id = session, world["executionContextId"]
+            await self._evaluate(_load_script(), "inject reader.js")
+        return self._session, self._context_id
+
+    async def _guard(self, call: Awaitable[Any], what: str) -> Any:
+        try:
+            return await asyncio.wait_for(call, self._timeout)
+        except TimeoutError:
+            raise EvaluateTimeoutError(
+                f"the page did not answer {what} within {self._timeout:g}s (limits.page_timeout)"
+            ) from None
+        except ReaderError:
+            raise
+        except Exception as exc:  # Playwright's errors: the page closed, the world went away…
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ReaderError(f"{what}: {first}") from exc
+
+    async def _evaluate(self, expression: str, what: str) -> Any:
+        session, context_id = await self._world()
+        params = {
+            "expression": expression,
+            "contextId": context_id,
+            "awaitPromise": True,
+            "returnByValue": True,
+        }
+        reply = await self._guard(session.send("Runtime.evaluate", params), what)
+        if "exceptionDetails" in reply:
+            details = reply["exceptionDetails"]
+            text = details.get("exception", {}).get("description") or details.get("text")
+            if "Cannot find context" in str(text):
+                text = "the page navigated away or closed while it was being read"
+            raise ReaderError(f"{what}: {text}")
+        return reply["result"].get("value")
+
+    async def _call(self, function: str, *args: Any) -> Any:
+        # json.dumps escapes lone surrogates, so any name is a valid JavaScript literal.
+        arguments = ",".join(json.dumps(arg) for arg in args)
+        return await self._evaluate(f"{_API}.{function}({arguments})", function)
+
+    async def schema(self) -> list[DatabaseSchema]:
+        """The selected databases with their selected stores, key paths, indexes and counts."""
+        listed = orjson.loads(await self._call("databases"))
+        names = [d["name"] for d in listed if _selected(d["name"], self.databases)]
+        described = orjson.loads(await self._call("schema", names, self._open_timeout_ms))
+        chosen: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+        for db in described:
+            if "error" in db:
+                self._problem(Problem(db["name"], None, None, f"cannot open: {db['error']}"))
+                continue
+            prefix = db["name"] + "/"
+            picked = [s for s in db["stores"] if _selected(prefix + s["name"], self.stores)]
+            chosen.append((db, picked))
+        pairs = [[db["name"], s["name"]] for db, stores in chosen for s in stores]
+        counts = iter(orjson.loads(await self._call("counts", pairs, self._open_timeout_ms)))
+        result: list[DatabaseSchema] = []
+        for db, stores in chosen:
+            schemas: list[StoreSchema] = []
+            for s in stores:
+                counted = next(counts)
+                if "error" in counted:
+                    message = f"cannot count: {counted['error']}"
+                    self._problem(Problem(db["name"], s["name"], None, message))
+                schemas.append(_store_schema(db, s, counted.get("count", 0)))
+            result.append(DatabaseSchema(db["name"], db["version"], tuple(schemas)))
+        return result
+
+    def _problem(self, problem: Problem) -> None:
+        if problem not in self.problems:
+            self.problems.append(problem)
+
+    def read_store(self, store: StoreSchema) -> StoreRead:
+        """An async iterable of the store's records in key order, one list per batch."""
+        read = StoreRead(self, store)
+        self._reads.append(read)
+        return read
+
+    async def close(self) -> None:
+        """Close every connection the page opened for us and forget the isolated world."""
+        for read in self._reads:
+            read.cancel()
+        self._reads.clear()
+        if self._session is None:
+            return
+        try:
+            await self._call("close")
+            await self._guard(self._session.detach(), "detach")
+        except ReaderError:
+            pass  # the page is gone, and its connections with it
+        finally:
+            self._session = self._context_id = None
+
+
+def _key_path(value: str | list[str] | None) -> str | list[str] | None:
+    return list(value) if isinstance(value, list) else value
+
+
+def _store_schema(db: dict[str, Any], store: dict[str, Any], count: int) -> StoreSchema:
+    indexes = tuple(
+        IndexSchema(i["name"], _key_path(i["keyPath"]), i["unique"], i["multiEntry"])
+        for i in store["indexes"]
+    )
+    return StoreSchema(
+        db=db["name"],
+        db_version=db["version"],
+        name=store["name"],
+        key_path=_key_path(store["keyPath"]),
+        auto_increment=store["autoIncrement"],
+        indexes=indexes,
+        count=count,
+    )
+
+
+@dataclass
+class StoreRead:
+    """One read of one store: `async for batch in read` gives `list[Record]` in key order.
+
+    After the last batch: `complete` (every record was read: no error, nothing skipped, no
+    `max_records` cut), `problems`, `records` and `bytes` (UTF-8 of the key and value texts).
+    """
+
+    reader: OriginReader
+    store: StoreSchema
+    complete: bool = False
+    problems: list[Problem] = field(default_factory=list)
+    records: int = 0
+    bytes: int = 0
+    _id: int | None = None
+    _next: asyncio.Task[str] | None = None
+    _done: bool = False
+    _failed: bool = False
+    _dropped_problems: int = 0
+
+    def __aiter__(self) -> StoreRead:
+        return self
+
+    async def __anext__(self) -> list[Record]:
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            if self._id is None:
+                await self._begin()
+            task = self._next or self._fetch()
+            self._next = None
+            text = await task
+        except BaseException:
+            self._failed = True
+            self._finish(failed=True)
+            raise
+        batch = self._take(text)
+        if not self._done:
+            # Ask for the next batch now: its transfer overlaps whatever the caller does next.
+            self._next = self._fetch()
+        return batch
+
+    def _fetch(self) -> asyncio.Task[str]:
+        return asyncio.ensure_future(self.reader._call("next", self._id))
+
+    async def _begin(self) -> None:
+        limits = self.reader.limits
+        options: dict[str, Any] = {
+            "batchSize": limits.batch_size,
+            "maxBatchBytes": getattr(limits, "max_batch_bytes", DEFAULT_MAX_BATCH_BYTES),
+            "maxValueBytes": limits.max_value_bytes,
+            "maxRecords": limits.max_records,
+            "consistency": limits.consistency,
+            "openTimeoutMs": self.reader._open_timeout_ms,
+        }
+        self._id = await self.reader._call("begin", self.store.db, self.store.name, options)
+
+    def _take(self, text: str) -> list[Record]:
+        head, _, body = text.partition("\n")
+        header = orjson.loads(head)
+        for problem in header["problems"]:
+            self._add_problem(problem["key"], problem["message"])
+        if header.get("skipped"):
+            self._failed = True
+        if header.get("fatal"):
+            self._add_problem(None, header["fatal"])
+            self._failed = True
+        if header.get("truncated"):
+            cut = f"stopped after limits.max_records={self.reader.limits.max_records} records"
+            self._add_problem(None, cut)
+            self._failed = True
+        records: list[Record] = []
+        if header["n"]:
+            texts = body.split("\n")
+            size = 0
+            sha256 = hashlib.sha256
+            for key, value in zip(texts[::2], texts[1::2], strict=True):
+                data = value.encode()
+                size += len(data) + len(key.encode())
+                records.append(Record(key, value, sha256(data).hexdigest()))
+            self.records += len(records)
+            self.bytes += size
+        if header["done"]:
+            self._finish(failed=self._failed)
+        return records
+
+    def _add_problem(self, key: str | None, message: str) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(Problem(self.store.db, self.store.name, key, message))
+        else:
+            self._dropped_problems += 1
+
+    def _finish(self, *, failed: bool) -> None:
+        self.complete = not failed
+        if self._dropped_problems:
+            more = f"{self._dropped_problems} more problems not listed"
+            self.problems.append(Problem(self.store.db, self.store.name, None, more))
+            self._dropped_problems = 0
+        self.cancel()
+
+    def cancel(self) -> None:
+        """Stop reading and drop the batch asked for ahead (the page forgets it on close)."""
+        self._done = True
+        if self._next is not None:
+            self._next.cancel()
+            self._next = None
