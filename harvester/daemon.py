@@ -460,6 +460,12 @@ class Daemon:
                 # A new read would diff against a snapshot that lacks these runs' changes.
                 await self._forward(earlier)
             async with self._browsers:
+                if self._stopping:
+                    # Stopped while waiting for a browser: this run never starts.
+                    status.running = False
+                    return True
+                # The run's duration counts from here, not from the wait for a browser.
+                started = time.monotonic()
                 run_id = await self.backend.begin(target)
                 status.last_run_id, status.last_started = run_id, _now()
                 log.info(

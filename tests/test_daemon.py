@@ -433,3 +433,14 @@ async def test_a_failed_send_is_sent_again_before_the_next_read() -> None:
     assert backend.sends == [["a-1"], ["a-1"], ["a-2"]]
     assert backend.committed == ["a-1", "a-2"]
     assert backend.failed == {"a-1": "RuntimeError: Flink job failed"}
+
+
+@in_loop
+async def test_a_run_waiting_for_a_browser_at_stop_never_starts() -> None:
+    backend = FakeBackend(delay=0.5)
+    targets = (_Target("a", schedule="1h"), _Target("b", schedule="1h"))
+    settings = _Settings(targets=targets, daemon=_DaemonSettings(max_concurrent_harvests=1))
+    daemon = _daemon(settings, backend)
+    assert await _run_for(daemon, 0.2) == 0
+    assert len(backend.reads) == 1
+    assert len(backend.committed) == 1
