@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from playwright.async_api import (
@@ -31,10 +31,8 @@ from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import sync_playwright
 from pydantic import SecretStr
 
-from harvester.errors import BrowserError, BrowserNotFoundError, ConfigError, PageError
-
-if TYPE_CHECKING:
-    from harvester.settings import BrowserSettings, TargetSettings
+from harvester.errors import BrowserError, BrowserNotFoundError, PageError
+from harvester.settings import BrowserSettings, TargetSettings
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +49,9 @@ INSTALL_HINT = (
 )
 # A browser that has not closed in this long is hung; stopping Playwright's driver kills it.
 CLOSE_TIMEOUT = timedelta(seconds=10)
+
+# Starting (or reaching) a browser is not a page action: a short page_timeout must not fail it.
+LAUNCH_TIMEOUT = timedelta(seconds=60)
 
 WaitUntil = Literal["commit", "domcontentloaded", "load", "networkidle"]
 
@@ -141,10 +142,8 @@ def _first_line(exc: PlaywrightError) -> str:
     return _API_PREFIX.sub("", lines[0]) if lines else type(exc).__name__
 
 
-def _secret(value: str | SecretStr | None) -> str:
-    if isinstance(value, SecretStr):
-        return value.get_secret_value()
-    return value or ""
+def _secret(value: SecretStr | None) -> str:
+    return value.get_secret_value() if value is not None else ""
 
 
 def _origin(url: str) -> str:
@@ -191,8 +190,6 @@ async def _run_auth_steps(page: Page, target: TargetSettings, timeout_ms: float)
                         await page.wait_for_selector(step.selector, timeout=timeout_ms)
                     else:
                         await page.wait_for_url(step.url, timeout=timeout_ms)
-                case other:
-                    raise ConfigError(f"{where}: unknown action {other!r}")
         except PlaywrightTimeoutError as exc:
             raise PageError(f"{where} did not finish within {timeout_ms / 1000:g}s") from exc
         except PlaywrightError as exc:
@@ -203,7 +200,7 @@ async def _wait_ready(page: Page, target: TargetSettings, timeout_ms: float) -> 
     ready = target.ready
     who = f"target {target.name}"
     within = f"within {timeout_ms / 1000:g}s"
-    await _goto(page, target.url, wait_until=ready.wait_until, timeout_ms=timeout_ms, what=who)
+    await _goto(page, str(target.url), wait_until=ready.wait_until, timeout_ms=timeout_ms, what=who)
     if ready.selector:
         try:
             await page.wait_for_selector(ready.selector, timeout=timeout_ms)
@@ -242,19 +239,15 @@ async def _close_popup(page: Page) -> None:
 
 
 async def _open_context(
-    playwright: Playwright, target: TargetSettings, settings: BrowserSettings, timeout_ms: float
+    playwright: Playwright, target: TargetSettings, settings: BrowserSettings
 ) -> tuple[BrowserContext, Browser | None]:
     """The context the target runs in, and the browser to close after it (None: the context's)."""
     auth = target.auth
+    # Settings reject profile_dir together with connect_url or storage_state.
     if settings.connect_url:
-        if auth.profile_dir:
-            raise ConfigError(
-                f"target {target.name}: auth.profile_dir needs a local browser; "
-                "it cannot be used with browser.connect_url"
-            )
         try:
             browser = await playwright.chromium.connect_over_cdp(
-                settings.connect_url, timeout=timeout_ms
+                settings.connect_url, timeout=_ms(LAUNCH_TIMEOUT)
             )
         except PlaywrightError as exc:
             raise BrowserError(
@@ -266,15 +259,10 @@ async def _open_context(
             "executable_path": executable,
             "headless": settings.headless,
             "args": launch_args(settings.args),
-            "timeout": timeout_ms,
+            "timeout": _ms(LAUNCH_TIMEOUT),
         }
         try:
             if auth.profile_dir:
-                if auth.storage_state:
-                    raise ConfigError(
-                        f"target {target.name}: auth.storage_state and auth.profile_dir exclude "
-                        "each other (the profile keeps its own cookies and storage)"
-                    )
                 # The profile holds the user's session: keep it private.
                 auth.profile_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
                 context = await playwright.chromium.launch_persistent_context(
@@ -318,7 +306,7 @@ async def open_target(
     timeout_ms = _ms(target.limits.page_timeout)
     playwright = await async_playwright().start()
     try:
-        context, owned_browser = await _open_context(playwright, target, browser, timeout_ms)
+        context, owned_browser = await _open_context(playwright, target, browser)
         try:
             context.set_default_timeout(timeout_ms)
             context.on("dialog", _dismiss)
