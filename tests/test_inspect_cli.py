@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from harvester.cli import main
 from harvester.codec import canonical, value_hash
+from harvester.inspect.diff import FieldChange
 from harvester.inspect.queries import StateReader
 from harvester.state import RunStore, StateDB
 
@@ -300,3 +302,41 @@ def test_run_changes_counts_all_and_lists_up_to_the_limit(
     assert diff.counts() == {"added": 1, "changed": 2, "removed": 1}
     assert [r.key for r in diff.changed] == ["3"]
     assert diff.unlisted == {"added": 0, "changed": 1, "removed": 0}
+
+
+def test_diff_is_field_by_field_when_the_history_keeps_values(
+    state_dir: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With `changes.old_value/new_value` (the proposed state migration) diffs name each field."""
+    folder, _runs = state_dir
+    values = {
+        value_hash(text): text
+        for data in (FIRST, SECOND)
+        for store in data.values()
+        for text in map(canonical, store.values())
+    }
+    conn = sqlite3.connect(folder / "state.db")
+    conn.execute("ALTER TABLE changes ADD COLUMN old_value TEXT")
+    conn.execute("ALTER TABLE changes ADD COLUMN new_value TEXT")
+    for rowid, old, new in conn.execute("SELECT rowid, old_hash, new_hash FROM changes").fetchall():
+        conn.execute(
+            "UPDATE changes SET old_value = ?, new_value = ? WHERE rowid = ?",
+            (values.get(old), values.get(new), rowid),
+        )
+    conn.commit()
+    conn.close()
+    result = run_json(capsys, "diff", "--target", TARGET, "--last", "2", "--state", str(folder))
+    (users,) = result["stores"]
+    three, five = users["changed"]
+    assert three["fields"] == [
+        {"field": "name", "old": '"user 3"', "new": '"user three"'},
+        {"field": "email", "old": None, "new": '"three@example.com"'},
+    ]
+    assert five["fields"] == [{"field": "tags", "old": '["a"]', "new": '["a", "b"]'}]
+    assert three["old_value"] == _user(3)
+    (removed,) = users["removed"]
+    assert removed["old_value"] == _user(4)
+    with StateReader(folder) as reader:
+        store = reader.store(TARGET, "shopdb", "users")
+        latest = reader.run_changes(store.last_changed_run or "", store, limit=10)
+    assert [r.fields for r in latest.changed][1] == (FieldChange("tags", '["a"]', '["a", "b"]'),)

@@ -264,7 +264,7 @@ def _records(store: Store, records: Sequence[tuple[str, str | None, str]], ids: 
     ]
     shown = len(rows)
     if store.records > shown:
-        note = f"Showing the first {shown:,} of {store.records:,} records (in key order)."
+        note = f"Showing the first {shown:,} of {store.records:,} records (in first-seen order)."
     else:
         note = f"All {shown:,} records."
     return (
