@@ -245,3 +245,40 @@ def test_daemon_harvests_on_schedule_through_failures_reload_and_sigterm(
             run.error for run in down_runs
         ]
         assert state.pending_runs() == []
+
+
+def test_a_second_sigint_exits_at_once_and_the_next_start_recovers(
+    tmp_path: Path, demo: DemoServer
+) -> None:
+    http_port = _free_port()
+    config = tmp_path / "harvester.toml"
+    config.write_text(_config(http_port, [_target("one", demo.url, "1h", "profile-one")]))
+    daemon = Daemon(config, http_port)
+    try:
+        daemon.wait_for("a running harvest", lambda: daemon.health()["targets"]["one"]["running"])
+        daemon.proc.send_signal(signal.SIGINT)
+        daemon.wait_for("the stop", lambda: "stopping: no new runs" in daemon.log(), timeout=10)
+        daemon.proc.send_signal(signal.SIGINT)
+        assert daemon.proc.wait(timeout=5) == 130
+    finally:
+        daemon.close()
+    assert "second interrupt: exiting now" in daemon.log()
+    with StateDB.open(tmp_path / "state", readonly=True) as state:
+        assert [run.status for run in state.list_runs(target="one")] == ["running"]
+
+    # The next start finds the run that died, marks it failed, and harvests again.
+    config.write_text(_config(http_port, [_target("one", demo.url, "1h", "profile-one")]))
+    daemon = Daemon(config, http_port)
+    try:
+        daemon.wait_for(
+            "a committed run",
+            lambda: daemon.health()["targets"]["one"]["last_status"] == "committed",
+        )
+        daemon.proc.send_signal(signal.SIGTERM)
+        assert daemon.proc.wait(timeout=60) == 0, daemon.log()
+    finally:
+        daemon.close()
+    with StateDB.open(tmp_path / "state", readonly=True) as state:
+        runs = sorted(state.list_runs(target="one"), key=lambda run: run.started_at)
+        assert [run.status for run in runs] == ["failed", "committed"]
+        assert runs[0].error == "process died during the read"
