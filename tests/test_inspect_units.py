@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -10,7 +11,7 @@ from harvester.errors import UsageError
 from harvester.inspect.diff import Change, FieldChange, field_changes, net_diff
 from harvester.inspect.filters import Where, key_texts
 from harvester.inspect.pretty import pretty, pretty_text
-from harvester.inspect.render import safe_text
+from harvester.inspect.render import Column, safe_text, write_rows
 from harvester.inspect.schema import infer
 
 
@@ -118,3 +119,15 @@ def test_key_texts_and_where() -> None:
     with pytest.raises(UsageError):
         Where.parse("no-equals")
     assert json.loads(key_texts("0")[1]) == 0
+
+
+def test_tables_show_markup_and_escape_sequences_as_text() -> None:
+    out = io.StringIO()
+    row = {"v": "[bold red]x[/bold red] \x1b[2J:smile:"}
+    write_rows([row], [Column("v", "v")], "table", out, title="[blink]t")
+    text = out.getvalue()
+    assert "[bold red]x[/bold red] \\x1b[2J:smile:" in text and "[blink]t" in text
+    assert "\x1b" not in text
+    out = io.StringIO()
+    write_rows([{"v": "a\ud800"}], [Column("v", "v")], "csv", out)
+    assert out.getvalue() == "v\na\\ud800\n"
