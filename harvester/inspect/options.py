@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TextIO
 
 from harvester.inspect.queries import StateReader
 from harvester.inspect.render import FORMATS, default_format
+from harvester.settings import load_settings
 
 
 def state_options() -> argparse.ArgumentParser:
@@ -45,16 +45,14 @@ def positive_int(text: str) -> int:
     return value
 
 
-def output_format(args: argparse.Namespace, out: TextIO | None = None) -> str:
-    return args.format or default_format(out or sys.stdout)
+def output_format(args: argparse.Namespace) -> str:
+    return args.format or default_format(sys.stdout)
 
 
 def state_path(args: argparse.Namespace) -> Path:
     """`--state` (the state DB file or its folder), else the configured state folder."""
     if args.state is not None:
         return Path(args.state)
-    from harvester.settings import load_settings
-
     return Path(load_settings(Path(args.config) if args.config else None).state.dir)
 
 

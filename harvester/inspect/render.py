@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -27,9 +26,8 @@ def safe_text(value: str) -> str:
     return escape_surrogates(value.translate(_CONTROL))
 
 
-def default_format(stream: TextIO | None = None) -> str:
+def default_format(stream: TextIO) -> str:
     """`table` when writing to a terminal, else `json` (which pipes well into other tools)."""
-    stream = stream or sys.stdout
     return "table" if stream.isatty() else "json"
 
 
