@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         parents=[common, state_options(), format_options()],
         help="show the records of one store",
         description=(
-            "Show the records of one object store in key order, as committed now or as of a "
+            "Show the records of one object store (first-seen order), as committed now or as of a "
             "run, with values decoded and pretty-printed."
         ),
     )
