@@ -108,7 +108,11 @@ def test_net_diff_folds_several_runs_per_key() -> None:
 def test_key_texts_and_where() -> None:
     assert key_texts("42") == ['"42"', "42"]
     assert key_texts("abc") == ['"abc"']
-    assert key_texts('[1, "a"]') == ['"[1, \\"a\\"]"', '[1,"a"]', '[1, "a"]']
+    assert key_texts('[1, "a"]') == ['"[1, \\"a\\"]"', '[1,"a"]']
+    assert key_texts("1.0") == ['"1.0"', "1"]
+    assert key_texts('{"$date": "2026-01-01T00:00:00.000Z"}')[1] == (
+        '{"$date":"2026-01-01T00:00:00.000Z"}'
+    )
     where = Where.parse("address.city=Paris")
     assert where.matches({"address": {"city": "Paris"}})
     assert not where.matches({"address": {"town": "Paris"}})

@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harvester.codec import canonical, decode
 from harvester.errors import UsageError
 from harvester.inspect.schema import top_level_fields
 
 
 def key_texts(argument: str) -> list[str]:
-    """The typed JSON key texts `argument` may mean: `42` is the number or the string "42"."""
-    texts = [json.dumps(argument, ensure_ascii=False, separators=(",", ":"))]
-    try:
-        parsed = json.loads(argument)
-    except ValueError:
-        return texts
-    texts.append(json.dumps(parsed, ensure_ascii=False, separators=(",", ":")))
-    if argument not in texts:
-        texts.append(argument)
+    """The canonical typed-JSON key texts `argument` may mean: `42` is the number or the string."""
+    texts = [canonical(argument)]
+    # Not JSON, or JSON that is no typed-JSON value: then it only names the string.
+    with contextlib.suppress(ValueError, TypeError):
+        texts.append(canonical(decode(json.loads(argument))))
     return list(dict.fromkeys(texts))
 
 
