@@ -1,10 +1,11 @@
 """Change capture: diff a run's store reads against the committed snapshot, spool the rows.
 
 Memory stays bounded by one batch: each batch's keys are looked up in the snapshot with keyed
-queries, and the snapshot rows matched are remembered in a temporary table (SQLite's temp store,
-on disk once it outgrows its cache) so that, after a complete read, the keys never seen are found
-by one streamed anti-join. The capture reads the state DB through a read-only connection of its
-own: nothing it does can touch the committed snapshot.
+queries, and the snapshot rows matched are marked in a bitmap over snapshot row ids (one bit per
+id: 125 KB per million), so that after a complete read the rows never seen are found by one
+streamed scan of the store's keys. A bitmap, not the temporary table of seen ids tried first:
+inserting every matched id cost more than the lookups themselves. The capture reads the state DB
+through a read-only connection of its own: nothing it does can touch the committed snapshot.
 """
 
 from __future__ import annotations
@@ -59,7 +60,6 @@ class Capture:
         self.origin = origin
         self.full = full
         self._conn = state.connect(readonly=True)
-        self._conn.execute("CREATE TEMP TABLE seen (id INTEGER PRIMARY KEY)")
         self._sql: dict[int, str] = {}
 
     def close(self) -> None:
@@ -87,23 +87,29 @@ class Capture:
         started = time.monotonic()
         ident = (self.target, self.origin, schema.db, schema.name)
         self.spool.begin_store(db=schema.db, db_version=schema.db_version, store=schema.name)
-        self._conn.execute("DELETE FROM temp.seen")
         write, full = self.spool.write, self.full
         rows_before = self.spool.rows
-        inserted = updated = unchanged = deleted = 0
+        inserted = updated = unchanged = deleted = matched = 0
+        # Ids only grow past this for rows committed later, which this capture cannot match.
+        top = self._conn.execute("SELECT coalesce(max(id), 0) FROM snapshot").fetchone()[0]
+        seen = bytearray((top >> 3) + 1)
         async for batch in read:
             at = iso_utc()
             # Keys must be valid UTF-8 for SQLite; the escape is what the spool writes too.
             keys = [escape_surrogates(record.key) for record in batch]
             found = self._lookup(ident, keys)
-            matched: list[tuple[int]] = []
             for key, record in zip(keys, batch, strict=True):
                 hit = found.get(key)
                 if hit is None:
                     inserted += 1
                     write(key, "+I", record.value, record.value_hash, at)
                     continue
-                matched.append((hit[0],))
+                row_id = hit[0]
+                bit = 1 << (row_id & 7)
+                # A key read twice (only a misbehaving reader does that) counts once.
+                if not seen[row_id >> 3] & bit:
+                    seen[row_id >> 3] |= bit
+                    matched += 1
                 if hit[1] == record.value_hash:
                     unchanged += 1
                     if full:
@@ -111,10 +117,8 @@ class Capture:
                 else:
                     updated += 1
                     write(key, "+I" if full else "+U", record.value, record.value_hash, at)
-            # OR IGNORE: a key read twice (only a misbehaving reader does that) is seen once.
-            self._conn.executemany("INSERT OR IGNORE INTO temp.seen (id) VALUES (?)", matched)
         if read.complete:
-            deleted = self._deletions(ident)
+            deleted = self._deletions(ident, seen, matched)
         return RunStore(
             db=schema.db,
             db_version=schema.db_version,
@@ -136,25 +140,25 @@ class Capture:
             seconds=round(time.monotonic() - started, 3),
         )
 
-    def _deletions(self, ident: tuple[str, ...]) -> int:
+    def _deletions(self, ident: tuple[str, ...], seen: bytearray, matched: int) -> int:
         """Spool `-D` for every snapshot key of the store that this read did not see."""
         total = self._conn.execute(
             "SELECT count(*) FROM snapshot WHERE target = ? AND origin = ? AND db = ? "
             "AND store = ?",
             ident,
         ).fetchone()[0]
-        seen = self._conn.execute("SELECT count(*) FROM temp.seen").fetchone()[0]
-        if total == seen:
+        if total == matched:
             return 0
         at = iso_utc()
         deleted = 0
+        # Only the unique index is read (it holds key and id), not the values.
         cursor = self._conn.execute(
-            "SELECT key FROM snapshot WHERE target = ? AND origin = ? AND db = ? AND store = ? "
-            "AND id NOT IN (SELECT id FROM temp.seen) ORDER BY id",
+            "SELECT id, key FROM snapshot WHERE target = ? AND origin = ? AND db = ? AND store = ?",
             ident,
         )
-        while batch := cursor.fetchmany(1000):
-            for (key,) in batch:
-                self.spool.write(key, "-D", None, None, at)
-            deleted += len(batch)
+        while batch := cursor.fetchmany(10_000):
+            for row_id, key in batch:
+                if not seen[row_id >> 3] & (1 << (row_id & 7)):
+                    self.spool.write(key, "-D", None, None, at)
+                    deleted += 1
         return deleted
