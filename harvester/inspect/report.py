@@ -233,7 +233,7 @@ def _diff_rows(records: Sequence[RecordDiff]) -> list[str]:
             detail = f"(values not kept; hash {record.old_hash} → {record.new_hash})"
         rows.append(
             f'<tr><td class="op-{record.op}">{record.op}</td>'
-            f'<td class="code">{_e(pretty_text(record.key))}</td>'
+            f'<td class="code key">{_e(pretty_text(record.key))}</td>'
             f'<td class="value">{_e(_cut(detail))}</td></tr>'
         )
     return rows
@@ -258,7 +258,7 @@ def _value_text(value: str | None, value_hash: str) -> str:
 def _records(store: Store, records: Sequence[tuple[str, str | None, str]], ids: _Ids) -> str:
     table_id, count_id = ids.next("records-"), ids.next("count-")
     rows = [
-        f'<tr><td class="code">{_e(pretty_text(key))}</td>'
+        f'<tr><td class="code key">{_e(pretty_text(key))}</td>'
         f'<td class="value">{_e(_cut(_value_text(value, hash_)))}</td></tr>'
         for key, value, hash_ in records
     ]
