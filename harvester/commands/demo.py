@@ -33,10 +33,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"demo app: {server.url}", flush=True)
         if not args.serve:
             raise NotYetAvailableError(
-                "the demo app was served, but harvesting it is not built yet: it needs the "
-                "IndexedDB reader (issue 3), the changelog capture (issue 4) and the Flink "
-                "forwarder (issue 5); run `harvester demo --serve` to keep the app up and open "
-                "it in a browser"
+                "the demo app was served, but `harvester demo` does not harvest it yet: the "
+                "end-to-end demo arrives with the Flink forwarder (issue 5); meanwhile run "
+                "`harvester demo --serve` and, in another shell, "
+                "`harvester harvest demo --config config/demo.toml`"
             )
         print("serving until Ctrl-C", flush=True)
         try:
