@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
+import json
+import logging
 import random
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -68,9 +71,8 @@ class _Settings:
 class FakeBackend:
     """Reads take `delay` seconds; targets in `failing` raise; records what the daemon did."""
 
-    def __init__(self, *, delay: float = 0.02, send_delay: float = 0.0) -> None:
+    def __init__(self, *, delay: float = 0.02) -> None:
         self.delay = delay
-        self.send_delay = send_delay
         self.delays: dict[str, float] = {}
         self.failing: set[str] = set()
         self.last: dict[str, datetime] = {}
@@ -82,6 +84,8 @@ class FakeBackend:
         self.cancelled_reads: list[str] = []
         self.unsent: list[ReadResult] = []
         self.send_fails = 0
+        self.hold_first_send = 0
+        self.finished = 0
         self.active = 0
         self.max_active = 0
         self.is_writable = True
@@ -108,14 +112,18 @@ class FakeBackend:
             raise
         finally:
             self.active -= 1
+            self.finished += 1
         if target.name in self.failing:
             raise PageError(f"{target.url}: connection refused")
         return ReadResult(run_id, spool=run_id, counts={"+I": 2, "+U": 1})  # type: ignore[arg-type]
 
     def send(self, results: Sequence[ReadResult]) -> None:
-        import time
-
-        time.sleep(self.send_delay)
+        if not self.sends and self.hold_first_send:
+            # Hold the first send until the other reads have finished and queued up.
+            deadline = time.monotonic() + 5
+            while self.finished < self.hold_first_send and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.1)
         self.sends.append([r.run_id for r in results])
         if self.send_fails:
             self.send_fails -= 1
@@ -161,13 +169,28 @@ def _daemon(settings: _Settings, backend: FakeBackend, **kwargs: Any) -> Daemon:
     return Daemon(settings, backend, **kwargs)  # type: ignore[arg-type]
 
 
-async def _run_for(daemon: Daemon, seconds: float, check: Callable[[], None] | None = None) -> int:
+WAIT_S = 20
+
+
+async def _until(condition: Callable[[], object]) -> None:
+    """Wait until `condition()` holds: conditions, not fixed sleeps, suit a loaded machine."""
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
+async def _run_until(
+    daemon: Daemon, condition: Callable[[], object], check: Callable[[], None] | None = None
+) -> int:
+    """Run the daemon until `condition()` holds, run `check`, stop it; its exit code."""
     task = asyncio.create_task(daemon.run(handle_signals=False))
-    await asyncio.sleep(seconds)
+    await _until(lambda: condition() or task.done())
+    assert not task.done(), task
     if check is not None:
         check()
     daemon.request_stop()
-    return await asyncio.wait_for(task, 10)
+    return await asyncio.wait_for(task, WAIT_S)
 
 
 # ---- pure helpers ---------------------------------------------------------------------------
@@ -201,10 +224,10 @@ async def test_targets_run_on_their_schedule_and_commit() -> None:
     backend = FakeBackend()
     settings = _Settings(targets=(_Target("a", schedule="1s"), _Target("b", schedule="1s")))
     daemon = _daemon(settings, backend)
-    assert await _run_for(daemon, 2.3) == 0
+    two_each = lambda: all(len(backend.committed_of(n)) >= 2 for n in "ab")  # noqa: E731
+    assert await _run_until(daemon, two_each) == 0
     assert backend.recovered and backend.closed
     for name in ("a", "b"):
-        assert len(backend.committed_of(name)) >= 2
         assert daemon.status[name].last_status == "committed"
     assert daemon.metrics.registry.get_sample_value(
         "harvester_records_total", {"target": "a", "op": "+I"}
@@ -229,11 +252,12 @@ async def test_a_failing_target_retries_with_backoff_and_others_go_on() -> None:
         assert body["targets"]["down"]["next_run"] is not None
         assert body["targets"]["up"]["healthy"] is True
 
-    assert await _run_for(daemon, 1.6, check) == 0
+    def done() -> bool:
+        return len(backend.failed) == 4 and len(backend.committed_of("up")) >= 2
+
+    assert await _run_until(daemon, done, check) == 0
     assert backend.reads.count("down") == 4  # the first attempt and 3 retries
-    assert len(backend.failed) == 4
     assert all("connection refused" in reason for reason in backend.failed.values())
-    assert len(backend.committed_of("up")) >= 2
     assert (
         daemon.metrics.registry.get_sample_value(
             "harvester_runs_total", {"target": "down", "status": "failed"}
@@ -247,12 +271,13 @@ async def test_a_success_resets_the_failure_count() -> None:
     backend = FakeBackend()
     backend.failing.add("flaky")
     daemon = _daemon(_Settings(targets=(_Target("flaky", schedule="1h", retries=5),)), backend)
-    task = asyncio.create_task(daemon.run(handle_signals=False))
-    await asyncio.sleep(0.1)
-    backend.failing.clear()
-    await asyncio.sleep(1.0)
-    daemon.request_stop()
-    assert await task == 0
+
+    def recovered() -> bool:
+        if len(backend.failed) >= 2:
+            backend.failing.clear()
+        return bool(backend.committed)
+
+    assert await _run_until(daemon, recovered) == 0
     assert daemon.status["flaky"].consecutive_failures == 0
     assert len(backend.committed_of("flaky")) == 1
 
@@ -263,22 +288,24 @@ async def test_reads_are_bounded_by_max_concurrent_harvests() -> None:
     targets = tuple(_Target(name, schedule="1h") for name in "abcd")
     settings = _Settings(targets=targets, daemon=_DaemonSettings(max_concurrent_harvests=2))
     daemon = _daemon(settings, backend)
-    assert await _run_for(daemon, 0.9) == 0
+    assert await _run_until(daemon, lambda: len(backend.committed) == 4) == 0
     assert backend.max_active == 2
-    assert len(backend.committed) == 4
 
 
 @in_loop
 async def test_finished_reads_are_batched_into_one_send() -> None:
-    backend = FakeBackend(delay=0.01, send_delay=0.3)
+    backend = FakeBackend()
     backend.delays = {"a": 0.01, "b": 0.1, "c": 0.1}
+    backend.hold_first_send = 3
     targets = tuple(_Target(name, schedule="1h") for name in "abc")
     settings = _Settings(targets=targets, daemon=_DaemonSettings(max_concurrent_harvests=3))
     daemon = _daemon(settings, backend)
-    assert await _run_for(daemon, 1.0) == 0
+    assert await _run_until(daemon, lambda: len(backend.committed) == 3) == 0
     # "a" finished first and went alone; "b" and "c" waited for that send and went together.
-    assert sorted(len(batch) for batch in backend.sends) == [1, 2]
-    assert len(backend.committed) == 3
+    assert backend.sends == [["a-1"], ["b-2", "c-3"]] or backend.sends == [
+        ["a-1"],
+        ["c-3", "b-2"],
+    ]
 
 
 @in_loop
@@ -287,7 +314,7 @@ async def test_a_hung_read_is_cancelled_at_harvest_timeout() -> None:
     backend.delays = {"hung": 60}
     target = _Target("hung", schedule="1h", retries=0, limits=_Limits(timedelta(seconds=0.2)))
     daemon = _daemon(_Settings(targets=(target,)), backend)
-    assert await _run_for(daemon, 0.6) == 0
+    assert await _run_until(daemon, lambda: backend.failed) == 0
     assert backend.cancelled_reads == ["hung-1"]
     assert "timed out" in backend.failed["hung-1"]
     assert daemon.metrics.registry.get_sample_value("harvester_browsers_alive") == 0
@@ -297,7 +324,7 @@ async def test_a_hung_read_is_cancelled_at_harvest_timeout() -> None:
 async def test_shutdown_lets_running_reads_finish_within_grace() -> None:
     backend = FakeBackend(delay=0.5)
     daemon = _daemon(_Settings(targets=(_Target("a", schedule="1h"),)), backend)
-    assert await _run_for(daemon, 0.1) == 0
+    assert await _run_until(daemon, lambda: backend.reads) == 0
     assert backend.committed == ["a-1"]
     assert backend.cancelled_reads == []
 
@@ -310,7 +337,7 @@ async def test_shutdown_cancels_reads_past_grace() -> None:
         daemon=_DaemonSettings(shutdown_grace=timedelta(seconds=0.2)),
     )
     daemon = _daemon(settings, backend)
-    assert await _run_for(daemon, 0.1) == 0
+    assert await _run_until(daemon, lambda: backend.reads) == 0
     assert backend.cancelled_reads == ["a-1"]
     assert backend.committed == []
     assert backend.failed == {"a-1": "cancelled at shutdown"}
@@ -325,8 +352,19 @@ async def test_stop_during_backoff_ends_the_retries() -> None:
         backend,
         backoff_base=timedelta(seconds=30),
     )
-    assert await asyncio.wait_for(_run_for(daemon, 0.2), 2) == 0
+    assert await asyncio.wait_for(_run_until(daemon, lambda: backend.failed), 10) == 0
     assert backend.reads == ["down"]
+
+
+@in_loop
+async def test_a_run_waiting_for_a_browser_at_stop_never_starts() -> None:
+    backend = FakeBackend(delay=0.5)
+    targets = (_Target("a", schedule="1h"), _Target("b", schedule="1h"))
+    settings = _Settings(targets=targets, daemon=_DaemonSettings(max_concurrent_harvests=1))
+    daemon = _daemon(settings, backend)
+    assert await _run_until(daemon, lambda: backend.reads) == 0
+    assert len(backend.reads) == 1
+    assert len(backend.committed) == 1
 
 
 @in_loop
@@ -341,14 +379,15 @@ async def test_catch_up_runs_a_missed_run_once_at_start() -> None:
         daemon=_DaemonSettings(run_on_start=False, catch_up=True),
     )
     daemon = _daemon(settings, backend)
-    assert await _run_for(daemon, 0.3) == 0
+    assert await _run_until(daemon, lambda: backend.committed) == 0
     assert backend.reads == ["missed"]
 
     backend = FakeBackend()
     backend.last = {"missed": datetime.now(UTC) - timedelta(hours=2)}
     no_catch_up = replace(settings, daemon=_DaemonSettings(run_on_start=False, catch_up=False))
     daemon = _daemon(no_catch_up, backend)
-    assert await _run_for(daemon, 0.3) == 0
+    scheduled = lambda: daemon.next_run("missed") is not None  # noqa: E731
+    assert await _run_until(daemon, scheduled) == 0
     assert backend.reads == []
 
 
@@ -365,8 +404,14 @@ async def test_health_is_503_when_the_state_db_is_not_writable() -> None:
         assert body["status"] == "unavailable"
         assert body["state_writable"] is False
 
-    assert await _run_for(daemon, 0.2, check) == 0
+    assert await _run_until(daemon, lambda: backend.committed, check) == 0
     assert not daemon.health()[0]  # stopped: the scheduler no longer runs
+
+
+async def _started(daemon: Daemon) -> asyncio.Task[int]:
+    task = asyncio.create_task(daemon.run(handle_signals=False))
+    await _until(lambda: daemon.scheduler.running)
+    return task
 
 
 @in_loop
@@ -385,8 +430,7 @@ async def test_reload_adds_removes_and_rejects(tmp_path: Path) -> None:
         return config
 
     daemon = _daemon(first, backend, load=load, config_path=tmp_path / "h.toml")
-    task = asyncio.create_task(daemon.run(handle_signals=False))
-    await asyncio.sleep(0.1)
+    task = await _started(daemon)
     before = {job.id: job.next_run_time for job in daemon.scheduler.get_jobs()}
 
     configs.append(ConfigError(["h.toml: targets[0].schedule: not a cron string"]))
@@ -401,10 +445,10 @@ async def test_reload_adds_removes_and_rejects(tmp_path: Path) -> None:
     assert await daemon.reload()
     assert sorted(job.id for job in daemon.scheduler.get_jobs()) == ["a", "c"]
     assert sorted(daemon.health()[1]["targets"]) == ["a", "c"]
-    await asyncio.sleep(1.3)
+    await _until(lambda: backend.committed)  # "a" now runs every second
     daemon.request_stop()
     assert await task == 0
-    assert backend.reads and set(backend.reads) == {"a"}  # rescheduled to every second
+    assert set(backend.reads) == {"a"}
 
 
 @in_loop
@@ -412,11 +456,11 @@ async def test_reload_keeps_a_running_harvest() -> None:
     backend = FakeBackend(delay=0.5)
     first = _Settings(targets=(_Target("a", schedule="1h"),))
     daemon = _daemon(first, backend, load=lambda _p: _Settings(targets=()))
-    task = asyncio.create_task(daemon.run(handle_signals=False))
-    await asyncio.sleep(0.1)
+    task = await _started(daemon)
+    await _until(lambda: backend.reads)
     assert await daemon.reload()
     assert daemon.scheduler.get_jobs() == []
-    await asyncio.sleep(0.6)
+    await _until(lambda: backend.committed)
     daemon.request_stop()
     assert await task == 0
     assert backend.committed == ["a-1"]
@@ -428,7 +472,7 @@ async def test_a_failed_send_is_sent_again_before_the_next_read() -> None:
     backend = FakeBackend()
     backend.send_fails = 1
     daemon = _daemon(_Settings(targets=(_Target("a", schedule="1h", retries=2),)), backend)
-    assert await _run_for(daemon, 0.8) == 0
+    assert await _run_until(daemon, lambda: len(backend.committed) == 2) == 0
     # Attempt 1 read a-1 and its send failed; attempt 2 sent a-1 first, then read and sent a-2.
     assert backend.sends == [["a-1"], ["a-1"], ["a-2"]]
     assert backend.committed == ["a-1", "a-2"]
@@ -436,11 +480,38 @@ async def test_a_failed_send_is_sent_again_before_the_next_read() -> None:
 
 
 @in_loop
-async def test_a_run_waiting_for_a_browser_at_stop_never_starts() -> None:
-    backend = FakeBackend(delay=0.5)
-    targets = (_Target("a", schedule="1h"), _Target("b", schedule="1h"))
-    settings = _Settings(targets=targets, daemon=_DaemonSettings(max_concurrent_harvests=1))
-    daemon = _daemon(settings, backend)
-    assert await _run_for(daemon, 0.2) == 0
-    assert len(backend.reads) == 1
-    assert len(backend.committed) == 1
+async def test_each_run_logs_one_start_and_one_finish_event() -> None:
+    from harvester.logs import JsonFormatter
+
+    backend = FakeBackend()
+    backend.failing.add("down")
+    targets = (_Target("up", schedule="1h"), _Target("down", schedule="1h", retries=0))
+    daemon = _daemon(_Settings(targets=targets), backend)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("harvester.daemon")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        finished = lambda: backend.committed and backend.failed  # noqa: E731
+        assert await _run_until(daemon, finished) == 0
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    events = [json.loads(JsonFormatter().format(r)) for r in records if hasattr(r, "event")]
+    runs = [e for e in events if e["event"] in ("run_started", "run_finished")]
+    assert sorted((e["event"], e["target"]) for e in runs) == [
+        ("run_finished", "down"),
+        ("run_finished", "up"),
+        ("run_started", "down"),
+        ("run_started", "up"),
+    ]
+    up = next(e for e in runs if e["event"] == "run_finished" and e["target"] == "up")
+    assert up["run_id"] in ("up-1", "up-2")
+    assert (up["status"], up["counts"], up["error"]) == ("committed", {"+I": 2, "+U": 1}, None)
+    assert up["duration_s"] >= 0
+    down = next(e for e in runs if e["event"] == "run_finished" and e["target"] == "down")
+    assert down["status"] == "failed"
+    assert "connection refused" in down["error"]
