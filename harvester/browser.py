@@ -61,23 +61,20 @@ def _is_executable(path: Path) -> bool:
 
 
 @functools.lru_cache(maxsize=4)
-def _managed_chromium(browsers_path: str | None) -> tuple[Path | None, str | None]:
-    """Where Playwright keeps its own Chromium, as (path, None) or (None, why it is unknown).
+def _managed_chromium(browsers_path: str | None) -> Path:
+    """Where Playwright keeps (or would install) its own Chromium.
 
-    Cached per `$PLAYWRIGHT_BROWSERS_PATH` (passed in only as the cache key): asking costs a
-    driver start. The sync API runs in its own thread because the caller may be inside an
-    event loop, where the sync API refuses to start.
+    Cached per `$PLAYWRIGHT_BROWSERS_PATH` (passed in only as the cache key), as asking costs a
+    driver start; failures raise and so are asked again next time. The sync API runs in its own
+    thread because the caller may be inside an event loop, where the sync API refuses to start.
     """
 
     def ask() -> str:
         with sync_playwright() as playwright:
             return playwright.chromium.executable_path
 
-    try:
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            return Path(pool.submit(ask).result()), None
-    except Exception as exc:  # any driver failure just means "no managed browser known"
-        return None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return Path(pool.submit(ask).result())
 
 
 def find_chromium(configured: Path | None = None) -> Path:
@@ -94,12 +91,14 @@ def find_chromium(configured: Path | None = None) -> Path:
             )
         return configured
     tried: list[str] = []
-    managed, problem = _managed_chromium(os.environ.get("PLAYWRIGHT_BROWSERS_PATH"))
-    if managed is None:
+    try:
+        managed = _managed_chromium(os.environ.get("PLAYWRIGHT_BROWSERS_PATH"))
+    except Exception as exc:  # a driver that cannot start just means "no managed Chromium known"
+        problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         tried.append(f"Playwright's managed Chromium (Playwright could not say where: {problem})")
-    elif _is_executable(managed):
-        return managed
     else:
+        if _is_executable(managed):
+            return managed
         tried.append(f"Playwright's managed Chromium at {managed} (not installed)")
     for name in PATH_NAMES:
         found = shutil.which(name)

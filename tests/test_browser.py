@@ -98,8 +98,7 @@ def test_playwright_managed_chromium_when_present(
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
     # Where Playwright would install its Chromium: found only once something is there.
     assert find_chromium() == tmp_path / "bin" / "chromium"
-    managed, _ = browser._managed_chromium(str(no_managed))
-    assert managed is not None
+    managed = browser._managed_chromium(str(no_managed))
     assert managed.is_relative_to(no_managed)
     _fake_executable(managed)
     assert find_chromium() == managed
