@@ -269,6 +269,7 @@ def test_export_jsonl_and_csv(state_dir: tuple[Path, list[str]], tmp_path: Path)
             "unknown run 'r-x' (newest listed first); known: ",
         ),
         (["diff", "r-x", "r-y"], "unknown run 'r-x'"),
+        (["show", "--run", "FAILED", TARGET, "shopdb", "users"], "unknown committed run 'FAILED'"),
         (["diff", "--target", "nope", "--last", "2"], "unknown target 'nope'"),
         (
             ["diff", "--target", TARGET, "--last", "3"],
@@ -288,6 +289,11 @@ def test_bad_input_exits_2_listing_what_exists(
     message: str,
 ) -> None:
     folder, _runs = state_dir
+    with StateDB.open(folder) as state:
+        failed = state.start_run(TARGET)
+        state.fail_run(failed, "boom")
+    argv = [failed if arg == "FAILED" else arg for arg in argv]
+    message = message.replace("FAILED", failed)
     assert main([*argv, "--state", str(folder)]) == 2
     assert message in capsys.readouterr().err
 

@@ -161,7 +161,8 @@ class StateReader:
         if as_of is not None:
             run = self.run(as_of)
             if run.target != store.target or run.status != "committed":
-                raise UsageError(f"run {as_of!r} is not a committed run of {store.target!r}")
+                committed = [r.id for r in self.runs(target=store.target, status="committed")]
+                raise _unknown("committed run", as_of, committed, f" of target {store.target!r}")
         ident = (store.target, store.origin, store.db, store.store)
         selections: Sequence[str | None] = list(keys) if keys is not None else [None]
         count = 0
