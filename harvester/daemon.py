@@ -254,6 +254,7 @@ class Daemon:
         self._queue: asyncio.Queue[tuple[ReadResult, asyncio.Future[None]]] = asyncio.Queue()
         self._forwarder: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()
+        self._reloads: set[asyncio.Task[bool]] = set()
 
     # ---- life cycle -------------------------------------------------------------------------
 
@@ -312,9 +313,15 @@ class Daemon:
                 os._exit(130)
             self.request_stop()
 
+        def on_hangup() -> None:
+            # The loop keeps only weak references to tasks: hold this one until it is done.
+            task = loop.create_task(self.reload())
+            self._reloads.add(task)
+            task.add_done_callback(self._reloads.discard)
+
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
         loop.add_signal_handler(signal.SIGINT, on_interrupt)
-        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, on_hangup)
 
     async def _recover(self) -> None:
         try:
