@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from html import escape
@@ -73,43 +74,67 @@ class _Ids:
         return f"{prefix}{self.n}"
 
 
+def _records_scale(values: Sequence[int]) -> tuple[int, int]:
+    """The records axis spans the counts seen (not from 0), so a few changes stay visible."""
+    low, high = min(values, default=0), max(values, default=0)
+    if high - low < 2:
+        return max(0, low - 1), high + 1
+    return low, high
+
+
+def _log(value: int) -> float:
+    return math.log10(1 + value)
+
+
 def chart(runs: Sequence[Run]) -> str:
-    """An inline SVG of records after each run and changes made by it, one point per run."""
+    """An inline SVG of records after each run and changes made by it, one point per run.
+
+    Changes use a log scale: a first harvest adds every record, and on a linear axis it would
+    flatten the handful of changes every later run makes.
+    """
     count = len(runs)
     inner_w = CHART_WIDTH - 2 * CHART_PAD
     inner_h = CHART_HEIGHT - 2 * CHART_PAD
-    right = CHART_PAD + inner_w
+    right, bottom = CHART_PAD + inner_w, CHART_PAD + inner_h
     records_after, changes = run_series(runs)
-    top_records = max(records_after, default=0) or 1
-    top_changes = max(changes, default=0) or 1
+    low, high = _records_scale(records_after)
+    top_changes = _log(max(changes, default=0)) or 1.0
 
     def x(i: int) -> float:
         return CHART_PAD + (inner_w / 2 if count == 1 else inner_w * i / (count - 1))
 
-    def y(value: int, top: int) -> float:
-        return CHART_PAD + inner_h - inner_h * value / top
+    def y_records(value: int) -> float:
+        return bottom - inner_h * (value - low) / (high - low)
+
+    def y_changes(value: int) -> float:
+        return bottom - inner_h * _log(value) / top_changes
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{CHART_WIDTH}" height="{CHART_HEIGHT}" '
         f'viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}" role="img">',
         f'<text x="{CHART_PAD - 6}" y="{CHART_PAD - 18}">records</text>',
-        f'<text x="{right + 6}" y="{CHART_PAD - 18}" text-anchor="end">changes</text>',
+        f'<text x="{right + 6}" y="{CHART_PAD - 18}" text-anchor="end">changes (log)</text>',
     ]
     for share in (0.0, 0.5, 1.0):
-        level = CHART_PAD + inner_h - inner_h * share
-        kind = "axis" if share == 0 else "grid"
+        level = bottom - inner_h * share
         parts += [
-            f'<line class="{kind}" x1="{CHART_PAD}" y1="{level:.1f}" '
-            f'x2="{right}" y2="{level:.1f}"/>',
+            f'<line class="{"axis" if share == 0 else "grid"}" x1="{CHART_PAD}" '
+            f'y1="{level:.1f}" x2="{right}" y2="{level:.1f}"/>',
             f'<text x="{CHART_PAD - 6}" y="{level + 4:.1f}" text-anchor="end">'
-            f"{round(top_records * share):,}</text>",
-            f'<text x="{right + 6}" y="{level + 4:.1f}">{round(top_changes * share):,}</text>',
+            f"{round(low + (high - low) * share):,}</text>",
         ]
-    for name, values, top in (
-        ("records", records_after, top_records),
-        ("changes", changes, top_changes),
+    tick, last_label = 0, math.inf
+    while _log(tick) <= top_changes + 1e-9:
+        level = y_changes(tick)
+        if last_label - level >= 12:  # labels closer than a line of text would overlap
+            parts.append(f'<text x="{right + 6}" y="{level + 4:.1f}">{tick:,}</text>')
+            last_label = level
+        tick = tick * 10 if tick else 1
+    for name, values, y in (
+        ("records", records_after, y_records),
+        ("changes", changes, y_changes),
     ):
-        points = " ".join(f"{x(i):.1f},{y(v, top):.1f}" for i, v in enumerate(values))
+        points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values))
         parts.append(f'<g class="series-{name}">')
         if count > 1:
             parts.append(f'<polyline class="line-{name}" points="{points}"/>')
@@ -118,15 +143,14 @@ def chart(runs: Sequence[Run]) -> str:
             tip = f"{run.id} ({run.status}) {_when(run.started_at)}: {value:,} {name}"
             parts.append(
                 f'<circle class="point{failed}" data-run="{_e(run.id)}" cx="{x(i):.1f}" '
-                f'cy="{y(value, top):.1f}" r="4"><title>{_e(tip)}</title></circle>'
+                f'cy="{y(value):.1f}" r="4"><title>{_e(tip)}</title></circle>'
             )
         parts.append("</g>")
     if runs:
         first, last = _when(runs[0].started_at), _when(runs[-1].started_at)
-        baseline = CHART_PAD + inner_h + 18
-        parts.append(f'<text x="{CHART_PAD}" y="{baseline}">{_e(first)}</text>')
+        parts.append(f'<text x="{CHART_PAD}" y="{bottom + 18}">{_e(first)}</text>')
         if count > 1:
-            parts.append(f'<text x="{right}" y="{baseline}" text-anchor="end">{_e(last)}</text>')
+            parts.append(f'<text x="{right}" y="{bottom + 18}" text-anchor="end">{_e(last)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
