@@ -310,28 +310,36 @@ def test_run_changes_counts_all_and_lists_up_to_the_limit(
     assert diff.unlisted == {"added": 0, "changed": 1, "removed": 0}
 
 
+@pytest.mark.parametrize("columns", [("old_value",), ("old_value", "new_value")])
 def test_diff_is_field_by_field_when_the_history_keeps_values(
-    state_dir: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
+    state_dir: tuple[Path, list[str]],
+    capsys: pytest.CaptureFixture[str],
+    columns: tuple[str, ...],
 ) -> None:
-    """With `changes.old_value/new_value` (the proposed state migration) diffs name each field."""
-    folder, _runs = state_dir
+    """With `changes.old_value` (the proposed state migration) diffs name each field, also
+    between past runs whose values the snapshot no longer holds."""
+    folder, (first, second) = state_dir
+    third_data = {**SECOND, "users": {**SECOND["users"], 3: _user(3, name="user 3c")}}
+    with StateDB.open(folder) as state:
+        _commit(state, third_data, SECOND)
     values = {
         value_hash(text): text
-        for data in (FIRST, SECOND)
+        for data in (FIRST, SECOND, third_data)
         for store in data.values()
         for text in map(canonical, store.values())
     }
     conn = sqlite3.connect(folder / "state.db")
-    conn.execute("ALTER TABLE changes ADD COLUMN old_value TEXT")
-    conn.execute("ALTER TABLE changes ADD COLUMN new_value TEXT")
+    for column in columns:
+        conn.execute(f"ALTER TABLE changes ADD COLUMN {column} TEXT")
     for rowid, old, new in conn.execute("SELECT rowid, old_hash, new_hash FROM changes").fetchall():
-        conn.execute(
-            "UPDATE changes SET old_value = ?, new_value = ? WHERE rowid = ?",
-            (values.get(old), values.get(new), rowid),
-        )
+        conn.execute("UPDATE changes SET old_value = ? WHERE rowid = ?", (values.get(old), rowid))
+        if "new_value" in columns:
+            conn.execute(
+                "UPDATE changes SET new_value = ? WHERE rowid = ?", (values.get(new), rowid)
+            )
     conn.commit()
     conn.close()
-    result = run_json(capsys, "diff", "--target", TARGET, "--last", "2", "--state", str(folder))
+    result = run_json(capsys, "diff", first, second, "--state", str(folder))
     (users,) = result["stores"]
     three, five = users["changed"]
     assert three["fields"] == [
@@ -339,10 +347,10 @@ def test_diff_is_field_by_field_when_the_history_keeps_values(
         {"field": "email", "old": None, "new": '"three@example.com"'},
     ]
     assert five["fields"] == [{"field": "tags", "old": '["a"]', "new": '["a", "b"]'}]
-    assert three["old_value"] == _user(3)
+    assert (three["old_value"], three["new_value"]) == (_user(3), SECOND["users"][3])
     (removed,) = users["removed"]
     assert removed["old_value"] == _user(4)
     with StateReader(folder) as reader:
         store = reader.store(TARGET, "shopdb", "users")
-        latest = reader.run_changes(store.last_changed_run or "", store, limit=10)
+        latest = reader.run_changes(second, store, limit=10)
     assert [r.fields for r in latest.changed][1] == (FieldChange("tags", '["a"]', '["a", "b"]'),)

@@ -64,9 +64,13 @@ class StateReader:
             self._state = StateDB(self.path, readonly=True)
         self._conn = self._state.connect(readonly=True)
         columns = {row[1] for row in self._sql("PRAGMA table_info(changes)")}
-        # Old and new values in the history make diffs field by field; a state DB without
+        # Values in the history make diffs field by field (`old_value` is enough: the value a
+        # change wrote is the snapshot's or the next change's old value). A state DB without
         # them still diffs, by hash, where the snapshot no longer holds a side's value.
-        self._history_values = {"old_value", "new_value"} <= columns
+        self._old_values = "old_value" in columns
+        self._history_columns = ", ".join(
+            name if name in columns else "NULL" for name in ("old_value", "new_value")
+        )
 
     def close(self) -> None:
         self._conn.close()
@@ -200,7 +204,7 @@ class StateReader:
             if r.seq is not None and run_a.seq < r.seq <= run_b.seq
         ]
         changes = [c for run in between for c in self._changes(run.id)]
-        return net_diff(changes, self._current_values(run_a.target, changes))
+        return net_diff(changes, self._values(run_a.target, changes))
 
     def run_changes(self, run_id: str, store: Store, *, limit: int) -> StoreDiff:
         """What one committed run changed in `store`: exact counts, at most `limit` records per op.
@@ -213,50 +217,51 @@ class StateReader:
         totals = dict(
             self._sql(f"SELECT op, count(*) FROM changes WHERE {where} GROUP BY op", ident)
         )
-        values = ", old_value, new_value" if self._history_values else ""
         changes = [
             Change(*row)
             for op in ("+I", "+U", "-D")
             for row in self._sql(
-                f"SELECT run_id, db, store, key, op, old_hash, new_hash{values} FROM changes "
-                f"WHERE {where} AND op = ? ORDER BY rowid LIMIT ?",
+                f"SELECT run_id, db, store, key, op, old_hash, new_hash, {self._history_columns} "
+                f"FROM changes WHERE {where} AND op = ? ORDER BY rowid LIMIT ?",
                 (*ident, op, limit),
             )
         ]
-        diffs = net_diff(changes, self._current_values(store.target, changes))
+        diffs = net_diff(changes, self._values(store.target, changes))
         diff = diffs[0] if diffs else StoreDiff(store.db, store.store)
         for op, name in (("+I", "added"), ("+U", "changed"), ("-D", "removed")):
             diff.unlisted[name] = totals.get(op, 0) - len(getattr(diff, name))
         return diff
 
     def _changes(self, run_id: str) -> list[Change]:
-        if self._history_values:
-            # Beyond StateDB's API: the history's values, when the state DB keeps them.
-            sql = (
-                "SELECT run_id, db, store, key, op, old_hash, new_hash, old_value, new_value "
-                "FROM changes WHERE run_id = ? ORDER BY rowid"
-            )
-            return [Change(*row) for row in self._sql(sql, (run_id,))]
-        return [
-            Change(c.run_id, c.db, c.store, c.key, c.op, c.old_hash, c.new_hash)
-            for c in self._state.run_changes(run_id)
-        ]
+        """One run's history, with its values when the state DB keeps them."""
+        sql = (
+            f"SELECT run_id, db, store, key, op, old_hash, new_hash, {self._history_columns} "
+            "FROM changes WHERE run_id = ? ORDER BY rowid"
+        )
+        return [Change(*row) for row in self._sql(sql, (run_id,))]
 
-    def _current_values(self, target: str, changes: Sequence[Change]) -> dict[str, str]:
-        """Snapshot values of the changed keys, by hash (beyond StateDB's API: a batch lookup)."""
+    def _values(self, target: str, changes: Sequence[Change]) -> dict[str, str]:
+        """Values by hash of what `changes` wrote: from the snapshot while current, else from a
+        later change's old value when the history keeps them (beyond StateDB's API)."""
         wanted: dict[tuple[str, str], dict[str, None]] = {}
         for change in changes:
             if change.new_hash is not None and change.new_value is None:
                 wanted.setdefault((change.db, change.store), {})[change.key] = None
         values: dict[str, str] = {}
+        sources = [
+            "SELECT value_hash, value FROM snapshot WHERE target = ? AND db = ? AND store = ?"
+        ]
+        if self._old_values:
+            sources.append(
+                "SELECT old_hash, old_value FROM changes WHERE target = ? AND db = ? AND store = ? "
+                "AND old_value IS NOT NULL"
+            )
         for (db, store), keys in wanted.items():
             unique = list(keys)
             for start in range(0, len(unique), LOOKUP_CHUNK):
                 chunk = unique[start : start + LOOKUP_CHUNK]
-                rows = self._sql(
-                    "SELECT value_hash, value FROM snapshot WHERE target = ? AND db = ? "
-                    f"AND store = ? AND key IN ({', '.join('?' * len(chunk))})",
-                    (target, db, store, *chunk),
-                )
-                values.update(dict(rows))
+                marks = ", ".join("?" * len(chunk))
+                for source in sources:
+                    rows = self._sql(f"{source} AND key IN ({marks})", (target, db, store, *chunk))
+                    values.update(dict(rows))
         return values
