@@ -354,3 +354,6 @@ def test_diff_is_field_by_field_when_the_history_keeps_values(
         store = reader.store(TARGET, "shopdb", "users")
         latest = reader.run_changes(second, store, limit=10)
     assert [r.fields for r in latest.changed][1] == (FieldChange("tags", '["a"]', '["a", "b"]'),)
+    # `show --run` gets past values from the history too.
+    show = ["show", TARGET, "shopdb", "users", "--state", str(folder), "--run", second]
+    assert {r["key"]: r["value"] for r in run_json(capsys, *show)} == SECOND["users"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -172,10 +172,21 @@ class StateReader:
         count = 0
         for key in selections:
             for record in self._state.iter_records(*ident, key=key, as_of=as_of):
+                if record.value is None and self._old_values:
+                    record = replace(record, value=self._old_value(ident, record))
                 yield record
                 count += 1
                 if limit is not None and count >= limit:
                     return
+
+    def _old_value(self, ident: tuple[str, str, str, str], record: SnapshotRecord) -> str | None:
+        """A past value of a record, from the history's old values (beyond StateDB's API)."""
+        rows = self._sql(
+            "SELECT old_value FROM changes WHERE target = ? AND origin = ? AND db = ? "
+            "AND store = ? AND key = ? AND old_hash = ? AND old_value IS NOT NULL LIMIT 1",
+            (*ident, record.key, record.value_hash),
+        )
+        return rows[0][0] if rows else None
 
     def parsed_values(self, store: Store, *, limit: int | None = None) -> Iterator[Any]:
         """The current values of a store as parsed typed JSON."""
