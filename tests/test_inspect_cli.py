@@ -276,6 +276,8 @@ def test_export_jsonl_and_csv(state_dir: tuple[Path, list[str]], tmp_path: Path)
             "has 2 committed runs kept, fewer than --last 3",
         ),
         (["export", "nope", "--out", "x.jsonl"], "unknown target 'nope'"),
+        (["export", TARGET, "--out", "/nonexistent/x.csv"], "cannot write /nonexistent/x.csv"),
+        (["report", "--out", "/nonexistent/r.html"], "cannot write /nonexistent/r.html"),
         (
             ["export", TARGET, "--store", "x", "--out", "x.jsonl"],
             "unknown store 'x' for target 'shop'; known: orders, users",

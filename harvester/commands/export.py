@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from harvester.errors import UsageError
-from harvester.inspect.options import open_state, state_options
+from harvester.inspect.options import open_state, state_options, write_atomically
 from harvester.inspect.queries import StateReader
 from harvester.inspect.schema import top_level_fields
 from harvester.spool import escape_surrogates
@@ -69,17 +69,8 @@ def run(args: argparse.Namespace) -> int:
             for s in stores
             if (not args.db or s.db in args.db) and (not args.store or s.store in args.store)
         ]
-        # Written beside the target and renamed at the end, so a failed export leaves no half file.
-        part = args.out.with_name(args.out.name + ".part")
-        try:
-            with part.open("w", encoding="utf-8", newline="") as out:
-                if fmt == "jsonl":
-                    count = _write_jsonl(out, reader, stores)
-                else:
-                    count = _write_csv(out, reader, stores)
-            part.replace(args.out)
-        finally:
-            part.unlink(missing_ok=True)
+        writer = _write_jsonl if fmt == "jsonl" else _write_csv
+        count = write_atomically(args.out, lambda out: writer(out, reader, stores))
     print(f"exported {count:,} records to {args.out}", file=sys.stderr)
     return 0
 

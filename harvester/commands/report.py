@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harvester.inspect.options import state_options, state_path
+from harvester.inspect.options import state_options, state_path, write_atomically
 from harvester.inspect.report import render_report
 
 
@@ -29,8 +29,6 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 def run(args: argparse.Namespace) -> int:
     html = render_report(state_path(args))
-    part = args.out.with_name(args.out.name + ".part")
-    part.write_text(html, encoding="utf-8")
-    part.replace(args.out)
+    write_atomically(args.out, lambda out: out.write(html))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO, TypeVar
 
+from harvester.errors import UsageError
 from harvester.inspect.queries import StateReader
 from harvester.inspect.render import FORMATS, default_format
 from harvester.settings import load_settings
+
+T = TypeVar("T")
 
 
 def state_options() -> argparse.ArgumentParser:
@@ -58,3 +63,17 @@ def state_path(args: argparse.Namespace) -> Path:
 
 def open_state(args: argparse.Namespace) -> StateReader:
     return StateReader(state_path(args))
+
+
+def write_atomically(path: Path, write: Callable[[TextIO], T]) -> T:
+    """Run `write` on `path.part`, then rename it to `path`: a failed write leaves no half file."""
+    part = path.with_name(path.name + ".part")
+    try:
+        with part.open("w", encoding="utf-8", newline="") as out:
+            result = write(out)
+        part.replace(path)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    finally:
+        part.unlink(missing_ok=True)
+    return result
