@@ -14,7 +14,7 @@ import os
 import random
 import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +28,7 @@ from harvester import harvest
 from harvester.errors import ConfigError
 from harvester.harvest import ChangeSink, describe
 from harvester.http import HttpServer
+from harvester.logs import RedactSecrets
 from harvester.metrics import CONTENT_TYPE_LATEST, DaemonMetrics
 
 if TYPE_CHECKING:
@@ -225,8 +226,12 @@ class Daemon:
         backoff_max: timedelta = BACKOFF_MAX,
         unhealthy_after: int = UNHEALTHY_AFTER,
         serve_http: bool = True,
+        secrets: Callable[[Settings], Iterable[str]] = lambda _settings: (),
     ) -> None:
         self.settings = settings
+        # /healthz shows run errors, which may quote a URL or page text holding a secret.
+        self._secrets = secrets
+        self._redact = RedactSecrets(secrets(settings)).redact
         self.backend = backend
         self.metrics = metrics or DaemonMetrics()
         self.metrics.count_pending_spools(backend.pending_spools)
@@ -615,7 +620,7 @@ class Daemon:
                 "last_started": _iso(status.last_started),
                 "last_finished": _iso(status.last_finished),
                 "last_success": _iso(status.last_success),
-                "last_error": status.last_error,
+                "last_error": self._redact(status.last_error) if status.last_error else None,
                 "next_run": _iso(self.next_run(name)),
                 "consecutive_failures": status.consecutive_failures,
                 "running": status.running,
@@ -656,6 +661,7 @@ class Daemon:
                 self._browsers = asyncio.Semaphore(new.daemon.max_concurrent_harvests)
             self._schedule(new, starting=False)
             self.settings = new
+            self._redact = RedactSecrets(self._secrets(new)).redact
             log.info(
                 "config reloaded: %d target(s) scheduled",
                 len(self.targets),

@@ -408,6 +408,19 @@ async def test_health_is_503_when_the_state_db_is_not_writable() -> None:
     assert not daemon.health()[0]  # stopped: the scheduler no longer runs
 
 
+@in_loop
+async def test_health_masks_secrets_in_errors() -> None:
+    backend = FakeBackend()
+    backend.failing.add("a")
+    target = _Target("a", schedule="1h", retries=0, url="http://127.0.0.1:1/?token=s3cret")
+    daemon = _daemon(_Settings(targets=(target,)), backend, secrets=lambda _s: ["s3cret"])
+    assert await _run_until(daemon, lambda: backend.failed) == 0
+    assert "s3cret" in backend.failed["a-1"]
+    assert daemon.health()[1]["targets"]["a"]["last_error"] == (
+        "http://127.0.0.1:1/?token=****: connection refused"
+    )
+
+
 async def _started(daemon: Daemon) -> asyncio.Task[int]:
     task = asyncio.create_task(daemon.run(handle_signals=False))
     await _until(lambda: daemon.scheduler.running)

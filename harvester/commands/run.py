@@ -49,5 +49,6 @@ def run(args: argparse.Namespace) -> int:
             HarvestBackend(settings, state, sink),
             config_path=settings.config_path,
             load=load_settings,
+            secrets=secret_values,
         )
         return asyncio.run(daemon.run())
