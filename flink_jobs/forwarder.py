@@ -1,0 +1,125 @@
+"""The harvest path's sink: spools of finished reads → as few Flink jobs as allowed.
+
+`FlinkForwarder` implements `ChangeSink` (docs/contracts.md): `send` runs the jobs in order and
+returns once all finished, or raises `FlinkJobError` (the harvest keeps the spools and fails the
+runs). Delivery is at least once: when a later job of one `send` fails, the runs of the earlier
+jobs are sent again with the retry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from flink_jobs.runner import FlinkRunner, SettingsLike, SpoolSlice
+
+logger = logging.getLogger(__name__)
+
+
+class SpoolLike(Protocol):
+    """What the forwarder reads of `harvester.spool.SpoolFile`."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    @property
+    def target(self) -> str: ...
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def rows(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    """The spool slices one job sends."""
+
+    slices: tuple[SpoolSlice, ...]
+    rows: int
+
+
+def plan_jobs(
+    spools: Sequence[SpoolLike], max_rows: int, *, whole_spools: bool = False
+) -> list[PlannedJob]:
+    """Batch `spools` in order into jobs of at most `max_rows` rows.
+
+    A run larger than `max_rows` is split across consecutive jobs, except with `whole_spools`
+    (Flink's file source reads whole files), where it gets a job of its own. Two runs of one
+    target never share a job: the rows of one job are not ordered across spools (a file source
+    per spool, parallel sinks), and only runs of the same target can change the same record.
+    Empty spools need no job.
+    """
+    jobs: list[PlannedJob] = []
+    slices: list[SpoolSlice] = []
+    rows = 0
+
+    def flush() -> None:
+        nonlocal slices, rows
+        if slices:
+            jobs.append(PlannedJob(tuple(slices), rows))
+        slices, rows = [], 0
+
+    for spool in spools:
+        if spool.rows <= 0:
+            continue
+        if any(part.target == spool.target for part in slices):
+            flush()
+        if whole_spools:
+            if slices and rows + spool.rows > max_rows:
+                flush()
+            slices.append(SpoolSlice(spool.run_id, spool.target, spool.path))
+            rows += spool.rows
+            continue
+        start = 0
+        while start < spool.rows:
+            if rows >= max_rows:
+                flush()
+            stop = min(spool.rows, start + max_rows - rows)
+            whole = start == 0 and stop == spool.rows
+            slices.append(
+                SpoolSlice(spool.run_id, spool.target, spool.path, start, None if whole else stop)
+            )
+            rows += stop - start
+            start = stop
+    flush()
+    return jobs
+
+
+class FlinkForwarder:
+    """`ChangeSink` into Flink; owns a `FlinkRunner` unless given one. Close it when done."""
+
+    def __init__(self, settings: SettingsLike, *, runner: FlinkRunner | None = None) -> None:
+        self.settings = settings
+        self.runner = runner or FlinkRunner(settings)
+
+    def __enter__(self) -> FlinkForwarder:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Start Flink now (cluster, warm worker) rather than at the first `send`."""
+        self.runner.start()
+
+    def send(self, spools: Sequence[SpoolLike]) -> None:
+        """Send every row of `spools`; raises `FlinkJobError` if any job fails."""
+        flink = self.settings.flink
+        planned = plan_jobs(spools, flink.max_rows_per_job, whole_spools=flink.source == "file")
+        for job in planned:
+            result = self.runner.run(job.slices, job.rows)
+            logger.info(
+                "Flink job %s: %d rows of %s in %.1f s",
+                result.job_id,
+                result.rows,
+                ", ".join(result.run_ids),
+                result.seconds,
+            )
+
+    def close(self) -> None:
+        self.runner.close()

@@ -1,0 +1,335 @@
+"""The Flink job: spool rows in, the `change_log` / `changes` tables, the default sinks, user SQL.
+
+Runs only inside the Flink worker (`flink_jobs.worker`), which owns the PyFlink gateway; the
+daemon side never imports this module. `docs/flink.md` describes the tables and sinks for users.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+from py4j.protocol import Py4JJavaError
+from pyflink.common import Types
+from pyflink.datastream import StreamExecutionEnvironment
+from pyflink.java_gateway import get_gateway
+from pyflink.table import DataTypes, Schema, StatementSet, StreamTableEnvironment
+from pyflink.util.exceptions import JavaException
+
+from flink_jobs.runner import JobSpec, SpoolSlice
+
+# The design's changelog row, in spool order: (column, Flink SQL type).
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("run_id", "STRING"),
+    ("target", "STRING"),
+    ("origin", "STRING"),
+    ("db_name", "STRING"),
+    ("db_version", "BIGINT"),
+    ("store", "STRING"),
+    ("key", "STRING"),
+    ("op", "STRING"),
+    ("value", "STRING"),
+    ("value_hash", "STRING"),
+    ("harvested_at", "TIMESTAMP_LTZ(3)"),
+)
+NAMES: tuple[str, ...] = tuple(name for name, _ in COLUMNS)
+RECORD_IDENTITY: tuple[str, ...] = ("target", "origin", "db_name", "store", "key")
+CHANGES_SINK = "harvester_changes_sink"
+RUN_STATS_SINK = "harvester_run_stats_sink"
+
+# A constant watermark: no row is ever late, and event-time windows fire only when the bounded
+# input ends (watermark MAX). That turns the per-run counts into final, insert-only rows in
+# STREAMING mode, where the plain GROUP BY would emit updates a JSON file sink cannot take.
+_NEVER_LATE = "TO_TIMESTAMP_LTZ(0, 3)"
+_ISO = "'json.timestamp-format.standard' = 'ISO-8601'"
+
+
+def quote(name: str) -> str:
+    """A Flink SQL identifier in backticks (`key` and `value` are reserved words)."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def sql_string(text: str) -> str:
+    """A Flink SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _column_list() -> str:
+    return ", ".join(f"{quote(name)} {kind}" for name, kind in COLUMNS)
+
+
+def _select_list() -> str:
+    return ", ".join(quote(name) for name in NAMES)
+
+
+def table_env(env: StreamExecutionEnvironment, spec: JobSpec) -> StreamTableEnvironment:
+    """A table environment for one job: UTC session time zone, the job's jars."""
+    t_env = StreamTableEnvironment.create(env)
+    config = t_env.get_config()
+    # `dt` partitions and users' date functions must not depend on the host's time zone.
+    config.set("table.local-time-zone", "UTC")
+    config.set("pipeline.name", spec.name)
+    if spec.jars:
+        # Setting pipeline.jars through TableConfig also puts the jars on the planner's class
+        # path, so user connectors resolve while planning, not only at run time.
+        config.set("pipeline.jars", ";".join(path.as_uri() for path in spec.jars))
+    return t_env
+
+
+def build_job(
+    env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, spec: JobSpec
+) -> StatementSet:
+    """Register the tables and sinks of `spec` and return the one statement set to execute."""
+    streaming = spec.runtime == "streaming"
+    if spec.source == "file":
+        _register_file_source(t_env, spec.slices, streaming=streaming)
+    else:
+        _register_collection_source(env, t_env, spec.slices, streaming=streaming)
+    if streaming:
+        register_changes(t_env)
+    statements = default_sinks(t_env, spec.data_dir, streaming=streaming)
+    statement_set = t_env.create_statement_set()
+    for sql in statements:
+        statement_set.add_insert_sql(sql)
+    for sql in map(clean_statement, spec.statements):
+        if is_insert(t_env, sql):
+            statement_set.add_insert_sql(sql)
+        else:
+            t_env.execute_sql(sql)
+    return statement_set
+
+
+def _rows(slices: Sequence[SpoolSlice]) -> Iterator[tuple[object, ...]]:
+    """Spool lines as PyFlink's internal row tuples (row kind first), one line at a time."""
+    for part in slices:
+        with part.path.open("rb") as lines:
+            for line in itertools.islice(lines, part.start, part.stop):
+                row = orjson.loads(line)
+                yield (
+                    0,  # RowKind.INSERT: `change_log` is insert-only, `op` stays a column
+                    row["run_id"],
+                    row["target"],
+                    row["origin"],
+                    row["db_name"],
+                    row["db_version"],
+                    row["store"],
+                    row["key"],
+                    row["op"],
+                    row["value"],
+                    row["value_hash"],
+                    _epoch_micros(row["harvested_at"]),
+                )
+
+
+def _epoch_micros(iso: str) -> int:
+    """`2026-11-26T15:00:00.123Z` as microseconds since the epoch (PyFlink's INSTANT form)."""
+    moment = datetime.fromisoformat(iso)
+    return int(moment.timestamp()) * 1_000_000 + moment.microsecond
+
+
+def _register_collection_source(
+    env: StreamExecutionEnvironment,
+    t_env: StreamTableEnvironment,
+    slices: Sequence[SpoolSlice],
+    *,
+    streaming: bool,
+) -> None:
+    type_info = Types.ROW_NAMED(
+        list(NAMES),
+        [
+            Types.STRING(),
+            Types.STRING(),
+            Types.STRING(),
+            Types.STRING(),
+            Types.LONG(),
+            Types.STRING(),
+            Types.STRING(),
+            Types.STRING(),
+            Types.STRING(),
+            Types.STRING(),
+            Types.INSTANT(),
+        ],
+    )
+    # `from_collection` first builds a list of every converted row; its private half takes any
+    # iterable and pickles it to a file row by row, so rows stream from the spool instead.
+    stream = env._from_collection(_rows(slices), type_info)
+    schema = Schema.new_builder()
+    for name, kind in COLUMNS:
+        if kind.startswith("TIMESTAMP_LTZ"):
+            schema.column(name, DataTypes.TIMESTAMP_LTZ(3).bridged_to("java.time.Instant"))
+        elif kind == "BIGINT":
+            schema.column(name, DataTypes.BIGINT())
+        else:
+            schema.column(name, DataTypes.STRING())
+    if streaming:
+        schema.watermark("harvested_at", _NEVER_LATE)
+    t_env.create_temporary_view("change_log", t_env.from_data_stream(stream, schema.build()))
+
+
+def _register_file_source(
+    t_env: StreamTableEnvironment, slices: Sequence[SpoolSlice], *, streaming: bool
+) -> None:
+    watermark = f", WATERMARK FOR harvested_at AS {_NEVER_LATE}" if streaming else ""
+    selects = []
+    for index, part in enumerate(slices):
+        if part.start or part.stop is not None:
+            raise ValueError(f"the file source reads whole spools, not {part}")
+        name = f"harvester_spool_{index}"
+        t_env.execute_sql(
+            f"CREATE TEMPORARY TABLE {name} ({_column_list()}{watermark}) WITH ("
+            f"'connector' = 'filesystem', 'path' = {sql_string(part.path.as_uri())}, "
+            f"'format' = 'json', {_ISO}, 'json.fail-on-missing-field' = 'true')"
+        )
+        selects.append(f"SELECT {_select_list()} FROM {name}")
+    t_env.execute_sql("CREATE TEMPORARY VIEW change_log AS " + " UNION ALL ".join(selects))
+
+
+def register_changes(t_env: StreamTableEnvironment) -> None:
+    """`changes`: `change_log` as a changelog table, RowKind from `op`, keyed by record identity.
+
+    FROM_CHANGELOG (Flink 2.3) sets the RowKind on the Java side, so both sources get the same
+    table without a Python function. Going through a changelog stream then declares the primary
+    key, so upsert sinks keyed on the record identity need no materializing step.
+    """
+    mapped = t_env.sql_query(
+        "SELECT * FROM FROM_CHANGELOG(input => TABLE change_log, op => DESCRIPTOR(op), "
+        "op_mapping => MAP['+I', 'INSERT', '-U', 'UPDATE_BEFORE', '+U', 'UPDATE_AFTER', "
+        "'-D', 'DELETE'])"
+    )
+    schema = Schema.new_builder().primary_key(*RECORD_IDENTITY).build()
+    changes = t_env.from_changelog_stream(t_env.to_changelog_stream(mapped), schema)
+    t_env.create_temporary_view("changes", changes)
+
+
+def default_sinks(t_env: StreamTableEnvironment, data_dir: Path, *, streaming: bool) -> list[str]:
+    """Create the default sink tables under `data_dir`; their INSERT statements."""
+    rest = [name for name in NAMES if name != "target"]
+    changes_columns = ", ".join(f"{quote(name)} {kind}" for name, kind in COLUMNS if name in rest)
+    t_env.execute_sql(
+        f"CREATE TEMPORARY TABLE {CHANGES_SINK} ({changes_columns}, target STRING, dt STRING) "
+        f"PARTITIONED BY (target, dt) WITH ('connector' = 'filesystem', "
+        f"'path' = {sql_string((data_dir / 'changes').as_uri())}, 'format' = 'json', {_ISO})"
+    )
+    t_env.execute_sql(
+        f"CREATE TEMPORARY TABLE {RUN_STATS_SINK} (run_id STRING, target STRING, store STRING, "
+        "inserts BIGINT, updates BIGINT, deletes BIGINT, "
+        "first_at TIMESTAMP_LTZ(3), last_at TIMESTAMP_LTZ(3), dt STRING) "
+        "PARTITIONED BY (dt) WITH ('connector' = 'filesystem', "
+        f"'path' = {sql_string((data_dir / 'run_stats').as_uri())}, 'format' = 'json', {_ISO})"
+    )
+    counts = (
+        "run_id, target, store, COUNT(*) FILTER (WHERE op = '+I'), "
+        "COUNT(*) FILTER (WHERE op = '+U'), COUNT(*) FILTER (WHERE op = '-D'), "
+        "MIN(harvested_at), MAX(harvested_at), DATE_FORMAT(MIN(harvested_at), 'yyyy-MM-dd')"
+    )
+    if streaming:
+        grouped = (
+            "FROM TABLE(SESSION(TABLE change_log PARTITION BY (run_id, target, store), "
+            "DESCRIPTOR(harvested_at), INTERVAL '36500' DAY(5))) "
+            "GROUP BY run_id, target, store, window_start, window_end"
+        )
+    else:
+        grouped = "FROM change_log GROUP BY run_id, target, store"
+    # Partition columns are not written into the files: each line carries the row minus
+    # `target` and `dt`, which the folder names (`target=…/dt=…`) hold.
+    return [
+        f"INSERT INTO {CHANGES_SINK} SELECT {', '.join(quote(name) for name in rest)}, "
+        "target, DATE_FORMAT(harvested_at, 'yyyy-MM-dd') FROM change_log",
+        f"INSERT INTO {RUN_STATS_SINK} SELECT {counts} {grouped}",
+    ]
+
+
+def is_insert(t_env: StreamTableEnvironment, sql: str) -> bool:
+    """True when `sql` writes to a table (goes into the statement set), False for DDL and SET.
+
+    Flink's own parser decides (comments, INSERT OVERWRITE, …); parsing also validates the
+    statement against the tables registered so far.
+    """
+    operations = t_env._j_tenv.getParser().parse(sql)
+    modify = get_gateway().jvm.java.lang.Class.forName(
+        "org.apache.flink.table.operations.ModifyOperation"
+    )
+    return bool(modify.isInstance(operations.get(0)))
+
+
+def check_statements(
+    env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, spec: JobSpec
+) -> list[str]:
+    """Problems with `spec.statements`, one line each, from planning them (nothing runs)."""
+    problems = []
+    if spec.runtime == "streaming":
+        register_changes(t_env)
+    default_sinks(t_env, spec.data_dir, streaming=spec.runtime == "streaming")
+    for index, sql in enumerate(map(clean_statement, spec.statements)):
+        try:
+            if is_insert(t_env, sql):
+                t_env.explain_sql(sql)
+            else:
+                t_env.execute_sql(sql)
+        except (Py4JJavaError, JavaException) as exc:
+            problems.append(f"flink.statements[{index}]: {useful_line(exc)}")
+    return problems
+
+
+def register_empty_change_log(
+    t_env: StreamTableEnvironment, empty_file: Path, spec: JobSpec
+) -> None:
+    """`change_log` over an empty spool, for planning statements without data."""
+    _register_file_source(
+        t_env,
+        [SpoolSlice(run_id="check", target="check", path=empty_file)],
+        streaming=spec.runtime == "streaming",
+    )
+
+
+def clean_statement(sql: str) -> str:
+    """A config statement as Flink's parser takes it: one trailing `;` dropped."""
+    return sql.strip().removesuffix(";").rstrip()
+
+
+def useful_line(exc: BaseException) -> str:
+    """The line of a Flink failure worth showing.
+
+    That is the root cause (the deepest Java exception with a message), except when Flink's
+    table API wrapped it with context for users (`SQL parse failed. …`): then that wrapper.
+    """
+    java = _java_throwable(exc)
+    if java is None:
+        return _summary(str(exc)) or type(exc).__name__
+    chain = []
+    while java is not None and len(chain) < 50:
+        chain.append(java)
+        java = java.getCause()
+    described = [(throwable, _summary(throwable.getMessage() or "")) for throwable in chain]
+    described = [(throwable, message) for throwable, message in described if message]
+    if not described:
+        return chain[0].getClass().getName()
+    root, root_message = described[-1]
+    for throwable, message in described:
+        name = throwable.getClass().getName()
+        if name.startswith("org.apache.flink.table.api.") and root_message in message:
+            root, root_message = throwable, message
+            break
+    return f"{root.getClass().getSimpleName()}: {root_message}"
+
+
+def _summary(message: str) -> str:
+    """The first line of a Flink message, plus its `Cause:` line when it has one."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    cause = next((line for line in lines[1:] if line.startswith("Cause:")), None)
+    return f"{lines[0]} {cause}" if cause else lines[0]
+
+
+def _java_throwable(exc: BaseException) -> object | None:
+    """The Java exception behind a PyFlink error (PyFlink re-raises some as JavaException)."""
+    current: BaseException | None = exc
+    while current is not None:
+        if isinstance(current, Py4JJavaError):
+            return current.java_exception
+        current = current.__cause__ or current.__context__
+    return None

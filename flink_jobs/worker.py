@@ -1,0 +1,305 @@
+"""`python -m flink_jobs.worker`: the child process that owns the PyFlink gateway and runs jobs.
+
+Started by `flink_jobs.runner`, it talks over an inherited pipe (`--conn-fd`): it sends
+`("ready", jvm_pid)` once its JVM is up (or `("fatal", message)`), then answers each request —
+`("run", JobSpec)` → `("ok", JobResult)`, `("check", JobSpec)` → `("ok", problems)`, or
+`("failed", message, root_cause)` — until the pipe closes, then stops its MiniCluster and exits;
+its JVM exits with it (the JVM's stdin is a pipe from this process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+logger = logging.getLogger("flink_jobs.worker")
+
+CHECKPOINT_INTERVAL_MS = 500
+_SAMPLE = [
+    {
+        "run_id": "warm-up",
+        "target": "warm-up",
+        "origin": "http://127.0.0.1",
+        "db_name": "db",
+        "db_version": 1,
+        "store": "store",
+        "key": str(index),
+        "op": op,
+        "value": None if op == "-D" else '{"n": 1}',
+        "value_hash": "0" * 64,
+        "harvested_at": "2000-01-01T00:00:00.000Z",
+    }
+    for index, op in enumerate(("+I", "+U", "-D"))
+]
+
+
+def _drain(pipe: IO[bytes]) -> None:
+    """Copy the JVM's stderr pipe into our stderr (the log file) so the JVM never blocks on it."""
+    for chunk in iter(lambda: pipe.read1(65536), b""):
+        sys.stderr.buffer.write(chunk)
+        sys.stderr.buffer.flush()
+
+
+def _exit_with(jvm: subprocess.Popen[bytes]) -> None:
+    """End this worker when its JVM ends (crash, OOM kill): the runner then starts a new one
+    instead of sending jobs to a worker without a gateway."""
+    status = jvm.wait()
+    print(f"the Flink JVM exited with status {status}", file=sys.stderr, flush=True)
+    os._exit(3)
+
+
+def _launch_gateway(tmp_dir: Path) -> int:
+    """Start PyFlink's gateway JVM with its stderr drained; returns the JVM's pid.
+
+    PyFlink's own launcher pipes the JVM's stderr and never reads it, so a chatty job hangs
+    once ~64 KB are written: this starts it the same way, reads the pipe, then points
+    `get_gateway()` at it.
+    """
+    from pyflink.pyflink_gateway_server import launch_gateway_server_process
+
+    conn_info = tmp_dir / "gateway.port"
+    env = dict(os.environ)
+    env["_PYFLINK_CONN_INFO_PATH"] = str(conn_info)
+    process = launch_gateway_server_process(
+        env, ["-c", "org.apache.flink.client.python.PythonGatewayServer", "local"]
+    )
+    threading.Thread(target=_drain, args=(process.stderr,), daemon=True).start()
+    # The thread also keeps `process`, whose stdin pipe keeps the JVM alive, referenced.
+    threading.Thread(target=_exit_with, args=(process,), daemon=True).start()
+    while process.poll() is None and not conn_info.exists():
+        time.sleep(0.05)
+    if not conn_info.exists():
+        raise RuntimeError(f"the Flink JVM exited with status {process.returncode} before starting")
+    time.sleep(0.05)  # the JVM writes the file, then its 4 bytes
+    (port,) = struct.unpack("!I", conn_info.read_bytes()[:4])
+    conn_info.unlink()
+    os.environ["PYFLINK_GATEWAY_PORT"] = str(port)
+    return process.pid
+
+
+class Session:
+    """The gateway, the MiniCluster (embedded) and where jobs are submitted."""
+
+    def __init__(self, target: str, tmp_dir: Path, slots: int) -> None:
+        from pyflink.java_gateway import get_gateway
+
+        self.tmp_dir = tmp_dir
+        self.py_tmp = tmp_dir / "py"
+        self.jvm_pid = _launch_gateway(tmp_dir)
+        self.gateway = get_gateway()
+        self._mini_cluster: Any = None
+        self.host: str | None = None
+        self.port = 0
+        if target == "embedded":
+            self._start_mini_cluster(slots)
+        elif target != "none":
+            host, _, port = target.rpartition(":")
+            self.host, self.port = host, int(port)
+
+    def _start_mini_cluster(self, slots: int) -> None:
+        """One MiniCluster for the worker's life: jobs go to it through its REST port."""
+        jvm = self.gateway.jvm
+        config = jvm.org.apache.flink.configuration.Configuration()
+        config.setString("rest.address", "127.0.0.1")
+        config.setString("rest.bind-address", "127.0.0.1")
+        config.setString("rest.bind-port", "0")
+        config.setString("io.tmp.dirs", str(self.tmp_dir / "jvm"))
+        builder = jvm.org.apache.flink.runtime.minicluster.MiniClusterConfiguration.Builder()
+        cluster_config = (
+            builder.setConfiguration(config)
+            .setNumTaskManagers(1)
+            .setNumSlotsPerTaskManager(slots)
+            .build()
+        )
+        self._mini_cluster = jvm.org.apache.flink.runtime.minicluster.MiniCluster(cluster_config)
+        self._mini_cluster.start()
+        self.host = "127.0.0.1"
+        self.port = self._mini_cluster.getRestAddress().get().getPort()
+
+    def environment(self, spec: Any) -> Any:
+        """A StreamExecutionEnvironment submitting to our cluster (local, unused for checks)."""
+        from pyflink.datastream import RuntimeExecutionMode, StreamExecutionEnvironment
+
+        jvm = self.gateway.jvm
+        if self.host is None:
+            env = StreamExecutionEnvironment.get_execution_environment()
+        else:
+            # `execution.target: remote` alone silently stays local: the Java factory is what
+            # submits to a cluster.
+            j_env = jvm.org.apache.flink.streaming.api.environment.StreamExecutionEnvironment
+            env = StreamExecutionEnvironment(
+                j_env.createRemoteEnvironment(
+                    self.host,
+                    self.port,
+                    jvm.org.apache.flink.configuration.Configuration(),
+                    self.gateway.new_array(jvm.String, 0),
+                )
+            )
+        env.set_parallelism(spec.parallelism)
+        env.set_python_executable(sys.executable)
+        if spec.runtime == "streaming":
+            env.set_runtime_mode(RuntimeExecutionMode.STREAMING)
+            # File sinks commit only on checkpoints; the final one comes at the next interval
+            # after the input ends, so a short interval ends the job soon after its data.
+            env.enable_checkpointing(CHECKPOINT_INTERVAL_MS)
+        else:
+            env.set_runtime_mode(RuntimeExecutionMode.BATCH)
+        return env
+
+    def run(self, spec: Any) -> Any:
+        from flink_jobs import pipeline
+        from flink_jobs.runner import JobResult
+
+        started = time.monotonic()
+        env = self.environment(spec)
+        t_env = pipeline.table_env(env, spec)
+        statement_set = pipeline.build_job(env, t_env, spec)
+        result = statement_set.execute()
+        job_id = str(result.get_job_client().get_job_id())
+        result.wait()
+        return JobResult(
+            job_id=job_id,
+            run_ids=tuple(dict.fromkeys(part.run_id for part in spec.slices)),
+            rows=spec.rows,
+            seconds=time.monotonic() - started,
+        )
+
+    def check(self, spec: Any) -> list[str]:
+        from flink_jobs import pipeline
+
+        env = self.environment(spec)
+        t_env = pipeline.table_env(env, spec)
+        empty = self.py_tmp / "empty.jsonl"
+        empty.touch()
+        pipeline.register_empty_change_log(t_env, empty, spec)
+        return pipeline.check_statements(env, t_env, spec)
+
+    def warm_up_spec(self, runtime: str, source: str) -> Any:
+        """A tiny job through the same code, into a throw-away folder, so the first real job
+        finds the planner loaded and compiled (the first job in a JVM costs ~8 s otherwise)."""
+        from flink_jobs.runner import JobSpec, SpoolSlice
+
+        sample = self.py_tmp / "warm-up.jsonl"
+        sample.write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in _SAMPLE))
+        spec = JobSpec(
+            name="warm-up",
+            slices=(SpoolSlice(run_id="warm-up", target="warm-up", path=sample),),
+            rows=len(_SAMPLE),
+            runtime=runtime,
+            source=source,
+            parallelism=1,
+            statements=(),
+            data_dir=self.py_tmp / "warm-up-data",
+            jars=(),
+        )
+        return spec
+
+    def handle(self, message: tuple[Any, ...]) -> tuple[Any, ...]:
+        from py4j.protocol import Py4JError
+        from pyflink.util.exceptions import JavaException
+
+        from flink_jobs.pipeline import useful_line
+
+        kind, spec = message
+        try:
+            if kind == "run":
+                return ("ok", self.run(spec))
+            if kind == "check":
+                return ("ok", self.check(spec))
+            return ("failed", f"unknown request {kind!r}", f"unknown request {kind!r}")
+        except (Py4JError, JavaException) as exc:
+            line = useful_line(exc)
+            logger.warning("Flink %s failed: %s", kind, line)
+            return ("failed", f"Flink job failed: {line}", line)
+        except Exception as exc:
+            traceback.print_exc()
+            line = f"{type(exc).__name__}: {exc}"
+            return ("failed", f"Flink job failed: {line}", line)
+        finally:
+            self.clean()
+
+    def clean(self) -> None:
+        """Remove what the last job left in our temp folder (PyFlink never deletes its files)."""
+        for path in self.py_tmp.iterdir():
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        if self._mini_cluster is not None:
+            with contextlib.suppress(Exception):
+                self._mini_cluster.closeAsync().get()
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m flink_jobs.worker")
+    parser.add_argument("--conn-fd", type=int, required=True)
+    parser.add_argument("--tmp-root", type=Path, required=True)
+    parser.add_argument("--target", required=True, help="embedded, none, or host:port")
+    parser.add_argument("--slots", type=int, default=1)
+    parser.add_argument("--warm-up", default="none", help="none, or runtime/source")
+    return parser.parse_args(argv)
+
+
+def _prepare_tmp(tmp_root: Path) -> Path:
+    """Our temp folder `<tmp_root>/<pid>`, wiped, with Python's and the JVM's temp files sent
+    into it; folders of workers that no longer run are removed."""
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    for folder in tmp_root.iterdir():
+        if not folder.name.isdigit() or not Path(f"/proc/{folder.name}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+    tmp_dir = tmp_root / str(os.getpid())
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    (tmp_dir / "py").mkdir(parents=True)
+    (tmp_dir / "jvm").mkdir()
+    tempfile.tempdir = str(tmp_dir / "py")
+    java_tmp = f"-Djava.io.tmpdir={tmp_dir / 'jvm'}"
+    os.environ["JVM_ARGS"] = f"{os.environ.get('JVM_ARGS', '')} {java_tmp}".strip()
+    return tmp_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    conn = Connection(args.conn_fd)
+    tmp_dir = _prepare_tmp(args.tmp_root)
+    try:
+        session = Session(args.target, tmp_dir, args.slots)
+    except Exception as exc:
+        traceback.print_exc()
+        conn.send(("fatal", f"{type(exc).__name__}: {exc}"))
+        return 1
+    conn.send(("ready", session.jvm_pid))
+    if args.warm_up != "none":
+        runtime, _, source = args.warm_up.partition("/")
+        started = time.monotonic()
+        reply = session.handle(("run", session.warm_up_spec(runtime, source)))
+        logger.info("warm-up: %s in %.1f s", reply[0], time.monotonic() - started)
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            break
+        conn.send(session.handle(message))
+    session.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""The Flink pipeline with real Flink (embedded, batch runtime), plus the job planning logic.
+
+One runner (one worker JVM) serves the whole module; each test is one or two jobs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from flink_jobs.forwarder import FlinkForwarder, plan_jobs
+from flink_jobs.runner import FlinkRunner, SpoolSlice, validate_statements
+from harvester.errors import FlinkJobError
+
+AT = "2026-11-26T15:00:00.123Z"
+
+
+@dataclass
+class Statement:
+    sql: str
+
+
+@dataclass
+class FlinkConfig:
+    mode: str = "embedded"
+    runtime: str = "batch"
+    address: str | None = None
+    parallelism: int = 1
+    jars: list[Path] = field(default_factory=list)
+    max_rows_per_job: int = 100_000
+    source: str = "collection"
+    jobs_per_worker: int = 30
+    statements: list[Statement] = field(default_factory=list)
+
+
+@dataclass
+class StateConfig:
+    dir: Path
+    data_dir: Path
+
+
+@dataclass
+class Config:
+    """Stands in for `harvester.settings.Settings` (only what the Flink side reads)."""
+
+    flink: FlinkConfig
+    state: StateConfig
+
+
+@dataclass(frozen=True)
+class Spool:
+    run_id: str
+    target: str
+    path: Path
+    rows: int
+
+
+def change(
+    key: object, op: str, value: object = None, *, store: str = "items"
+) -> dict[str, object]:
+    """A changelog row's varying part; `write_spool` adds the rest."""
+    return {
+        "store": store,
+        "key": orjson.dumps(key).decode(),
+        "op": op,
+        "value": None if op == "-D" else orjson.dumps(value).decode(),
+    }
+
+
+def write_spool(folder: Path, run_id: str, target: str, changes: list[dict[str, object]]) -> Spool:
+    """A spool file in the contract's format (what `harvester.spool` writes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{run_id}.jsonl"
+    with path.open("wb") as out:
+        for row in changes:
+            full = {
+                "run_id": run_id,
+                "target": target,
+                "origin": "http://127.0.0.1:8765",
+                "db_name": "shop",
+                "db_version": 3,
+                "store": row["store"],
+                "key": row["key"],
+                "op": row["op"],
+                "value": row["value"],
+                "value_hash": "0" * 64 if row["value"] is None else "1" * 64,
+                "harvested_at": AT,
+            }
+            out.write(orjson.dumps(full) + b"\n")
+    return Spool(run_id, target, path, len(changes))
+
+
+def read_rows(folder: Path) -> list[dict[str, Any]]:
+    """Every JSON line in the committed files under `folder`, with hive partitions added."""
+    rows = []
+    for path in sorted(folder.rglob("part-*")):
+        if path.name.startswith("."):
+            continue
+        partitions = dict(
+            part.split("=", 1) for part in path.relative_to(folder).parts[:-1] if "=" in part
+        )
+        for line in path.read_bytes().splitlines():
+            rows.append({**orjson.loads(line), **partitions})
+    return rows
+
+
+def runs(rows: list[dict[str, Any]], *run_ids: str) -> list[dict[str, Any]]:
+    return [row for row in rows if row["run_id"] in run_ids]
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
+    root = tmp_path_factory.mktemp("flink")
+    counts = root / "counts"
+    return Config(
+        FlinkConfig(
+            statements=[
+                Statement(
+                    "CREATE TABLE store_counts (store STRING, n BIGINT) WITH ("
+                    f"'connector' = 'filesystem', 'path' = '{counts}', 'format' = 'json')"
+                ),
+                Statement(
+                    "INSERT INTO store_counts SELECT store, COUNT(*) FROM change_log "
+                    "GROUP BY store;"
+                ),
+            ]
+        ),
+        StateConfig(dir=root / "state", data_dir=root / "data"),
+    )
+
+
+@pytest.fixture(scope="module")
+def forwarder(config: Config) -> Iterator[FlinkForwarder]:
+    with FlinkForwarder(config, runner=FlinkRunner(config)) as forwarder:
+        forwarder.start()
+        yield forwarder
+
+
+def jobs_run(forwarder: FlinkForwarder) -> int:
+    stats = forwarder.runner.worker_stats()
+    assert stats is not None
+    return stats.jobs
+
+
+# ---- planning (no Flink) ----------------------------------------------------------------------
+
+
+def test_plan_batches_runs_of_different_targets_and_splits_large_ones(tmp_path: Path) -> None:
+    a = Spool("a", "shop", tmp_path / "a.jsonl", 5)
+    b = Spool("b", "blog", tmp_path / "b.jsonl", 3)
+    c = Spool("c", "shop", tmp_path / "c.jsonl", 0)
+    d = Spool("d", "wiki", tmp_path / "d.jsonl", 9)
+    jobs = plan_jobs([a, b, c, d], 10)
+    assert [job.slices for job in jobs] == [
+        (
+            SpoolSlice("a", "shop", a.path),
+            SpoolSlice("b", "blog", b.path),
+            SpoolSlice("d", "wiki", d.path, 0, 2),
+        ),
+        (SpoolSlice("d", "wiki", d.path, 2, 9),),
+    ]
+    assert [job.rows for job in jobs] == [10, 7]
+
+
+def test_plan_never_puts_two_runs_of_a_target_in_one_job(tmp_path: Path) -> None:
+    first = Spool("r1", "shop", tmp_path / "r1.jsonl", 2)
+    second = Spool("r2", "shop", tmp_path / "r2.jsonl", 2)
+    jobs = plan_jobs([first, second], 100)
+    assert [[part.run_id for part in job.slices] for job in jobs] == [["r1"], ["r2"]]
+
+
+def test_plan_with_the_file_source_keeps_spools_whole(tmp_path: Path) -> None:
+    big = Spool("big", "shop", tmp_path / "big.jsonl", 25)
+    small = Spool("small", "blog", tmp_path / "small.jsonl", 5)
+    jobs = plan_jobs([big, small], 10, whole_spools=True)
+    assert [job.slices for job in jobs] == [
+        (SpoolSlice("big", "shop", big.path),),
+        (SpoolSlice("small", "blog", small.path),),
+    ]
+
+
+# ---- real Flink ------------------------------------------------------------------------------
+
+
+def test_two_runs_in_one_job_reach_the_default_and_user_sinks(
+    forwarder: FlinkForwarder, config: Config, tmp_path: Path
+) -> None:
+    shop = write_spool(
+        tmp_path,
+        "run-shop",
+        "shop",
+        [
+            change(1, "+I", {"name": "pen", "tags": ["a", "ü"]}),
+            change(2, "+U", {"name": "ink"}),
+            change([3, "x"], "-D", store="orders"),
+        ],
+    )
+    blog = write_spool(tmp_path, "run-blog", "blog", [change("p1", "+I", "hi", store="posts")])
+    before = jobs_run(forwarder)
+
+    forwarder.send([shop, blog])
+
+    assert jobs_run(forwarder) == before + 1
+    changes = runs(read_rows(config.state.data_dir / "changes"), "run-shop", "run-blog")
+    by_key = {(row["target"], row["key"]): row for row in changes}
+    assert {key: row["op"] for key, row in by_key.items()} == {
+        ("shop", "1"): "+I",
+        ("shop", "2"): "+U",
+        ("shop", '[3,"x"]'): "-D",
+        ("blog", '"p1"'): "+I",
+    }
+    assert by_key["shop", "1"]["value"] == '{"name":"pen","tags":["a","ü"]}'
+    assert by_key["shop", '[3,"x"]']["value"] is None
+    assert by_key["shop", "1"]["harvested_at"] == AT
+    assert by_key["shop", "1"]["dt"] == "2026-11-26"
+    assert by_key["shop", "1"]["db_version"] == 3
+
+    stats = runs(read_rows(config.state.data_dir / "run_stats"), "run-shop", "run-blog")
+    assert sorted(
+        (row["run_id"], row["store"], row["inserts"], row["updates"], row["deletes"])
+        for row in stats
+    ) == [
+        ("run-blog", "posts", 1, 0, 0),
+        ("run-shop", "items", 1, 1, 0),
+        ("run-shop", "orders", 0, 0, 1),
+    ]
+    counts = {row["store"]: row["n"] for row in read_rows(config.state.dir.parent / "counts")}
+    assert counts == {"items": 2, "orders": 1, "posts": 1}
+
+
+def test_collection_and_file_sources_give_the_same_tables(
+    forwarder: FlinkForwarder, config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = [
+        change(1, "+I", {"big": 2**53, "s": 'quote " and \\ and \u2028'}),
+        change(2, "+U", [1, None, True]),
+        change(3, "-D"),
+    ]
+    via_collection = write_spool(tmp_path, "via-collection", "same", rows)
+    via_file = write_spool(tmp_path, "via-file", "same2", rows)
+
+    forwarder.send([via_collection])
+    monkeypatch.setattr(config.flink, "source", "file")
+    forwarder.send([via_file])
+
+    def strip(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return sorted(
+            ({k: v for k, v in row.items() if k not in ("run_id", "target")} for row in found),
+            key=lambda row: orjson.dumps(row, option=orjson.OPT_SORT_KEYS),
+        )
+
+    changes = read_rows(config.state.data_dir / "changes")
+    stats = read_rows(config.state.data_dir / "run_stats")
+    assert len(runs(changes, "via-file")) == 3
+    assert strip(runs(changes, "via-collection")) == strip(runs(changes, "via-file"))
+    assert strip(runs(stats, "via-collection")) == strip(runs(stats, "via-file"))
+
+
+def test_a_failing_job_raises_its_root_cause(
+    forwarder: FlinkForwarder, config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the sink wants a folder")
+    monkeypatch.setattr(
+        config.flink,
+        "statements",
+        [
+            Statement(
+                "CREATE TABLE broken (k STRING) WITH ('connector' = 'filesystem', "
+                f"'path' = '{blocker}/out', 'format' = 'json')"
+            ),
+            Statement("INSERT INTO broken SELECT `key` FROM change_log"),
+        ],
+    )
+    spool = write_spool(tmp_path, "run-fails", "shop", [change(1, "+I", 1)])
+
+    with pytest.raises(FlinkJobError) as failure:
+        forwarder.send([spool])
+
+    assert "not-a-folder" in failure.value.root_cause
+    assert "\n" not in failure.value.root_cause
+    assert spool.path.exists()
+
+
+def test_validate_statements_names_the_broken_statement(tmp_path: Path) -> None:
+    config = Config(
+        FlinkConfig(
+            statements=[
+                Statement("CREATE TABLE ok (store STRING) WITH ('connector' = 'blackhole')"),
+                Statement("INSERT INTO ok SELEC store FROM change_log"),
+                Statement("INSERT INTO nowhere SELECT store FROM change_log"),
+                Statement("INSERT INTO ok SELECT store FROM change_log"),
+            ]
+        ),
+        StateConfig(dir=tmp_path / "state", data_dir=tmp_path / "data"),
+    )
+
+    problems = validate_statements(config)
+
+    assert len(problems) == 2
+    assert problems[0].startswith("flink.statements[1]: ")
+    assert "SQL parse failed" in problems[0]
+    assert problems[1].startswith("flink.statements[2]: ")
+    assert "nowhere" in problems[1]
