@@ -36,6 +36,7 @@ LOOKUP_CHUNK = 500
 MAX_PROBLEMS = 100
 BUSY_TIMEOUT_MS = 60_000
 COMMIT_CACHE_KB = 64 * 1024
+WAL_LIMIT_BYTES = 64 * 1024 * 1024
 
 # Each entry moves the schema one version up (`PRAGMA user_version`); never edit a released one.
 _MIGRATIONS: tuple[str, ...] = (
@@ -295,6 +296,8 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
             conn.execute("PRAGMA journal_mode = WAL")
             # FULL: a commit survives power loss, so its deleted spool is never needed again.
             conn.execute("PRAGMA synchronous = FULL")
+            # A first snapshot grows the WAL to the size of the store; give the disk back after.
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
     except sqlite3.Error as exc:
         raise StateError(f"cannot open the state database {path}: {exc}") from exc
     return conn

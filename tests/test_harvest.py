@@ -307,6 +307,16 @@ async def test_real_page_first_all_inserts_then_nothing_then_exactly_six_rows(
         assert store.records == 22 and store.key_path == "id"
         assert store.indexes[0]["name"] == "by_total"
 
+        settings = _page_config(tmp_path, static_server.url("shop.html?step=1"))
+        before = len(sink.path.read_bytes().splitlines())
+        full = await harvest_target(
+            settings=settings, target=settings.target("app"), state=state, sink=sink, full=True
+        )
+        again = [orjson.loads(line) for line in sink.path.read_bytes().splitlines()[before:]]
+        assert {r["op"] for r in again} == {"+I"} and len(again) == 23
+        assert (full.run.full, full.run.unchanged, full.run.rows) == (True, 23, 23)
+        assert list(state.run_changes(full.run.id)) == []
+
 
 @pytest.mark.browser
 @in_loop

@@ -6,7 +6,9 @@ hang at the point under test; the test kills it there and runs `harvester harves
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,8 +20,13 @@ import orjson
 import pytest
 
 from harvester.cli import main
-from harvester.harvest import DIED_DURING_READ
-from harvester.state import StateDB
+from harvester.errors import StateLockedError
+from harvester.harvest import DIED_DURING_READ, commit, read_target, recover, send
+from harvester.lock import StateLock
+from harvester.settings import load_settings
+from harvester.spool import JsonLinesSink
+from harvester.state import RunStore, StateDB
+from tests.test_capture import FakeReader, fake_opener, in_loop
 from tests.test_harvest import PAGE, write_config
 
 # argv: marker, where to hang ("read" or "send"), then the `harvester` arguments.
@@ -159,3 +166,71 @@ def test_killed_between_send_and_commit_commits_once(tmp_path: Path, static_serv
     # run_id lets a consumer drop them. The state committed it once.
     rows = _rows(sent)
     assert len(rows) == 42 and {row["run_id"] for row in rows} == {old.id}
+
+
+def test_the_lock_names_its_owner_and_dies_with_it(tmp_path: Path) -> None:
+    with (
+        StateLock(tmp_path),
+        pytest.raises(StateLockedError, match=f"owned by process {os.getpid()} "),
+    ):
+        StateLock(tmp_path).acquire()
+    with StateLock(tmp_path):
+        pass
+    holder = "import sys, time; from pathlib import Path; from harvester.lock import StateLock\n"
+    holder += "StateLock(Path(sys.argv[1])).acquire(); print('locked', flush=True); time.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", holder, str(tmp_path)], stdout=subprocess.PIPE)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"locked\n"
+        with pytest.raises(StateLockedError, match=f"owned by process {child.pid} "):
+            StateLock(tmp_path).acquire()
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(30)
+        if child.stdout:
+            child.stdout.close()
+    with StateLock(tmp_path):  # a dead owner never blocks
+        pass
+
+
+@in_loop
+async def test_recover_cleans_up_after_each_kind_of_crash(tmp_path: Path) -> None:
+    settings = load_settings(write_config(tmp_path))
+    sink = JsonLinesSink(tmp_path / "out")
+    data = {"db": {"s": {n: {"id": n} for n in range(3)}}}
+    with StateDB.open(settings.state.dir) as state:
+        # Committed, but the process died before removing its spool.
+        committed = state.start_run("app")
+        spool = await read_target(
+            settings=settings,
+            target=settings.target("app"),
+            state=state,
+            run_id=committed,
+            opener=fake_opener(FakeReader(data)),
+        )
+        kept = tmp_path / "kept.jsonl"
+        shutil.copy(spool.path, kept)
+        send(state, sink, [spool])
+        assert commit(state, spool)
+        shutil.copy(kept, spool.path)
+        # Died during its read, with a half-written spool.
+        running = state.start_run("app")
+        (state.spool_dir / f"{running}.jsonl.part").write_text('{"op": "+I"}\n')
+        # Read, but its spool file has gone.
+        lost = state.start_run("other")
+        nothing: list[RunStore] = []
+        state.mark_read(lost, origin="http://o", stores=nothing, rows=3)
+        # Not ours: left alone.
+        (state.spool_dir / "stranger.jsonl").write_text("")
+
+        found = recover(state, sink)
+        assert (found.died, found.lost, found.sent, found.unsent) == ([running], [lost], [], {})
+        assert [p.name for p in state.spool_dir.iterdir()] == ["stranger.jsonl"]
+        died = state.get_run(running)
+        assert died is not None and (died.status, died.error) == ("failed", DIED_DURING_READ)
+        gone = state.get_run(lost)
+        assert gone is not None and gone.status == "failed" and not gone.pending
+        assert gone.error is not None and gone.error.startswith("spool file missing")
+        assert len(sink.path.read_bytes().splitlines()) == 3  # nothing sent twice
+        assert not commit(
+            state, dataclasses.replace(spool, path=kept)
+        )  # committing again is a no-op

@@ -30,6 +30,9 @@ def test_the_db_is_private_in_wal_mode_and_versioned(tmp_path: Path) -> None:
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    conn.execute("CREATE TABLE probe (x)")  # a write, so that the -wal file exists
+    for name in ("state.db-wal", "state.db-shm"):
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600
     assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     conn.close()
     StateDB.open(folder).close()  # opening again migrates nothing
