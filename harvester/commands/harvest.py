@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from flink_jobs.forwarder import FlinkForwarder
 from harvester.errors import UsageError
 from harvester.harvest import ChangeSink, RunSummary, describe, harvest_target, recover
 from harvester.lock import StateLock
@@ -43,25 +45,25 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     parser.add_argument(
         "--sink",
         metavar="SINK",
-        help=f"where the changes go: `flink`, or `jsonl[:DIR]` (JSON lines appended to "
-        f"DIR/changes.jsonl; DIR defaults to <state.data_dir>/{DEFAULT_JSONL}). Default: "
-        "flink once the Flink forwarder exists, else jsonl",
+        help=f"where the changes go: `flink` (the default: the pipeline of the config's "
+        f"[flink] section), or `jsonl[:DIR]` (JSON lines appended to DIR/changes.jsonl; DIR "
+        f"defaults to <state.data_dir>/{DEFAULT_JSONL}; no Java needed)",
     )
     parser.set_defaults(func=run)
 
 
 def make_sink(spec: str | None, settings: Settings) -> tuple[ChangeSink, str]:
-    """The sink named by `--sink`, and a description of where the changes go."""
-    if spec is None or spec == "jsonl" or spec.startswith("jsonl:"):
-        rest = (spec or "").partition(":")[2]
+    """The sink named by `--sink` (default: Flink), and a description of where changes go.
+
+    The caller closes a `FlinkForwarder` (it owns a worker process) when done.
+    """
+    if spec is None or spec == "flink":
+        return FlinkForwarder(settings), f"Flink ({settings.flink.mode})"
+    if spec == "jsonl" or spec.startswith("jsonl:"):
+        rest = spec.partition(":")[2]
         directory = Path(rest).resolve() if rest else settings.state.data_dir / DEFAULT_JSONL
         sink = JsonLinesSink(directory)
-        where = f"JSON lines in {sink.path}"
-        if spec is None:
-            where += " (the Flink forwarder is not built yet)"
-        return sink, where
-    if spec == "flink":
-        raise UsageError("--sink flink: the Flink forwarder is not built yet; use --sink jsonl")
+        return sink, f"JSON lines in {sink.path}"
     raise UsageError(f"--sink {spec!r}: expected `flink`, `jsonl` or `jsonl:DIR`")
 
 
@@ -144,13 +146,16 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(Path(args.config) if args.config else None)
     setup_logging(settings.log, secret_values(settings))
     targets = _targets(args, settings)
-    sink, where = make_sink(args.sink, settings)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
-    err.print(f"changes go to {where}")
     with (
         StateLock(settings.state.dir),
         StateDB.open(settings.state.dir, keep_runs=settings.state.keep_runs) as state,
+        contextlib.ExitStack() as closing,
     ):
+        sink, where = make_sink(args.sink, settings)
+        if isinstance(sink, FlinkForwarder):
+            closing.enter_context(sink)
+        err.print(f"changes go to {where}")
         recovery = recover(state, sink)
         for run_id in recovery.died:
             err.print(f"run {run_id}: its process died during the read; marked failed")
