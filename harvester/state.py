@@ -128,6 +128,8 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX changes_by_run ON changes (run_id);
     """,
+    # 2: the value a +U or -D replaced, so that diffs and `as_of` show values, not just hashes.
+    "ALTER TABLE changes ADD COLUMN old_value TEXT",
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -232,7 +234,7 @@ class Store:
 
 @dataclass(frozen=True)
 class SnapshotRecord:
-    """A committed record; `value` is None for a past version the DB no longer holds."""
+    """A committed record (`value` is None only for history written before schema 2)."""
 
     key: str
     value: str | None
@@ -254,6 +256,7 @@ class Change:
     op: str
     old_hash: str | None
     new_hash: str | None
+    old_value: str | None  # the value a +U or -D replaced; None for +I
 
 
 _RUN_COLUMNS = (
@@ -757,7 +760,7 @@ class StateDB:
 
         `key` (typed JSON text) picks one record. `as_of` (a committed run of `target`) gives the
         store as that run left it, from the change history: records changed since then come
-        with their hash as of that run and `value` None (old values are not kept).
+        with their value and hash as of that run, and `last_changed_run` None.
         """
         ident = {"target": target, "origin": origin, "db": db, "store": store, "key": key}
         one_key = "" if key is None else "AND key = :key"
@@ -774,19 +777,19 @@ class StateDB:
                 )
             ident["seq"] = run.seq
             sql = f"""WITH later AS (
-                    SELECT c.key, c.op, c.old_hash, r.seq FROM changes c
+                    SELECT c.key, c.op, c.old_hash, c.old_value, r.seq FROM changes c
                     JOIN runs r ON r.id = c.run_id
                     WHERE r.target = :target AND r.seq > :seq AND c.origin = :origin
                     AND c.db = :db AND c.store = :store {"" if key is None else "AND c.key = :key"}
                 ), first AS (
                     -- SQLite takes the bare columns from the row holding min(seq).
-                    SELECT key, op, old_hash, min(seq) FROM later GROUP BY key
+                    SELECT key, op, old_hash, old_value, min(seq) FROM later GROUP BY key
                 )
                 SELECT key, value, value_hash, first_seen_run, last_changed_run FROM snapshot
                 WHERE target = :target AND origin = :origin AND db = :db AND store = :store
                 {one_key} AND key NOT IN (SELECT key FROM first)
                 UNION ALL
-                SELECT first.key, NULL, first.old_hash, s.first_seen_run, NULL FROM first
+                SELECT first.key, first.old_value, first.old_hash, s.first_seen_run, NULL FROM first
                 LEFT JOIN snapshot s ON s.target = :target AND s.origin = :origin
                 AND s.db = :db AND s.store = :store AND s.key = first.key
                 WHERE first.op != '+I'"""
@@ -795,8 +798,8 @@ class StateDB:
     def run_changes(self, run_id: str) -> Iterator[Change]:
         """The change history of one committed run, streamed in the order it was applied."""
         sql = (
-            "SELECT run_id, target, origin, db, store, key, op, old_hash, new_hash FROM changes "
-            "WHERE run_id = ? ORDER BY rowid"
+            "SELECT run_id, target, origin, db, store, key, op, old_hash, new_hash, old_value "
+            "FROM changes WHERE run_id = ? ORDER BY rowid"
         )
         yield from (Change(*row) for row in self._stream(sql, (run_id,)))
 
@@ -855,15 +858,15 @@ class _Applier:
                 (*ident, *keys),
             ).fetchall()
         )
-        inserts, updates, deletes, history = [], [], [], []
-        grown, replaced = 0, []
+        inserts, updates, deletes = [], [], []
+        history: list[tuple[str, str, str | None, str | None]] = []  # key, op, old, new hash
+        grown = 0
         for row in rows:
             key, old = row["key"], current.get(row["key"])
             if row["op"] == "-D":
                 if old is not None:
                     deletes.append((*ident, key))
-                    replaced.append(key)
-                    history.append((self.run_id, *ident, key, "-D", old, None))
+                    history.append((key, "-D", old, None))
                 continue
             value, new = row["value"], row["value_hash"]
             if old == new:
@@ -871,21 +874,23 @@ class _Applier:
             grown += len(value.encode("utf-8", "surrogatepass"))
             if old is None:
                 inserts.append((*ident, key, value, new, self.run_id, self.run_id))
-                history.append((self.run_id, *ident, key, "+I", None, new))
+                history.append((key, "+I", None, new))
             else:
                 updates.append((value, new, self.run_id, *ident, key))
-                replaced.append(key)
-                history.append((self.run_id, *ident, key, "+U", old, new))
+                history.append((key, "+U", old, new))
         if not history:
             return
-        shrunk = 0
+        replaced = [key for key, op, _, _ in history if op != "+I"]
+        old_values: dict[str, str] = {}
         if replaced:
-            shrunk = self.conn.execute(
-                "SELECT coalesce(sum(length(CAST(value AS BLOB))), 0) FROM snapshot "
-                "WHERE target = ? AND origin = ? AND db = ? AND store = ? "
-                f"AND key IN ({', '.join('?' * len(replaced))})",
-                (*ident, *replaced),
-            ).fetchone()[0]
+            old_values = dict(
+                self.conn.execute(
+                    "SELECT key, value FROM snapshot WHERE target = ? AND origin = ? AND db = ? "
+                    f"AND store = ? AND key IN ({', '.join('?' * len(replaced))})",
+                    (*ident, *replaced),
+                ).fetchall()
+            )
+        shrunk = sum(len(value.encode("utf-8", "surrogatepass")) for value in old_values.values())
         self.conn.executemany(
             "INSERT INTO snapshot (target, origin, db, store, key, value, value_hash, "
             "first_seen_run, last_changed_run) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -901,6 +906,13 @@ class _Applier:
             "AND key = ?",
             deletes,
         )
-        self.conn.executemany("INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", history)
+        self.conn.executemany(
+            "INSERT INTO changes (run_id, target, origin, db, store, key, op, old_hash, new_hash, "
+            "old_value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (self.run_id, *ident, key, op, old, new, old_values.get(key))
+                for key, op, old, new in history
+            ],
+        )
         self.changed.add(where)
         self.byte_delta[where] = self.byte_delta.get(where, 0) + grown - shrunk

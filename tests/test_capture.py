@@ -212,6 +212,10 @@ async def test_three_added_two_changed_one_deleted_gives_exactly_six_rows(state:
     ]
     changed = next(r for r in rows if r["op"] == "+U" and r["store"] == "orders")
     assert json.loads(changed["value"]) == {"id": 3, "x": "changed"}
+    history = {(c.op, c.key): c for c in state.run_changes(run_id)}
+    assert json.loads(history["+U", "3"].old_value or "") == {"id": 3, "x": "order 3"}
+    assert json.loads(history["-D", "7"].old_value or "") == {"id": 7, "x": "order 7"}
+    assert history["+I", "10"].old_value is None
     assert [(s.store, s.inserted, s.updated, s.deleted, s.unchanged) for s in stores] == [
         ("notes", 0, 1, 0, 4),
         ("orders", 3, 1, 1, 8),

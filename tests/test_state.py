@@ -48,6 +48,21 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         StateDB.open(folder)
 
 
+def test_an_older_schema_is_migrated(tmp_path: Path) -> None:
+    folder = tmp_path / "state"
+    StateDB.open(folder).close()
+    conn = sqlite3.connect(state_db_path(folder))
+    conn.executescript("ALTER TABLE changes DROP COLUMN old_value; PRAGMA user_version = 1;")
+    conn.close()
+    with pytest.raises(StateError, match="run `harvester harvest` once"):
+        StateDB.open(folder, readonly=True)
+    StateDB.open(folder).close()
+    conn = sqlite3.connect(state_db_path(folder))
+    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    assert "old_value" in [row[1] for row in conn.execute("PRAGMA table_info(changes)")]
+    conn.close()
+
+
 def test_readonly_needs_an_existing_db_and_cannot_write(tmp_path: Path) -> None:
     with pytest.raises(StateError, match="no state database"):
         StateDB.open(tmp_path / "none", readonly=True)
@@ -205,8 +220,10 @@ async def test_records_by_key_and_as_of_an_earlier_run(state: StateDB) -> None:
 
     then = {r.key: r for r in state.iter_records("app", ORIGIN, "db", "s", as_of=first)}
     assert sorted(then, key=int) == ["0", "1", "2", "3", "4", "5"]
-    assert then["0"].value is not None  # unchanged since: the value is known
-    assert then["1"].value is None and then["2"].value is None  # changed since: hash only
+    assert {k: json.loads(r.value or "") for k, r in then.items()} == {
+        str(n): {"id": n, "v": "x" * n} for n in range(6)
+    }
+    assert then["1"].last_changed_run is None and then["0"].last_changed_run == first
     original = FakeReader(_data()).read_store(FakeReader(_data()).schemas()[0].stores[0])
     hashes = {r.key: r.value_hash async for batch in original for r in batch}
     assert {k: r.value_hash for k, r in then.items()} == hashes
@@ -214,6 +231,6 @@ async def test_records_by_key_and_as_of_an_earlier_run(state: StateDB) -> None:
     middle = {r.key for r in state.iter_records("app", ORIGIN, "db", "s", as_of=second)}
     assert middle == {"0", "1", "3", "4", "5", "7"}
     (only,) = state.iter_records("app", ORIGIN, "db", "s", key="1", as_of=second)
-    assert only.value is None
+    assert json.loads(only.value or "") == {"id": 1, "v": "changed"}
     with pytest.raises(StateError, match="not a committed run"):
         list(state.iter_records("app", ORIGIN, "db", "s", as_of="nope"))
