@@ -209,6 +209,18 @@ class Session:
         )
         return spec
 
+    def warm_up(self, spec: Any) -> None:
+        """Run the warm-up job on our MiniCluster; on a cluster only plan it, since a job there
+        would show on its dashboard (and a remote one would write on another host)."""
+        from flink_jobs import pipeline
+
+        if self._mini_cluster is not None:
+            self.run(spec)
+            return
+        env = self.environment(spec)
+        t_env = pipeline.table_env(env, spec)
+        pipeline.build_job(env, t_env, spec).explain()
+
     def handle(self, message: tuple[Any, ...]) -> tuple[Any, ...]:
         from py4j.protocol import Py4JError
         from pyflink.util.exceptions import JavaException
@@ -221,6 +233,9 @@ class Session:
                 return ("ok", self.run(spec))
             if kind == "check":
                 return ("ok", self.check(spec))
+            if kind == "warm-up":
+                self.warm_up(spec)
+                return ("ok", None)
             return ("failed", f"unknown request {kind!r}", f"unknown request {kind!r}")
         except (Py4JError, JavaException) as exc:
             line = useful_line(exc)
@@ -289,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.warm_up != "none":
         runtime, _, source = args.warm_up.partition("/")
         started = time.monotonic()
-        reply = session.handle(("run", session.warm_up_spec(runtime, source)))
+        reply = session.handle(("warm-up", session.warm_up_spec(runtime, source)))
         logger.info("warm-up: %s in %.1f s", reply[0], time.monotonic() - started)
     while True:
         try:

@@ -1,0 +1,164 @@
+"""`flink.mode = "local-cluster"`: PyFlink's bundled standalone session cluster, run from here.
+
+The cluster's configuration, logs, pid files and temp files live under one folder of the state
+directory (`<state.dir>/flink-cluster/`), so it never writes inside the installed package. Our
+jobs need nothing beyond PyFlink's `lib/` on the cluster: the collection source is converted on
+the client, and no Python function runs in the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from harvester.errors import FlinkError
+
+logger = logging.getLogger(__name__)
+
+START_TIMEOUT = 120.0
+STOP_TIMEOUT = 60.0
+
+
+def flink_home() -> Path:
+    """The Flink distribution inside the installed `pyflink` package."""
+    import pyflink
+
+    return Path(pyflink.__file__).resolve().parent
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class LocalCluster:
+    """Start, wait for and stop a standalone Flink cluster (one JobManager, one TaskManager)."""
+
+    def __init__(self, home: Path, *, address: str = "localhost:8081", slots: int = 2) -> None:
+        self.home = home
+        self.address = address
+        self.host, _, port = address.rpartition(":")
+        self.port = int(port)
+        self.slots = slots
+        self._started = False
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://{self.address}/"
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            FLINK_CONF_DIR=str(self.home / "conf"),
+            FLINK_LOG_DIR=str(self.home / "log"),
+            FLINK_PID_DIR=str(self.home / "pid"),
+            FLINK_IDENT_STRING="harvester",
+        )
+        env.pop("FLINK_HOME", None)
+        return env
+
+    def _prepare(self) -> None:
+        """Write conf/ and the other folders; the previous run's logs are kept in log/."""
+        dist = flink_home()
+        conf = self.home / "conf"
+        for folder in (conf, self.home / "tmp"):
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+        (self.home / "log").mkdir(exist_ok=True)
+        (self.home / "pid").mkdir(exist_ok=True)
+        for source in (dist / "conf").iterdir():
+            if source.name != "config.yaml":
+                shutil.copy(source, conf / source.name)
+        yaml = YAML(typ="safe")
+        config: dict[str, Any] = yaml.load((dist / "conf" / "config.yaml").read_text())
+        config["rest"] = {"address": self.host, "bind-address": self.host, "port": self.port}
+        # A fixed RPC port (the bundled 6123) would collide with any other cluster on the host.
+        jobmanager = config.setdefault("jobmanager", {})
+        jobmanager["rpc"] = {"address": self.host, "port": _free_port(self.host)}
+        config.setdefault("taskmanager", {})["numberOfTaskSlots"] = self.slots
+        config["io"] = {"tmp": {"dirs": str(self.home / "tmp")}}
+        with (conf / "config.yaml").open("w") as out:
+            YAML().dump(config, out)
+        (conf / "masters").write_text(f"{self.host}:{self.port}\n")
+        (conf / "workers").write_text(f"{self.host}\n")
+
+    def overview(self, timeout: float = 2.0) -> dict[str, Any] | None:
+        """The cluster's `/overview` (task managers, slots, jobs), None when it does not answer."""
+        try:
+            with urllib.request.urlopen(
+                f"http://{self.address}/overview", timeout=timeout
+            ) as reply:
+                overview: dict[str, Any] = json.load(reply)
+                return overview
+        except (OSError, urllib.error.URLError, ValueError):
+            return None
+
+    def _script(self, name: str) -> None:
+        script = flink_home() / "bin" / name
+        completed = subprocess.run(
+            ["bash", str(script)],
+            env=self._env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=STOP_TIMEOUT,
+            check=False,
+        )
+        output = completed.stdout.decode(errors="replace").strip()
+        if output:
+            logger.debug("%s: %s", name, output)
+        if completed.returncode != 0:
+            raise FlinkError(f"{name} failed ({completed.returncode}): {output[-500:]}")
+
+    def start(self, timeout: float = START_TIMEOUT) -> None:
+        """Start the cluster and wait until a task manager has registered."""
+        if (self.home / "pid").is_dir() and any((self.home / "pid").iterdir()):
+            # Left over by a process that died without closing us: start clean.
+            self._script("stop-cluster.sh")
+            self._wait_gone()
+        if self.overview() is not None:
+            raise FlinkError(
+                f"something already answers at {self.address}: stop it, or set flink.address "
+                "to a free host:port for the local cluster"
+            )
+        self._prepare()
+        self._script("start-cluster.sh")
+        self._started = True
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            overview = self.overview()
+            if overview and overview.get("taskmanagers", 0) >= 1:
+                logger.info("Flink dashboard: %s", self.dashboard_url)
+                return
+            time.sleep(0.5)
+        self.stop()
+        raise FlinkError(
+            f"the local Flink cluster did not come up within {timeout:.0f} s; "
+            f"see its logs in {self.home / 'log'}"
+        )
+
+    def _wait_gone(self) -> None:
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while self.overview(timeout=1.0) is not None and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        """Stop the cluster started by `start` and wait until its REST API is gone."""
+        if not self._started:
+            return
+        self._started = False
+        self._script("stop-cluster.sh")
+        self._wait_gone()
