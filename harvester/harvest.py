@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -123,11 +124,14 @@ async def read_target(
 
     On any failure (the page, the reader, `limits.harvest_timeout`, cancellation) the run is
     marked failed, its spool removed, and the exception raised again. `full` spools every
-    record as `+I` (a re-snapshot) and still records the true diff counts.
+    record as `+I` (a re-snapshot; `-D` still for records gone) and records the true diff
+    counts. State writes and the spool's fsync run in a thread: a commit of another run may
+    hold the DB for a while, and the event loop must not wait for it.
     """
     pending = state.pending_runs(target.name)
     if pending:
-        state.fail_run(run_id, f"run {pending[0].id} of this target is not committed yet")
+        reason = f"run {pending[0].id} of this target is not committed yet"
+        await asyncio.to_thread(state.fail_run, run_id, reason)
         raise StateError(
             f"target {target.name}: run {pending[0].id} waits to be sent and committed; "
             "send it before reading again"
@@ -161,16 +165,37 @@ async def read_target(
             if deadline.expired():
                 raise TimeoutError(f"harvest timed out after {format_duration(timeout)}") from exc
             raise
-        spool = writer.finish()
-        state.mark_read(run_id, origin=origin, stores=stores, rows=spool.rows, problems=problems)
+        spool = await asyncio.to_thread(writer.finish)
+        await asyncio.to_thread(
+            functools.partial(
+                state.mark_read,
+                run_id,
+                origin=origin,
+                stores=stores,
+                rows=spool.rows,
+                problems=problems,
+            )
+        )
     except BaseException as exc:
         if writer is not None:
             writer.discard()
         if spool is not None:
             spool.path.unlink(missing_ok=True)
-        reason = "cancelled" if isinstance(exc, asyncio.CancelledError) else describe(exc)
+        cancelled = isinstance(exc, asyncio.CancelledError)
+        fail = functools.partial(
+            state.fail_run,
+            run_id,
+            "cancelled" if cancelled else describe(exc),
+            origin=origin,
+            stores=stores,
+            problems=problems,
+        )
         with contextlib.suppress(StateError):
-            state.fail_run(run_id, reason, origin=origin, stores=stores, problems=problems)
+            # A cancelled task should not await again; a rare blocking write is the lesser harm.
+            if cancelled:
+                fail()
+            else:
+                await asyncio.to_thread(fail)
         raise
     return spool
 
@@ -286,7 +311,7 @@ async def harvest_target(
     still cannot be sent raises, and no new run is read.
     """
     await asyncio.to_thread(send_pending, state, sink, target.name)
-    run_id = state.start_run(target.name, full=full)
+    run_id = await asyncio.to_thread(functools.partial(state.start_run, target.name, full=full))
     try:
         spool = await read_target(
             settings=settings,

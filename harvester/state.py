@@ -34,7 +34,8 @@ RUN_STATUSES: tuple[str, ...] = ("running", "read", "committed", "failed")
 LOOKUP_CHUNK = 500
 # Problems kept per store and run: a store of bad records must not bloat the run row.
 MAX_PROBLEMS = 100
-BUSY_TIMEOUT_MS = 60_000
+# Writes wait this long for a commit in progress (a first snapshot of millions of records).
+BUSY_TIMEOUT_MS = 600_000
 COMMIT_CACHE_KB = 64 * 1024
 WAL_LIMIT_BYTES = 64 * 1024 * 1024
 
@@ -341,8 +342,10 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
 class StateDB:
     """One state folder's SQLite database.
 
-    Methods may be called from several threads; each long operation (commit, streaming queries,
-    a capture) uses a connection of its own, so the shared one is held only briefly.
+    Methods may be called from several threads. Reads use a read-only connection per thread and
+    never wait for writes (WAL); small writes share one connection under a lock; a commit,
+    a capture and streaming queries use connections of their own. A write may wait for a
+    commit in progress: async code makes its writes in a thread (`asyncio.to_thread`).
     """
 
     def __init__(self, path: Path, *, keep_runs: int = 50, readonly: bool = False) -> None:
@@ -351,6 +354,8 @@ class StateDB:
         self.readonly = readonly
         self._lock = threading.RLock()
         self._conn = _connect(path, readonly=readonly)
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
 
     @classmethod
     def open(cls, state_dir: Path, *, keep_runs: int = 50, readonly: bool = False) -> StateDB:
@@ -388,6 +393,9 @@ class StateDB:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
 
     def __enter__(self) -> StateDB:
         return self
@@ -412,22 +420,32 @@ class StateDB:
                 raise StateError(f"writing the state database {self.path} failed: {exc}") from exc
 
     def _rows(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
-        with self._lock:
-            try:
-                return self._conn.execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
-                raise StateError(f"reading the state database {self.path} failed: {exc}") from exc
+        reader = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = self._local.reader = _connect(self.path, readonly=True)
+            with self._lock:
+                self._readers.append(reader)
+        try:
+            return reader.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StateError(f"reading the state database {self.path} failed: {exc}") from exc
 
     def writable(self) -> bool:
-        """True when a write transaction can be taken now."""
+        """True when the DB takes writes (a commit in progress counts as taking them)."""
         if self.readonly:
             return False
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                self._conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                return False
+        try:
+            conn = _connect(self.path, readonly=False)
+        except StateError:
+            return False
+        try:
+            conn.execute("PRAGMA busy_timeout = 1000")
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            return getattr(exc, "sqlite_errorname", "") == "SQLITE_BUSY"
+        finally:
+            conn.close()
         return True
 
     # ---- the life of a run ------------------------------------------------------------------

@@ -234,3 +234,16 @@ async def test_records_by_key_and_as_of_an_earlier_run(state: StateDB) -> None:
     assert json.loads(only.value or "") == {"id": 1, "v": "changed"}
     with pytest.raises(StateError, match="not a committed run"):
         list(state.iter_records("app", ORIGIN, "db", "s", as_of="nope"))
+
+
+def test_reads_and_the_health_check_never_wait_for_a_commit(tmp_path: Path) -> None:
+    with StateDB.open(tmp_path / "state") as state:
+        run_id = state.start_run("app")
+        committing = state.connect(readonly=False)
+        committing.execute("BEGIN IMMEDIATE")
+        try:
+            assert state.writable()
+            assert [run.id for run in state.list_runs()] == [run_id]
+        finally:
+            committing.execute("ROLLBACK")
+            committing.close()
