@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     parser.add_argument(
         "--full",
         action="store_true",
-        help="send every record again as +I (a re-snapshot); the diff state stays exact",
+        help="send every record again as +I (a re-snapshot; -D still for records gone); "
+        "the diff state stays exact",
     )
     parser.add_argument(
         "--sink",
