@@ -291,8 +291,14 @@ def recover(state: StateDB, sink: ChangeSink) -> Recovery:
         log.error("sending %d pending spool(s) failed: %s", len(spools), describe(exc))
         return recovery
     for spool in spools:
-        commit(state, spool)
-        recovery.sent.append(spool.run_id)
+        try:
+            commit(state, spool)
+        except Exception as exc:
+            # Recorded in the run; the spool stays pending, and the other runs still commit.
+            recovery.unsent[spool.run_id] = describe(exc)
+            log.error("committing run %s failed: %s", spool.run_id, describe(exc))
+        else:
+            recovery.sent.append(spool.run_id)
     return recovery
 
 

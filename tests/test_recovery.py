@@ -234,3 +234,32 @@ async def test_recover_cleans_up_after_each_kind_of_crash(tmp_path: Path) -> Non
         assert not commit(
             state, dataclasses.replace(spool, path=kept)
         )  # committing again is a no-op
+
+
+@in_loop
+async def test_a_spool_that_cannot_commit_does_not_hold_up_the_others(tmp_path: Path) -> None:
+    other = '[[targets]]\nname = "other"\nurl = "http://127.0.0.1:9/"\nschedule = "15m"\n'
+    settings = load_settings(write_config(tmp_path, extra=other))
+    sink = JsonLinesSink(tmp_path / "out")
+    data = {"db": {"s": {n: {"id": n} for n in range(3)}}}
+    with StateDB.open(settings.state.dir) as state:
+        spools = []
+        for name in ("app", "other"):
+            spools.append(
+                await read_target(
+                    settings=settings,
+                    target=settings.target(name),
+                    state=state,
+                    run_id=state.start_run(name),
+                    opener=fake_opener(FakeReader(data)),
+                )
+            )
+        bad, good = spools
+        bad.path.write_bytes(bad.path.read_bytes().replace(b'"run_id":"', b'"run_id":"x'))
+        found = recover(state, sink)
+        assert found.sent == [good.run_id] and list(found.unsent) == [bad.run_id]
+        assert "found in the spool of" in found.unsent[bad.run_id]
+        stuck = state.get_run(bad.run_id)
+        assert stuck is not None and stuck.pending and stuck.status == "failed"
+        assert stuck.error is not None and stuck.error.startswith("commit failed")
+        assert bad.path.exists() and not good.path.exists()
