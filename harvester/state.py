@@ -419,6 +419,16 @@ class StateDB:
             except sqlite3.Error as exc:
                 raise StateError(f"writing the state database {self.path} failed: {exc}") from exc
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction on the shared connection."""
+        with self._lock:
+            try:
+                with _transaction(self._conn) as conn:
+                    yield conn
+            except sqlite3.Error as exc:
+                raise StateError(f"writing the state database {self.path} failed: {exc}") from exc
+
     def _rows(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
         reader = getattr(self._local, "reader", None)
         if reader is None:
@@ -517,7 +527,7 @@ class StateDB:
         problems: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         """The run's spool is complete: status `read`, pending until committed."""
-        with self._lock, _transaction(self._conn) as conn:
+        with self._writing() as conn:
             status = self._status(conn, run_id)
             if status != "running":
                 raise StateError(f"run {run_id} is {status}, not running: cannot mark it read")
@@ -541,7 +551,7 @@ class StateDB:
 
         `origin`, `stores` and `problems` record what a failed read got through.
         """
-        with self._lock, _transaction(self._conn) as conn:
+        with self._writing() as conn:
             status = self._status(conn, run_id)
             if status == "committed":
                 return
