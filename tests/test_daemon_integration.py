@@ -1,10 +1,12 @@
 """`harvester run` as a real process against the demo site: schedules, failures, reload, SIGTERM.
 
-One daemon run checks the issue's scenarios together (a Chromium start is the expensive part):
+One daemon run (with the JSON-lines sink, so that Flink's start-up does not crowd the schedule)
+checks the issue's scenarios together (a Chromium start is the expensive part):
 two demo targets on a 2-second interval commit several runs whose later ones carry the demo's
 changes; a target whose URL refuses connections fails and retries meanwhile; a killed browser
 fails its run and the target goes on; SIGHUP with a broken config keeps the schedule, with a
-valid one adds a target; /healthz and /metrics answer throughout; SIGTERM exits 0.
+valid one adds a target; /healthz and /metrics answer throughout; SIGTERM exits 0. Another run
+sends through the real Flink pipeline (embedded).
 """
 
 from __future__ import annotations
@@ -78,12 +80,12 @@ max_concurrent_harvests = 2
 class Daemon:
     """The `harvester run` subprocess and its HTTP endpoint."""
 
-    def __init__(self, config: Path, port: int) -> None:
+    def __init__(self, config: Path, port: int, sink: str = "jsonl") -> None:
         self.port = port
         self.log_path = config.parent / "daemon.log"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "harvester", "run", "--config", str(config), "--sink", "jsonl"],
+            [sys.executable, "-m", "harvester", "run", "--config", str(config), "--sink", sink],
             cwd=config.parent,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -282,3 +284,46 @@ def test_a_second_sigint_exits_at_once_and_the_next_start_recovers(
         runs = sorted(state.list_runs(target="one"), key=lambda run: run.started_at)
         assert [run.status for run in runs] == ["failed", "committed"]
         assert runs[0].error == "process died during the read"
+
+
+@pytest.mark.flink
+def test_daemon_sends_through_flink(tmp_path: Path, demo: DemoServer) -> None:
+    http_port = _free_port()
+    targets = [
+        _target("one", demo.url, "2s", "profile-one"),
+        _target("two", demo.url, "2s", "profile-two"),
+    ]
+    config = tmp_path / "harvester.toml"
+    config.write_text(_config(http_port, targets))
+    daemon = Daemon(config, http_port, sink="flink")
+    try:
+        daemon.wait_for("/healthz", lambda: daemon.health()["status"] == "ok", timeout=60)
+
+        def enough() -> bool:
+            _, metrics = daemon.get("/metrics")
+            return all(_committed({}, metrics, name) >= 2 for name in ("one", "two"))
+
+        # The first Flink job starts a JVM: on a busy 2-core machine that takes a while.
+        daemon.wait_for("two committed runs per target", enough, 300)
+        status, metrics = daemon.get("/metrics")
+        assert status == 200
+        assert b'harvester_records_total{op="-D",target="two"}' in metrics
+        daemon.proc.send_signal(signal.SIGTERM)
+        assert daemon.proc.wait(timeout=120) == 0, daemon.log()
+    finally:
+        daemon.close()
+
+    with StateDB.open(tmp_path / "state", readonly=True) as state:
+        for name in ("one", "two"):
+            runs = sorted(state.list_runs(target=name), key=lambda run: run.started_at)
+            committed = [run for run in runs if run.status == "committed"]
+            assert len(committed) >= 2, [(r.status, r.error) for r in runs]
+            assert all(r.inserted + r.updated + r.deleted > 0 for r in committed[1:])
+        assert state.pending_runs() == []
+    # The default sink partitions by target (`target=NAME/` folders), so rows omit the column.
+    ops: dict[str, set[str]] = {"one": set(), "two": set()}
+    for path in (tmp_path / "data" / "changes").rglob("part-*"):
+        target = next(p for p in path.parts if p.startswith("target=")).removeprefix("target=")
+        for line in path.read_text().splitlines():
+            ops[target].add(json.loads(line)["op"])
+    assert ops == {"one": {"+I", "+U", "-D"}, "two": {"+I", "+U", "-D"}}
