@@ -59,6 +59,9 @@ class RunBackend(Protocol):
     def recover(self) -> None:
         """Send and commit the spools of runs read but not committed (blocking)."""
 
+    def start(self) -> None:
+        """Get the sink ready, e.g. warm Flink up while the first reads run (blocking)."""
+
     async def pending(self, target: TargetSettings) -> list[ReadResult]:
         """Earlier runs of `target` read but not committed; they go before a new read."""
 
@@ -111,6 +114,11 @@ class HarvestBackend:
                 extra={"event": "recovered", "sent": found.sent, "unsent": found.unsent},
             )
 
+    def start(self) -> None:
+        start = getattr(self.sink, "start", None)
+        if callable(start):
+            start()
+
     def _result(self, spool: SpoolFile) -> ReadResult:
         run = self.state.get_run(spool.run_id)
         counts = {}
@@ -160,6 +168,16 @@ class HarvestBackend:
         if callable(close):
             close()
         self.state.close()
+
+
+@dataclass
+class _Attempt:
+    """One attempt's timing: the whole run, and its read phase (browser to spool)."""
+
+    target: TargetSettings
+    run_id: str | None = None
+    started: float = field(default_factory=time.monotonic)
+    read_s: float | None = None
 
 
 @dataclass
@@ -462,11 +480,9 @@ class Daemon:
 
     async def _attempt(self, target: TargetSettings, attempt: int) -> bool:
         """One read → send → commit of `target`; False when it failed (already recorded)."""
-        name = target.name
-        status = self.status.setdefault(name, TargetStatus())
+        status = self.status.setdefault(target.name, TargetStatus())
         status.running = True
-        started = time.monotonic()
-        run_id: str | None = None
+        run = _Attempt(target)
         try:
             for earlier in await self.backend.pending(target):
                 # A new read would diff against a snapshot that lacks these runs' changes.
@@ -477,47 +493,46 @@ class Daemon:
                     status.running = False
                     return True
                 # The run's duration counts from here, not from the wait for a browser.
-                started = time.monotonic()
-                run_id = await self.backend.begin(target)
-                status.last_run_id, status.last_started = run_id, _now()
+                run.started = time.monotonic()
+                run.run_id = await self.backend.begin(target)
+                status.last_run_id, status.last_started = run.run_id, _now()
                 log.info(
                     "run started: target=%s run=%s attempt=%d",
-                    name,
-                    run_id,
+                    target.name,
+                    run.run_id,
                     attempt + 1,
-                    extra={"event": "run_started", "target": name, "run_id": run_id},
+                    extra={"event": "run_started", "target": target.name, "run_id": run.run_id},
                 )
                 self.metrics.browsers_alive.inc()
                 try:
                     timeout = target.limits.harvest_timeout.total_seconds()
-                    result = await asyncio.wait_for(self.backend.read(target, run_id), timeout)
+                    result = await asyncio.wait_for(self.backend.read(target, run.run_id), timeout)
                 finally:
                     self.metrics.browsers_alive.dec()
+            run.read_s = time.monotonic() - run.started
             await self._forward(result)
         except asyncio.CancelledError:
-            await self._finish(target, run_id, started, "cancelled", "cancelled at shutdown")
+            await self._finish(run, "cancelled", "cancelled at shutdown")
             raise
         except TimeoutError as exc:
             reason = str(exc) or f"harvest timed out after {target.limits.harvest_timeout}"
-            await self._finish(target, run_id, started, "failed", reason)
+            await self._finish(run, "failed", reason)
             return False
         except Exception as exc:
-            await self._finish(target, run_id, started, "failed", describe(exc))
+            await self._finish(run, "failed", describe(exc))
             return False
-        await self._finish(target, run_id, started, "committed", None, result.counts)
+        await self._finish(run, "committed", None, result.counts)
         return True
 
     async def _finish(
         self,
-        target: TargetSettings,
-        run_id: str | None,
-        started: float,
+        run: _Attempt,
         outcome: str,
         error: str | None,
         counts: Mapping[str, int] | None = None,
     ) -> None:
-        name = target.name
-        duration = time.monotonic() - started
+        name, run_id = run.target.name, run.run_id
+        duration = time.monotonic() - run.started
         status = self.status.setdefault(name, TargetStatus())
         status.running = False
         status.last_status, status.last_error, status.last_finished = outcome, error, _now()
@@ -539,13 +554,15 @@ class Daemon:
                     log.error("recording the failure of run %s failed: %s", run_id, describe(exc))
         self.metrics.consecutive_failures.labels(target=name).set(status.consecutive_failures)
         level = logging.INFO if outcome == "committed" else logging.WARNING
+        read = f" (read {run.read_s:.1f}s)" if run.read_s is not None else ""
         log.log(
             level,
-            "run %s: target=%s run=%s duration=%.1fs counts=%s%s",
+            "run %s: target=%s run=%s duration=%.1fs%s counts=%s%s",
             outcome,
             name,
             run_id,
             duration,
+            read,
             dict(counts or {}),
             f" error={error}" if error else "",
             extra={
@@ -555,6 +572,7 @@ class Daemon:
                 "status": outcome,
                 "counts": dict(counts or {}),
                 "duration_s": round(duration, 3),
+                "read_s": None if run.read_s is None else round(run.read_s, 3),
                 "error": error,
             },
         )
@@ -579,6 +597,12 @@ class Daemon:
 
     async def _forward_loop(self) -> None:
         """The one consumer of finished reads: send all waiting in one call, then commit each."""
+        try:
+            # Flink's first job pays for the JVM's start: pay it while the first reads run.
+            await asyncio.to_thread(self.backend.start)
+        except Exception as exc:
+            # The first send starts the sink again, and its failure fails the runs it carries.
+            log.warning("starting the sink failed: %s", describe(exc))
         while True:
             batch = [await self._queue.get()]
             while not self._queue.empty():

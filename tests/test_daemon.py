@@ -90,10 +90,14 @@ class FakeBackend:
         self.max_active = 0
         self.is_writable = True
         self.recovered = False
+        self.started = False
         self.closed = False
 
     def recover(self) -> None:
         self.recovered = True
+
+    def start(self) -> None:
+        self.started = True
 
     async def pending(self, target: Any) -> list[ReadResult]:
         return [r for r in self.unsent if r.run_id.startswith(target.name + "-")]
@@ -226,7 +230,7 @@ async def test_targets_run_on_their_schedule_and_commit() -> None:
     daemon = _daemon(settings, backend)
     two_each = lambda: all(len(backend.committed_of(n)) >= 2 for n in "ab")  # noqa: E731
     assert await _run_until(daemon, two_each) == 0
-    assert backend.recovered and backend.closed
+    assert backend.recovered and backend.started and backend.closed
     for name in ("a", "b"):
         assert daemon.status[name].last_status == "committed"
     assert daemon.metrics.registry.get_sample_value(
@@ -524,7 +528,7 @@ async def test_each_run_logs_one_start_and_one_finish_event() -> None:
     up = next(e for e in runs if e["event"] == "run_finished" and e["target"] == "up")
     assert up["run_id"] in ("up-1", "up-2")
     assert (up["status"], up["counts"], up["error"]) == ("committed", {"+I": 2, "+U": 1}, None)
-    assert up["duration_s"] >= 0
+    assert up["duration_s"] >= up["read_s"] >= 0
     down = next(e for e in runs if e["event"] == "run_finished" and e["target"] == "down")
     assert down["status"] == "failed"
     assert "connection refused" in down["error"]
