@@ -101,6 +101,7 @@ class HttpServer:
 
     @property
     def url(self) -> str:
+        """Where a local client reaches the endpoint."""
         host = "127.0.0.1" if self.bind in _WILDCARDS else self.bind
         if ":" in host:
             host = f"[{host}]"
@@ -122,6 +123,7 @@ class HttpServer:
         log.info("http endpoint listening on %s", self.url)
 
     def stop(self) -> None:
+        """Stop serving and close the socket."""
         if self._server is None:
             return
         self._server.shutdown()
