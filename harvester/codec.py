@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
@@ -201,12 +201,24 @@ class Opaque:
 # Decoding ---------------------------------------------------------------------------------------
 
 
+# JavaScript numbers are doubles: a long integer in the text is the double nearest to it, which
+# Python would otherwise parse into an exact (and different) int.
+_LONG_DIGITS: Final = re.compile(r"\d{16}")
+_SAFE_INT: Final = 2**53
+
+
+def _js_int(digits: str) -> int | float:
+    number = int(digits)
+    return number if -_SAFE_INT <= number <= _SAFE_INT else float(digits)
+
+
 def _loads(text: str) -> Any:
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        # orjson rejects lone surrogates (`"\ud800"`), which JavaScript strings may hold.
-        return json.loads(text)
+    if _LONG_DIGITS.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass  # orjson rejects lone surrogates (`"\ud800"`), which JavaScript strings may hold
+    return json.loads(text, parse_int=_js_int)
 
 
 def decode(typed: str | bytes | Any) -> Any:
@@ -425,10 +437,13 @@ def _b64text(data: bytes) -> str:
 def _iso(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError(f"naive datetime {moment!r}: typed JSON dates need a timezone")
-    utc = moment.astimezone(UTC)
-    # JavaScript dates hold milliseconds: finer parts are dropped, as the page would.
-    utc -= timedelta(microseconds=utc.microsecond % 1000)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    u = moment.astimezone(UTC)
+    # Formatted by hand: strftime does not pad years below 1000. JavaScript dates hold
+    # milliseconds, so finer parts are dropped, as the page would.
+    return (
+        f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}."
+        f"{u.microsecond // 1000:03d}Z"
+    )
 
 
 def _number(value: float) -> Any:
@@ -496,7 +511,7 @@ class _Encoder:
         if isinstance(value, list | tuple):
             return [self.walk(item, f"{path}/{i}") for i, item in enumerate(value)]
         if isinstance(value, dict):
-            if any(key[:1] == "$" for key in value):
+            if any(not isinstance(key, str) or key[:1] == "$" for key in value):
                 return {"$object": self._object(value, path + "/$object")}
             return self._object(value, path)
         if isinstance(value, Map):
@@ -516,11 +531,12 @@ class _Encoder:
         raise TypeError(f"cannot encode {type(value).__name__} as typed JSON")
 
     def _object(self, value: dict[str, Any], path: str) -> dict[str, Any]:
+        for key in value:
+            if not isinstance(key, str):
+                raise TypeError(f"object keys must be str, not {type(key).__name__} ({key!r})")
         out: dict[str, Any] = {}
         # Sorted as the page sorts, so that the first of two references is the same one.
         for key in sorted(value, key=_utf16_order):
-            if not isinstance(key, str):
-                raise TypeError(f"object keys must be str, not {type(key).__name__} ({key!r})")
             out[key] = self.walk(value[key], path + "/" + _escape(key))
         return out
 
@@ -615,7 +631,7 @@ def _dump(node: Any, out: list[str]) -> None:
     elif node is False:
         out.append("false")
     elif isinstance(node, int):
-        out.append(str(node) if -(2**53) <= node <= 2**53 else _js_number(float(node)))
+        out.append(str(node) if -_SAFE_INT <= node <= _SAFE_INT else _js_number(float(node)))
     elif isinstance(node, float):
         out.append(_js_number(node))
     elif isinstance(node, list):

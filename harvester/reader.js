@@ -395,7 +395,9 @@
   function errorText(e) {
     if (e === null || e === undefined) return "unknown error";
     if (typeof e === "object" && "name" in e && "message" in e) {
-      return e.message ? e.name + ": " + e.message : String(e.name);
+      if (!e.message) return String(e.name);
+      // A plain Error is one of ours, whose message says it all; DOMExceptions need their name.
+      return e.name === "Error" ? String(e.message) : e.name + ": " + e.message;
     }
     return String(e);
   }

@@ -194,7 +194,8 @@ class OriginReader:
                 continue
             prefix = db["name"] + "/"
             picked = [s for s in db["stores"] if _selected(prefix + s["name"], self.stores)]
-            chosen.append((db, picked))
+            if picked or not db["stores"]:  # a database none of whose stores is wanted is left out
+                chosen.append((db, picked))
         pairs = [[db["name"], s["name"]] for db, stores in chosen for s in stores]
         counts = iter(orjson.loads(await self._call("counts", pairs, self._open_timeout_ms)))
         result: list[DatabaseSchema] = []
@@ -259,6 +260,8 @@ def _store_schema(db: dict[str, Any], store: dict[str, Any], count: int) -> Stor
 class StoreRead:
     """One read of one store: `async for batch in read` gives `list[Record]` in key order.
 
+    Batches are never empty: an empty store gives none.
+
     After the last batch: `complete` (every record was read: no error, nothing skipped, no
     `max_records` cut), `problems`, `records` and `bytes` (UTF-8 of the key and value texts).
     """
@@ -279,23 +282,24 @@ class StoreRead:
         return self
 
     async def __anext__(self) -> list[Record]:
-        if self._done:
-            raise StopAsyncIteration
-        try:
-            if self._id is None:
-                await self._begin()
-            task = self._next or self._fetch()
-            self._next = None
-            text = await task
-        except BaseException:
-            self._failed = True
-            self._finish(failed=True)
-            raise
-        batch = self._take(text)
-        if not self._done:
-            # Ask for the next batch now: its transfer overlaps whatever the caller does next.
-            self._next = self._fetch()
-        return batch
+        while not self._done:
+            try:
+                if self._id is None:
+                    await self._begin()
+                task = self._next or self._fetch()
+                self._next = None
+                text = await task
+            except BaseException:
+                self._failed = True
+                self._finish()
+                raise
+            batch = self._take(text)
+            if not self._done:
+                # Ask for the next batch now: its transfer overlaps whatever the caller does next.
+                self._next = self._fetch()
+            if batch:
+                return batch
+        raise StopAsyncIteration
 
     def _fetch(self) -> asyncio.Task[str]:
         return asyncio.ensure_future(self.reader._call("next", self._id))
@@ -338,7 +342,7 @@ class StoreRead:
             self.records += len(records)
             self.bytes += size
         if header["done"]:
-            self._finish(failed=self._failed)
+            self._finish()
         return records
 
     def _add_problem(self, key: str | None, message: str) -> None:
@@ -347,8 +351,8 @@ class StoreRead:
         else:
             self._dropped_problems += 1
 
-    def _finish(self, *, failed: bool) -> None:
-        self.complete = not failed
+    def _finish(self) -> None:
+        self.complete = not self._failed
         if self._dropped_problems:
             more = f"{self._dropped_problems} more problems not listed"
             self.problems.append(Problem(self.store.db, self.store.name, None, more))
