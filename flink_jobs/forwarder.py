@@ -11,28 +11,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING
 
-from flink_jobs.runner import FlinkRunner, SettingsLike, SpoolSlice
+from flink_jobs.runner import FlinkRunner, SpoolSlice
+
+if TYPE_CHECKING:
+    from harvester.settings import Settings
+    from harvester.spool import SpoolFile
 
 logger = logging.getLogger(__name__)
-
-
-class SpoolLike(Protocol):
-    """What the forwarder reads of `harvester.spool.SpoolFile`."""
-
-    @property
-    def run_id(self) -> str: ...
-
-    @property
-    def target(self) -> str: ...
-
-    @property
-    def path(self) -> Path: ...
-
-    @property
-    def rows(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -44,7 +31,7 @@ class PlannedJob:
 
 
 def plan_jobs(
-    spools: Sequence[SpoolLike], max_rows: int, *, whole_spools: bool = False
+    spools: Sequence[SpoolFile], max_rows: int, *, whole_spools: bool = False
 ) -> list[PlannedJob]:
     """Batch `spools` in order into jobs of at most `max_rows` rows.
 
@@ -93,7 +80,7 @@ def plan_jobs(
 class FlinkForwarder:
     """`ChangeSink` into Flink; owns a `FlinkRunner` unless given one. Close it when done."""
 
-    def __init__(self, settings: SettingsLike, *, runner: FlinkRunner | None = None) -> None:
+    def __init__(self, settings: Settings, *, runner: FlinkRunner | None = None) -> None:
         self.settings = settings
         self.runner = runner or FlinkRunner(settings)
 
@@ -107,7 +94,7 @@ class FlinkForwarder:
         """Start Flink now (cluster, warm worker) rather than at the first `send`."""
         self.runner.start()
 
-    def send(self, spools: Sequence[SpoolLike]) -> None:
+    def send(self, spools: Sequence[SpoolFile]) -> None:
         """Send every row of `spools`; raises `FlinkJobError` if any job fails."""
         flink = self.settings.flink
         planned = plan_jobs(spools, flink.max_rows_per_job, whole_spools=flink.source == "file")

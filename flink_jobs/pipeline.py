@@ -85,9 +85,9 @@ def build_job(
     """Register the tables and sinks of `spec` and return the one statement set to execute."""
     streaming = spec.runtime == "streaming"
     if spec.source == "file":
-        _register_file_source(t_env, spec.slices, streaming=streaming)
+        register_file_source(t_env, spec.slices, streaming=streaming)
     else:
-        _register_collection_source(env, t_env, spec.slices, streaming=streaming)
+        register_collection_source(env, t_env, spec.slices, streaming=streaming)
     if streaming:
         register_changes(t_env)
     statements = default_sinks(t_env, spec.data_dir, streaming=streaming)
@@ -130,13 +130,14 @@ def _epoch_micros(iso: str) -> int:
     return int(moment.timestamp()) * 1_000_000 + moment.microsecond
 
 
-def _register_collection_source(
+def register_collection_source(
     env: StreamExecutionEnvironment,
     t_env: StreamTableEnvironment,
     slices: Sequence[SpoolSlice],
     *,
     streaming: bool,
 ) -> None:
+    """`change_log` from the spool lines, shipped inside the job (any cluster can run it)."""
     type_info = Types.ROW_NAMED(
         list(NAMES),
         [
@@ -169,9 +170,10 @@ def _register_collection_source(
     t_env.create_temporary_view("change_log", t_env.from_data_stream(stream, schema.build()))
 
 
-def _register_file_source(
+def register_file_source(
     t_env: StreamTableEnvironment, slices: Sequence[SpoolSlice], *, streaming: bool
 ) -> None:
+    """`change_log` read by Flink's filesystem source from the spools (whole files only)."""
     watermark = f", WATERMARK FOR harvested_at AS {_NEVER_LATE}" if streaming else ""
     selects = []
     for index, part in enumerate(slices):
@@ -278,7 +280,7 @@ def register_empty_change_log(
     t_env: StreamTableEnvironment, empty_file: Path, spec: JobSpec
 ) -> None:
     """`change_log` over an empty spool, for planning statements without data."""
-    _register_file_source(
+    register_file_source(
         t_env,
         [SpoolSlice(run_id="check", target="check", path=empty_file)],
         streaming=spec.runtime == "streaming",

@@ -27,9 +27,13 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from harvester.errors import FlinkError, FlinkJobError
+
+if TYPE_CHECKING:
+    # Only for types: the worker imports this module and has no use for pydantic.
+    from harvester.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -55,37 +59,6 @@ appender.rolling.strategy.type = DefaultRolloverStrategy
 appender.rolling.strategy.max = 3
 """
 _WORKER_LOG_LIMIT = 10 << 20
-
-
-class StatementLike(Protocol):
-    sql: str
-
-
-class FlinkSettingsLike(Protocol):
-    mode: str
-    runtime: str
-    address: str | None
-    parallelism: int
-    jars: Sequence[Path]
-    max_rows_per_job: int
-    source: str
-    jobs_per_worker: int
-    statements: Sequence[StatementLike]
-
-
-class StateSettingsLike(Protocol):
-    dir: Path
-    data_dir: Path
-
-
-class SettingsLike(Protocol):
-    """The parts of `harvester.settings.Settings` the Flink side reads."""
-
-    @property
-    def flink(self) -> FlinkSettingsLike: ...
-
-    @property
-    def state(self) -> StateSettingsLike: ...
 
 
 @dataclass(frozen=True)
@@ -122,6 +95,8 @@ class JobResult:
     run_ids: tuple[str, ...]
     rows: int
     seconds: float
+    build_seconds: float  # environment, tables, statement set (Python + planner calls)
+    submit_seconds: float  # optimizing, job graph, submission to the cluster
 
 
 @dataclass(frozen=True)
@@ -135,7 +110,7 @@ class WorkerStats:
     jobs: int
 
 
-def job_spec(settings: SettingsLike, slices: Sequence[SpoolSlice], rows: int) -> JobSpec:
+def job_spec(settings: Settings, slices: Sequence[SpoolSlice], rows: int) -> JobSpec:
     """The job that sends `slices` (`rows` changelog rows) with the configured pipeline."""
     flink = settings.flink
     run_ids = tuple(dict.fromkeys(part.run_id for part in slices))
@@ -154,7 +129,7 @@ def job_spec(settings: SettingsLike, slices: Sequence[SpoolSlice], rows: int) ->
     )
 
 
-def validate_statements(settings: SettingsLike) -> list[str]:
+def validate_statements(settings: Settings) -> list[str]:
     """Problems with `flink.statements`, e.g. `flink.statements[2]: SqlParseException: …`.
 
     Each statement is parsed and planned by Flink against `change_log` (and `changes` in
@@ -177,7 +152,7 @@ class FlinkRunner:
 
     def __init__(
         self,
-        settings: SettingsLike,
+        settings: Settings,
         *,
         job_timeout: float = JOB_TIMEOUT,
         max_jvm_rss: int = MAX_JVM_RSS,
@@ -271,9 +246,12 @@ class FlinkRunner:
                     self._worker = None
 
     def worker_stats(self) -> WorkerStats | None:
-        """The current worker's memory, threads and temp files (None without a worker)."""
-        with self._lock:
-            return self._worker.stats() if self._worker and self._worker.alive() else None
+        """The current worker's memory, threads and temp files (None without a worker).
+
+        Takes no lock, so it can sample a worker in the middle of a job.
+        """
+        worker = self._worker
+        return worker.stats() if worker is not None and worker.alive() else None
 
     def _live_worker(self) -> _Worker:
         if self._worker is None or not self._worker.alive():
@@ -328,7 +306,7 @@ class _Worker:
     """One worker process and the pipe to it."""
 
     def __init__(
-        self, settings: SettingsLike, *, target: str, warm_up: bool, name: str = "worker"
+        self, settings: Settings, *, target: str, warm_up: bool, name: str = "worker"
     ) -> None:
         state_dir = settings.state.dir
         flink = settings.flink

@@ -169,7 +169,9 @@ class Session:
         env = self.environment(spec)
         t_env = pipeline.table_env(env, spec)
         statement_set = pipeline.build_job(env, t_env, spec)
+        built = time.monotonic()
         result = statement_set.execute()
+        submitted = time.monotonic()
         job_id = str(result.get_job_client().get_job_id())
         result.wait()
         return JobResult(
@@ -177,6 +179,8 @@ class Session:
             run_ids=tuple(dict.fromkeys(part.run_id for part in spec.slices)),
             rows=spec.rows,
             seconds=time.monotonic() - started,
+            build_seconds=built - started,
+            submit_seconds=submitted - built,
         )
 
     def check(self, spec: Any) -> list[str]:

@@ -13,15 +13,7 @@ import pytest
 from flink_jobs.cluster import LocalCluster
 from flink_jobs.forwarder import FlinkForwarder
 from flink_jobs.runner import FlinkRunner
-from tests.test_flink_pipeline import (
-    Config,
-    FlinkConfig,
-    StateConfig,
-    change,
-    read_rows,
-    runs,
-    write_spool,
-)
+from tests.test_flink_pipeline import change, flink_settings, read_rows, runs, write_spool
 
 
 def _free_port() -> int:
@@ -34,10 +26,7 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_local_cluster_runs_a_job_and_stops_with_the_runner(tmp_path: Path) -> None:
     address = f"localhost:{_free_port()}"
-    config = Config(
-        FlinkConfig(mode="local-cluster", address=address),
-        StateConfig(dir=tmp_path / "state", data_dir=tmp_path / "data"),
-    )
+    config = flink_settings(tmp_path, mode="local-cluster", address=address)
     spool = write_spool(tmp_path / "spool", "run-cluster", "shop", [change(1, "+I", "x")])
     runner = FlinkRunner(config)
     try:

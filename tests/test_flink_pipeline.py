@@ -6,7 +6,6 @@ One runner (one worker JVM) serves the whole module; each test is one or two job
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,48 +15,21 @@ import pytest
 from flink_jobs.forwarder import FlinkForwarder, plan_jobs
 from flink_jobs.runner import FlinkRunner, SpoolSlice, validate_statements
 from harvester.errors import FlinkJobError
+from harvester.settings import FlinkStatement, Settings
+from harvester.spool import SpoolFile
 
 AT = "2026-11-26T15:00:00.123Z"
 
 
-@dataclass
-class Statement:
-    sql: str
+def flink_settings(root: Path, **flink: Any) -> Settings:
+    """Settings with the state under `root` and these `[flink]` keys."""
+    return Settings.model_validate(
+        {"state": {"dir": str(root / "state"), "data_dir": str(root / "data")}, "flink": flink}
+    )
 
 
-@dataclass
-class FlinkConfig:
-    mode: str = "embedded"
-    runtime: str = "batch"
-    address: str | None = None
-    parallelism: int = 1
-    jars: list[Path] = field(default_factory=list)
-    max_rows_per_job: int = 100_000
-    source: str = "collection"
-    jobs_per_worker: int = 30
-    statements: list[Statement] = field(default_factory=list)
-
-
-@dataclass
-class StateConfig:
-    dir: Path
-    data_dir: Path
-
-
-@dataclass
-class Config:
-    """Stands in for `harvester.settings.Settings` (only what the Flink side reads)."""
-
-    flink: FlinkConfig
-    state: StateConfig
-
-
-@dataclass(frozen=True)
-class Spool:
-    run_id: str
-    target: str
-    path: Path
-    rows: int
+def statements(*sql: str) -> list[FlinkStatement]:
+    return [FlinkStatement(sql=text) for text in sql]
 
 
 def change(
@@ -72,7 +44,9 @@ def change(
     }
 
 
-def write_spool(folder: Path, run_id: str, target: str, changes: list[dict[str, object]]) -> Spool:
+def write_spool(
+    folder: Path, run_id: str, target: str, changes: list[dict[str, object]]
+) -> SpoolFile:
     """A spool file in the contract's format (what `harvester.spool` writes)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{run_id}.jsonl"
@@ -92,7 +66,7 @@ def write_spool(folder: Path, run_id: str, target: str, changes: list[dict[str, 
                 "harvested_at": AT,
             }
             out.write(orjson.dumps(full) + b"\n")
-    return Spool(run_id, target, path, len(changes))
+    return SpoolFile(run_id, target, path, len(changes))
 
 
 def read_rows(folder: Path) -> list[dict[str, Any]]:
@@ -114,28 +88,25 @@ def runs(rows: list[dict[str, Any]], *run_ids: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
+def config(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     root = tmp_path_factory.mktemp("flink")
-    counts = root / "counts"
-    return Config(
-        FlinkConfig(
-            statements=[
-                Statement(
-                    "CREATE TABLE store_counts (store STRING, n BIGINT) WITH ("
-                    f"'connector' = 'filesystem', 'path' = '{counts}', 'format' = 'json')"
-                ),
-                Statement(
-                    "INSERT INTO store_counts SELECT store, COUNT(*) FROM change_log "
-                    "GROUP BY store;"
-                ),
-            ]
-        ),
-        StateConfig(dir=root / "state", data_dir=root / "data"),
+    return flink_settings(
+        root,
+        statements=[
+            {
+                "sql": "CREATE TABLE store_counts (store STRING, n BIGINT) WITH ("
+                f"'connector' = 'filesystem', 'path' = '{root / 'counts'}', 'format' = 'json')"
+            },
+            {
+                "sql": "INSERT INTO store_counts SELECT store, COUNT(*) FROM change_log "
+                "GROUP BY store;"
+            },
+        ],
     )
 
 
 @pytest.fixture(scope="module")
-def forwarder(config: Config) -> Iterator[FlinkForwarder]:
+def forwarder(config: Settings) -> Iterator[FlinkForwarder]:
     with FlinkForwarder(config, runner=FlinkRunner(config)) as forwarder:
         forwarder.start()
         yield forwarder
@@ -151,10 +122,10 @@ def jobs_run(forwarder: FlinkForwarder) -> int:
 
 
 def test_plan_batches_runs_of_different_targets_and_splits_large_ones(tmp_path: Path) -> None:
-    a = Spool("a", "shop", tmp_path / "a.jsonl", 5)
-    b = Spool("b", "blog", tmp_path / "b.jsonl", 3)
-    c = Spool("c", "shop", tmp_path / "c.jsonl", 0)
-    d = Spool("d", "wiki", tmp_path / "d.jsonl", 9)
+    a = SpoolFile("a", "shop", tmp_path / "a.jsonl", 5)
+    b = SpoolFile("b", "blog", tmp_path / "b.jsonl", 3)
+    c = SpoolFile("c", "shop", tmp_path / "c.jsonl", 0)
+    d = SpoolFile("d", "wiki", tmp_path / "d.jsonl", 9)
     jobs = plan_jobs([a, b, c, d], 10)
     assert [job.slices for job in jobs] == [
         (
@@ -168,15 +139,15 @@ def test_plan_batches_runs_of_different_targets_and_splits_large_ones(tmp_path: 
 
 
 def test_plan_never_puts_two_runs_of_a_target_in_one_job(tmp_path: Path) -> None:
-    first = Spool("r1", "shop", tmp_path / "r1.jsonl", 2)
-    second = Spool("r2", "shop", tmp_path / "r2.jsonl", 2)
+    first = SpoolFile("r1", "shop", tmp_path / "r1.jsonl", 2)
+    second = SpoolFile("r2", "shop", tmp_path / "r2.jsonl", 2)
     jobs = plan_jobs([first, second], 100)
     assert [[part.run_id for part in job.slices] for job in jobs] == [["r1"], ["r2"]]
 
 
 def test_plan_with_the_file_source_keeps_spools_whole(tmp_path: Path) -> None:
-    big = Spool("big", "shop", tmp_path / "big.jsonl", 25)
-    small = Spool("small", "blog", tmp_path / "small.jsonl", 5)
+    big = SpoolFile("big", "shop", tmp_path / "big.jsonl", 25)
+    small = SpoolFile("small", "blog", tmp_path / "small.jsonl", 5)
     jobs = plan_jobs([big, small], 10, whole_spools=True)
     assert [job.slices for job in jobs] == [
         (SpoolSlice("big", "shop", big.path),),
@@ -188,7 +159,7 @@ def test_plan_with_the_file_source_keeps_spools_whole(tmp_path: Path) -> None:
 
 
 def test_two_runs_in_one_job_reach_the_default_and_user_sinks(
-    forwarder: FlinkForwarder, config: Config, tmp_path: Path
+    forwarder: FlinkForwarder, config: Settings, tmp_path: Path
 ) -> None:
     shop = write_spool(
         tmp_path,
@@ -234,7 +205,7 @@ def test_two_runs_in_one_job_reach_the_default_and_user_sinks(
 
 
 def test_collection_and_file_sources_give_the_same_tables(
-    forwarder: FlinkForwarder, config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    forwarder: FlinkForwarder, config: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rows = [
         change(1, "+I", {"big": 2**53, "s": 'quote " and \\ and \u2028'}),
@@ -262,20 +233,18 @@ def test_collection_and_file_sources_give_the_same_tables(
 
 
 def test_a_failing_job_raises_its_root_cause(
-    forwarder: FlinkForwarder, config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    forwarder: FlinkForwarder, config: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the sink wants a folder")
     monkeypatch.setattr(
         config.flink,
         "statements",
-        [
-            Statement(
-                "CREATE TABLE broken (k STRING) WITH ('connector' = 'filesystem', "
-                f"'path' = '{blocker}/out', 'format' = 'json')"
-            ),
-            Statement("INSERT INTO broken SELECT `key` FROM change_log"),
-        ],
+        statements(
+            "CREATE TABLE broken (k STRING) WITH ('connector' = 'filesystem', "
+            f"'path' = '{blocker}/out', 'format' = 'json')",
+            "INSERT INTO broken SELECT `key` FROM change_log",
+        ),
     )
     spool = write_spool(tmp_path, "run-fails", "shop", [change(1, "+I", 1)])
 
@@ -288,16 +257,14 @@ def test_a_failing_job_raises_its_root_cause(
 
 
 def test_validate_statements_names_the_broken_statement(tmp_path: Path) -> None:
-    config = Config(
-        FlinkConfig(
-            statements=[
-                Statement("CREATE TABLE ok (store STRING) WITH ('connector' = 'blackhole')"),
-                Statement("INSERT INTO ok SELEC store FROM change_log"),
-                Statement("INSERT INTO nowhere SELECT store FROM change_log"),
-                Statement("INSERT INTO ok SELECT store FROM change_log"),
-            ]
-        ),
-        StateConfig(dir=tmp_path / "state", data_dir=tmp_path / "data"),
+    config = flink_settings(
+        tmp_path,
+        statements=[
+            {"sql": "CREATE TABLE ok (store STRING) WITH ('connector' = 'blackhole')"},
+            {"sql": "INSERT INTO ok SELEC store FROM change_log"},
+            {"sql": "INSERT INTO nowhere SELECT store FROM change_log"},
+            {"sql": "INSERT INTO ok SELECT store FROM change_log"},
+        ],
     )
 
     problems = validate_statements(config)

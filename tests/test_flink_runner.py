@@ -14,48 +14,38 @@ import pytest
 
 from flink_jobs.forwarder import FlinkForwarder
 from flink_jobs.runner import FlinkRunner
-from tests.test_flink_pipeline import (
-    Config,
-    FlinkConfig,
-    StateConfig,
-    Statement,
-    change,
-    read_rows,
-    runs,
-    write_spool,
-)
+from harvester.settings import Settings
+from tests.test_flink_pipeline import change, flink_settings, read_rows, runs, write_spool
 
 
 @pytest.fixture(scope="module")
-def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
+def config(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     root = tmp_path_factory.mktemp("flink-streaming")
-    return Config(
-        FlinkConfig(
-            runtime="streaming",
-            jobs_per_worker=1,
-            statements=[
-                Statement(
-                    "CREATE TABLE applied (target STRING, store STRING, `key` STRING, "
-                    "`value` STRING, PRIMARY KEY (target, store, `key`) NOT ENFORCED) WITH ("
-                    f"'connector' = 'filesystem', 'path' = '{root / 'applied'}', "
-                    "'format' = 'debezium-json')"
-                ),
-                Statement("INSERT INTO applied SELECT target, store, `key`, `value` FROM changes"),
-            ],
-        ),
-        StateConfig(dir=root / "state", data_dir=root / "data"),
+    return flink_settings(
+        root,
+        runtime="streaming",
+        jobs_per_worker=1,
+        statements=[
+            {
+                "sql": "CREATE TABLE applied (target STRING, store STRING, `key` STRING, "
+                "`value` STRING, PRIMARY KEY (target, store, `key`) NOT ENFORCED) WITH ("
+                f"'connector' = 'filesystem', 'path' = '{root / 'applied'}', "
+                "'format' = 'debezium-json')"
+            },
+            {"sql": "INSERT INTO applied SELECT target, store, `key`, `value` FROM changes"},
+        ],
     )
 
 
 @pytest.fixture(scope="module")
-def forwarder(config: Config) -> Iterator[FlinkForwarder]:
+def forwarder(config: Settings) -> Iterator[FlinkForwarder]:
     with FlinkForwarder(config, runner=FlinkRunner(config)) as forwarder:
         forwarder.start()
         yield forwarder
 
 
 def test_streaming_changes_reach_a_debezium_sink_as_updates_and_deletes(
-    forwarder: FlinkForwarder, config: Config, tmp_path: Path
+    forwarder: FlinkForwarder, config: Settings, tmp_path: Path
 ) -> None:
     spool = write_spool(
         tmp_path,
@@ -96,7 +86,7 @@ def _state(pid: int) -> str:
 
 
 def test_workers_are_replaced_after_their_jobs_and_when_their_jvm_dies(
-    forwarder: FlinkForwarder, config: Config, tmp_path: Path
+    forwarder: FlinkForwarder, config: Settings, tmp_path: Path
 ) -> None:
     runner = forwarder.runner
     first = write_spool(tmp_path, "run-a", "a", [change(1, "+I", 1)])
