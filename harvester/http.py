@@ -16,6 +16,7 @@ import logging
 import socket
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -25,6 +26,8 @@ from harvester.errors import ConfigError
 log = logging.getLogger(__name__)
 
 _WILDCARDS = {"0.0.0.0", "::", ""}
+# Threads answering requests; each request holds one for at most the handler's 10 s timeout.
+HANDLER_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,7 @@ class HttpServer:
         self.bind = bind
         self._requested_port = port
         self._routes: dict[str, Handler] = {}
-        self._server: http.server.ThreadingHTTPServer | None = None
+        self._server: http.server.HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._names = _host_names(bind)
 
@@ -200,12 +203,29 @@ class HttpServer:
         return _Handler
 
 
-def _server_class(bind: str) -> type[http.server.ThreadingHTTPServer]:
+def _server_class(bind: str) -> type[http.server.HTTPServer]:
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
 
     class _Server(http.server.ThreadingHTTPServer):
+        """Requests run on a few long-lived threads, not one new thread each.
+
+        Handlers may keep per-thread state (the state DB keeps a reader connection per thread);
+        a thread per request would leave one behind for every scrape.
+        """
+
         address_family = family
-        daemon_threads = True
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            # Before binding: a failed bind calls server_close(), which shuts the pool down.
+            self._pool = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="harvester-http")
+            super().__init__(*args, **kwargs)
+
+        def process_request(self, request: Any, client_address: Any) -> None:
+            self._pool.submit(self.process_request_thread, request, client_address)
+
+        def server_close(self) -> None:
+            super().server_close()
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     return _Server
 

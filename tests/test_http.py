@@ -147,3 +147,20 @@ def test_a_taken_port_is_a_config_error(server: HttpServer) -> None:
     )
     with pytest.raises(ConfigError, match="cannot listen"):
         other.start()
+
+
+def test_requests_run_on_a_few_long_lived_threads(server: HttpServer) -> None:
+    import threading
+
+    from harvester.http import HANDLER_THREADS
+
+    seen: set[int] = set()
+
+    def whoami(_request: Request) -> Response:
+        seen.add(threading.get_ident())
+        return Response(200, b"ok")
+
+    server.register_route("/who", whoami)
+    for _ in range(3 * HANDLER_THREADS):
+        assert _request(server, "GET", "/who")[0] == 200
+    assert 1 <= len(seen) <= HANDLER_THREADS
