@@ -161,9 +161,55 @@
   // (parent node, segment) so that a pointer is only built when a reference is met.
   // Leaf objects (Date, ArrayBuffer, Blob…) are written by value each time they occur.
 
-  let seen = new Map();
+  // Containers met so far in the current value, with their path nodes. Most values hold a few
+  // containers, for which a linear scan is cheaper than hashing every object into a Map.
+  class Seen {
+    constructor() {
+      this.objects = [];
+      this.nodes = [];
+      this.n = 0;
+      this.map = null;
+    }
+
+    get(v) {
+      if (this.map !== null) return this.map.get(v);
+      for (let i = 0; i < this.n; i++) if (this.objects[i] === v) return this.nodes[i];
+      return undefined;
+    }
+
+    set(v, node) {
+      if (this.map !== null) {
+        this.map.set(v, node);
+        return;
+      }
+      this.objects[this.n] = v;
+      this.nodes[this.n] = node;
+      if (++this.n > 32) {
+        this.map = new Map();
+        for (let i = 0; i < this.n; i++) this.map.set(this.objects[i], this.nodes[i]);
+      }
+    }
+
+    clear() {
+      this.objects.length = this.nodes.length = this.n = 0;
+      this.map = null;
+    }
+  }
+
+  let seen = new Seen();
+  // `"name":` of the member names met lately: apps repeat the same names in every record.
+  const memberNames = new Map();
+  function memberName(k) {
+    let text = memberNames.get(k);
+    if (text === undefined) {
+      if (memberNames.size >= 10000) memberNames.clear();
+      text = stringify(k) + ":";
+      memberNames.set(k, text);
+    }
+    return text;
+  }
   let notes = []; // [path, message] of what could not be read in the current value
-  let blobs = []; // [blob, placeholder index] waiting for their bytes
+  let blobs = []; // [blob, its pointer] met in the current value, waiting for their bytes
 
   const ROOT = { p: null, s: null };
   const escapeSegment = (s) => String(s).replaceAll("~", "~0").replaceAll("/", "~1");
@@ -254,8 +300,22 @@
     return node;
   }
 
+  // Sorted by UTF-16 code units, as Array.prototype.sort does; objects have few members, for
+  // which an insertion sort is much quicker than the general sort.
+  function sortKeys(keys) {
+    const n = keys.length;
+    if (n > 24) return keys.sort();
+    for (let i = 1; i < n; i++) {
+      const k = keys[i];
+      let j = i - 1;
+      for (; j >= 0 && keys[j] > k; j--) keys[j + 1] = keys[j];
+      keys[j + 1] = k;
+    }
+    return keys;
+  }
+
   function encPlain(v, node) {
-    const keys = objectKeys(v).sort();
+    const keys = sortKeys(objectKeys(v));
     let escaped = false;
     for (let i = 0; i < keys.length; i++) {
       if (keys[i].charCodeAt(0) === 36) {
@@ -268,7 +328,7 @@
     for (let i = 0; i < keys.length; i++) {
       const k = keys[i];
       if (i) out += ",";
-      out += stringify(k) + ":" + enc(v[k], base, k);
+      out += memberName(k) + enc(v[k], base, k);
     }
     out += "}";
     return escaped ? '{"$object":' + out + "}" : out;
@@ -326,7 +386,7 @@
   function opaque(type, reason, parent, seg, details = {}) {
     notes.push([childPointer(parent, seg), reason]);
     const saved = seen;
-    seen = new Map(); // details are fresh objects, outside the value's reference graph
+    seen = new Seen(); // details are fresh objects, outside the value's reference graph
     try {
       return '{"$opaque":' + encPlain({ ...details, reason, type }, ROOT) + "}";
     } finally {
@@ -588,18 +648,18 @@
     let bytes = 0;
     let taken = 0;
     for (let i = from; i < from + limit; i++) {
-      blobs = [];
-      notes = [];
+      if (blobs.length) blobs = []; // the last list is kept in `waiting`
+      notes.length = 0;
       const keyText = encodeRoot(keys[i]);
       const valueText = encodeRoot(values[i]);
       let size = keyText.length + valueText.length;
-      for (const [blob] of blobs) size += blobEstimate(blob, st.o.maxValueBytes);
+      for (let b = 0; b < blobs.length; b++) size += blobEstimate(blobs[b][0], st.o.maxValueBytes);
       if (taken > 0 && bytes + size > st.o.maxBatchBytes) break;
       bytes += size;
       taken++;
       texts.push(keyText, valueText);
-      for (const [where, message] of notes) {
-        problems.push({ key: keyText, message: (where || "value") + ": " + message });
+      for (let n = 0; n < notes.length; n++) {
+        problems.push({ key: keyText, message: (notes[n][0] || "value") + ": " + notes[n][1] });
       }
       if (blobs.length) waiting.push([texts.length - 1, blobs, keyText]);
     }
