@@ -201,24 +201,17 @@ class Opaque:
 # Decoding ---------------------------------------------------------------------------------------
 
 
-# JavaScript numbers are doubles: a long integer in the text is the double nearest to it, which
-# Python would otherwise parse into an exact (and different) int.
-_LONG_DIGITS: Final = re.compile(r"\d{16}")
+# JavaScript numbers are doubles: an integer beyond 2**53 in the text stands for the double
+# nearest to it, where JSON parsers give an exact (and different) int.
 _SAFE_INT: Final = 2**53
 
 
-def _js_int(digits: str) -> int | float:
-    number = int(digits)
-    return number if -_SAFE_INT <= number <= _SAFE_INT else float(digits)
-
-
 def _loads(text: str) -> Any:
-    if _LONG_DIGITS.search(text) is None:
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            pass  # orjson rejects lone surrogates (`"\ud800"`), which JavaScript strings may hold
-    return json.loads(text, parse_int=_js_int)
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        # orjson rejects lone surrogates (`"\ud800"`), which JavaScript strings may hold.
+        return json.loads(text)
 
 
 def decode(typed: str | bytes | Any) -> Any:
@@ -226,8 +219,6 @@ def decode(typed: str | bytes | Any) -> Any:
     if isinstance(typed, str | bytes):
         text = typed.decode() if isinstance(typed, bytes) else typed
         parsed = _loads(text)
-        if '"$' not in text:
-            return parsed  # no marker can be present: plain JSON is its own value
         if '"$ref"' not in text:
             return _value(parsed)  # the fast path: rewrites our own parse in place
         return _Decoder().walk(parsed, "")
@@ -286,25 +277,42 @@ _NESTED: Final = (dict, list)
 
 def _value(node: Any) -> Any:
     """Decodes parsed typed JSON without `$ref`s, rewriting dicts and lists in place."""
-    if type(node) is list:
+    # The hot path of reading: loops are written out rather than shared, to spare calls.
+    kind = type(node)
+    if kind is dict:
+        if len(node) == 1:
+            for name in node:
+                if name[:1] == "$":
+                    leaf = _LEAVES.get(name)
+                    payload = node[name]
+                    return leaf(payload) if leaf is not None else _container(name, payload)
+        for key, item in node.items():
+            kind = type(item)
+            if kind is dict or kind is list:
+                node[key] = _value(item)
+            elif kind is int and (item > _SAFE_INT or item < -_SAFE_INT):
+                node[key] = float(item)
+        return node
+    if kind is list:
         for i, item in enumerate(node):
-            if type(item) in _NESTED:
+            kind = type(item)
+            if kind is dict or kind is list:
                 node[i] = _value(item)
+            elif kind is int and (item > _SAFE_INT or item < -_SAFE_INT):
+                node[i] = float(item)
         return node
-    if type(node) is not dict:
-        return node
-    if len(node) == 1:
-        ((name, payload),) = node.items()
-        if name[:1] == "$":
-            leaf = _LEAVES.get(name)
-            return leaf(payload) if leaf is not None else _container(name, payload)
-    return _members(node)
+    if kind is int and (node > _SAFE_INT or node < -_SAFE_INT):
+        return float(node)
+    return node
 
 
 def _members(node: dict[str, Any]) -> dict[str, Any]:
     for key, item in node.items():
-        if type(item) in _NESTED:
+        kind = type(item)
+        if kind is dict or kind is list:
             node[key] = _value(item)
+        elif kind is int and (item > _SAFE_INT or item < -_SAFE_INT):
+            node[key] = float(item)
     return node
 
 
@@ -344,7 +352,7 @@ class _Decoder:
             out.extend(self.walk(item, f"{path}/{i}") for i, item in enumerate(node))
             return out
         if not isinstance(node, dict):
-            return node
+            return _value(node)  # a scalar: a long integer becomes the double it stands for
         if len(node) == 1:
             ((name, payload),) = node.items()
             if name[:1] == "$":

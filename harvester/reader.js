@@ -616,11 +616,36 @@
     return id;
   }
 
+  // The key IndexedDB makes of a value found at a key path: views become ArrayBuffers (binary
+  // keys), arrays are converted member by member; numbers, strings and Dates stay as they are.
+  function toKey(v) {
+    if (isView(v)) return v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength);
+    return isArray(v) ? v.map(toKey) : v;
+  }
+
+  function atPath(value, path) {
+    if (path === "") return value;
+    let v = value;
+    for (const name of path.split(".")) v = v[name];
+    return v;
+  }
+
+  function keyOf(value, keyPath) {
+    if (typeof keyPath === "string") return toKey(atPath(value, keyPath));
+    return keyPath.map((path) => toKey(atPath(value, path)));
+  }
+
   // One readonly transaction: up to `n` records after the last key (all when n is undefined).
   async function fetchRecords(st, n) {
     const conn = await database(st.db, st.o.openTimeoutMs);
     const store = conn.transaction(st.store, "readonly").objectStore(st.store);
     const range = st.started ? IDBKeyRange.lowerBound(st.lastKey, true) : null;
+    const keyPath = store.keyPath;
+    if (keyPath !== null) {
+      // In-line keys are in the values: reading them apart costs the page a fifth more.
+      const values = await request(store.getAll(range, n));
+      return { keys: values.map((v) => keyOf(v, keyPath)), values };
+    }
     if (hasGetAllRecords) {
       const records = await request(store.getAllRecords({ query: range, count: n }));
       return { keys: records.map((r) => r.key), values: records.map((r) => r.value) };

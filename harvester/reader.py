@@ -333,14 +333,12 @@ class StoreRead:
         records: list[Record] = []
         if header["n"]:
             texts = body.split("\n")
-            size = 0
-            sha256 = hashlib.sha256
-            for key, value in zip(texts[::2], texts[1::2], strict=True):
-                data = value.encode()
-                size += len(data) + len(key.encode())
-                records.append(Record(key, value, sha256(data).hexdigest()))
+            keys, values = texts[::2], texts[1::2]
+            data = [value.encode() for value in values]
+            hashes = [hashlib.sha256(d).hexdigest() for d in data]
+            records = list(map(Record, keys, values, hashes))
             self.records += len(records)
-            self.bytes += size
+            self.bytes += sum(map(len, data)) + sum(len(key.encode()) for key in keys)
         if header["done"]:
             self._finish()
         return records

@@ -260,6 +260,8 @@ KEYS_PAGE = (
       .createIndex("by_tag", "tags", { multiEntry: true });
     db.createObjectStore("nested_path", { keyPath: "meta.id" })
       .createIndex("u", "x", { unique: true });
+    db.createObjectStore("typed_path", { keyPath: ["bin", "when"] });
+    db.createObjectStore("itself", { keyPath: "" });
   });
   await put(db, "any", [
     [0, "zero"], ["", "empty string"], [-1.5, "negative"], [Infinity, "inf"], [-Infinity, "-inf"],
@@ -273,6 +275,12 @@ KEYS_PAGE = (
   ]);
   await put(db, "auto", [[undefined, { tags: ["a", "b"] }], [undefined, { tags: [] }]]);
   await put(db, "nested_path", [[undefined, { meta: { id: "m" }, x: 1 }]]);
+  const bytes = new Uint8Array([7, 1, 2, 3]);
+  await put(db, "typed_path", [
+    [undefined, { bin: new Uint8Array(bytes.buffer, 1, 2), when: new Date(3) }],
+    [undefined, { bin: new Uint16Array([1]), when: new Date(0) }],
+  ]);
+  await put(db, "itself", [[undefined, "b"], [undefined, "a"]]);
   db.close();
   window.ready = true;
 })();
@@ -305,6 +313,12 @@ def test_keys_of_every_kind_in_key_order(
         ("2", '{"id":2,"tags":[]}'),
     ]
     assert read.records["keys/nested_path"] == [('"m"', '{"meta":{"id":"m"},"x":1}')]
+    # Keys found in the values at their key paths, converted as IndexedDB converts them.
+    assert [k for k, _ in read.records["keys/typed_path"]] == [
+        '[{"$bytes":"AQA="},{"$date":"1970-01-01T00:00:00.000Z"}]',
+        '[{"$bytes":"AQI="},{"$date":"1970-01-01T00:00:00.003Z"}]',
+    ]
+    assert read.records["keys/itself"] == [('"a"', '"a"'), ('"b"', '"b"')]
     assert all(size <= 2 for sizes in read.batches.values() for size in sizes)
     (db,) = read.schema
     assert db == DatabaseSchema(
@@ -316,9 +330,11 @@ def test_keys_of_every_kind_in_key_order(
                 "keys", 1, "auto", "id", True, (IndexSchema("by_tag", "tags", False, True),), 2
             ),
             StoreSchema("keys", 1, "compound", ["a", "b"], False, (), 3),
+            StoreSchema("keys", 1, "itself", "", False, (), 2),
             StoreSchema(
                 "keys", 1, "nested_path", "meta.id", False, (IndexSchema("u", "x", True, False),), 1
             ),
+            StoreSchema("keys", 1, "typed_path", ["bin", "when"], False, (), 2),
         ),
     )
 
