@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import hashlib
+import itertools
 import json
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,9 @@ DEFAULT_MAX_BATCH_BYTES: Final = 8 * 1024 * 1024
 # Problems kept per store read: a store of a million unreadable values must not flood memory.
 MAX_PROBLEMS: Final = 100
 _WORLD_NAME: Final = "idb-harvester"
+# Each reader gets a world of its own: a world lives as long as the document, and one reader's
+# closed connections or lost databases must not be another's.
+_worlds: Final = itertools.count(1)
 _API: Final = "globalThis.__idbHarvester"
 
 
@@ -139,7 +143,10 @@ class OriginReader:
             world = await self._guard(
                 session.send(
                     "Page.createIsolatedWorld",
-                    {"frameId": tree["frameTree"]["frame"]["id"], "worldName": _WORLD_NAME},
+                    {
+                        "frameId": tree["frameTree"]["frame"]["id"],
+                        "worldName": f"{_WORLD_NAME}-{next(_worlds)}",
+                    },
                 ),
                 "attach",
             )
@@ -158,6 +165,8 @@ class OriginReader:
             raise
         except Exception as exc:  # Playwright's errors: the page closed, the world went away…
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if "Cannot find context" in first:
+                first = "the page navigated away or closed while it was being read"
             raise ReaderError(f"{what}: {first}") from exc
 
     async def _evaluate(self, expression: str, what: str) -> Any:
@@ -172,8 +181,6 @@ class OriginReader:
         if "exceptionDetails" in reply:
             details = reply["exceptionDetails"]
             text = details.get("exception", {}).get("description") or details.get("text")
-            if "Cannot find context" in str(text):
-                text = "the page navigated away or closed while it was being read"
             raise ReaderError(f"{what}: {text}")
         return reply["result"].get("value")
 

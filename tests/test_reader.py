@@ -18,7 +18,7 @@ from playwright.async_api import Page
 
 from harvester import codec
 from harvester.browser import open_target
-from harvester.errors import EvaluateTimeoutError
+from harvester.errors import EvaluateTimeoutError, ReaderError
 from harvester.reader import (
     DatabaseSchema,
     IndexSchema,
@@ -746,3 +746,17 @@ def test_base64_of_binary_matches_python(
     assert text == '{"$bytes":"' + base64.b64encode(data).decode() + '"}'
     url = static_server.add("agree.html", REVIVER_PAGE)
     assert read_page(url, chromium, then=_store_then_read([text])) == [text]
+
+
+async def _read_after_navigation(page: Page, reader: OriginReader) -> None:
+    await reader.schema()
+    await page.goto(page.url + "?again")
+    await reader.schema()
+
+
+def test_a_page_that_navigated_away_is_a_reader_error(
+    static_server: StaticServer, chromium: BrowserSettings
+) -> None:
+    url = static_server.add("many.html", MANY_PAGE) + "?n=1"
+    with pytest.raises(ReaderError, match="navigated away or closed"):
+        read_page(url, chromium, then=_read_after_navigation)
