@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Final
 
-import orjson
-
 from harvester.errors import EvaluateTimeoutError, ReaderError
 
 if TYPE_CHECKING:
@@ -96,6 +94,13 @@ class Problem:
     store: str | None
     key: str | None
     message: str
+
+
+def _loads(text: str) -> Any:
+    # Not orjson: it refuses lone surrogates, which the page's database, store and member names
+    # may hold (JSON.stringify writes them as \udXXX escapes). These texts are small; the
+    # records' texts are never parsed here.
+    return json.loads(text)
 
 
 def _load_script() -> str:
@@ -191,9 +196,9 @@ class OriginReader:
 
     async def schema(self) -> list[DatabaseSchema]:
         """The selected databases with their selected stores, key paths, indexes and counts."""
-        listed = orjson.loads(await self._call("databases"))
+        listed = _loads(await self._call("databases"))
         names = [d["name"] for d in listed if _selected(d["name"], self.databases)]
-        described = orjson.loads(await self._call("schema", names, self._open_timeout_ms))
+        described = _loads(await self._call("schema", names, self._open_timeout_ms))
         chosen: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
         for db in described:
             if "error" in db:
@@ -204,7 +209,7 @@ class OriginReader:
             if picked or not db["stores"]:  # a database none of whose stores is wanted is left out
                 chosen.append((db, picked))
         pairs = [[db["name"], s["name"]] for db, stores in chosen for s in stores]
-        counts = iter(orjson.loads(await self._call("counts", pairs, self._open_timeout_ms)))
+        counts = iter(_loads(await self._call("counts", pairs, self._open_timeout_ms)))
         result: list[DatabaseSchema] = []
         for db, stores in chosen:
             schemas: list[StoreSchema] = []
@@ -325,7 +330,7 @@ class StoreRead:
 
     def _take(self, text: str) -> list[Record]:
         head, _, body = text.partition("\n")
-        header = orjson.loads(head)
+        header = _loads(head)
         for problem in header["problems"]:
             self._add_problem(problem["key"], problem["message"])
         if header.get("skipped"):
