@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from harvester import __version__
 from harvester.commands import COMMANDS
 from harvester.errors import ConfigError, HarvesterError
+from harvester.logs import redact
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"config error: {problem}", file=sys.stderr)
         return exc.exit_code
     except HarvesterError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

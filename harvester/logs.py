@@ -74,8 +74,19 @@ class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the handler setup_logging installs, so that a second call replaces it."""
 
 
+# The secrets setup_logging was given: errors the CLI prints go to stderr outside the log.
+_redact_output = RedactSecrets(())
+
+
+def redact(text: str) -> str:
+    """`text` with the secrets known to this process's log masked (none before setup_logging)."""
+    return _redact_output.redact(text)
+
+
 def setup_logging(log: LogSettings, secrets: Iterable[str] = ()) -> None:
     """Send the root log to stderr in `log.format` at `log.level`, masking `secrets`."""
+    global _redact_output
+    _redact_output = RedactSecrets(secrets)
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _Handler)]:
         root.removeHandler(old)
@@ -84,6 +95,6 @@ def setup_logging(log: LogSettings, secrets: Iterable[str] = ()) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactSecrets(secrets))
+    handler.addFilter(_redact_output)
     root.addHandler(handler)
     root.setLevel(log.level.upper())

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from harvester.errors import StateError
+from harvester.logs import RedactSecrets
 from harvester.spool import iso_utc
 
 DB_NAME = "state.db"
@@ -348,18 +349,38 @@ class StateDB:
     commit in progress: async code makes its writes in a thread (`asyncio.to_thread`).
     """
 
-    def __init__(self, path: Path, *, keep_runs: int = 50, readonly: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        keep_runs: int = 50,
+        readonly: bool = False,
+        secrets: Iterable[str] = (),
+    ) -> None:
         self.path = path
         self.keep_runs = keep_runs
         self.readonly = readonly
+        # Run errors quote URLs, page text and Flink messages, any of which may hold a secret
+        # from the config (a login URL, a password a page echoes, a statement's credentials).
+        self.redact = RedactSecrets(secrets).redact
         self._lock = threading.RLock()
         self._conn = _connect(path, readonly=readonly)
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
 
     @classmethod
-    def open(cls, state_dir: Path, *, keep_runs: int = 50, readonly: bool = False) -> StateDB:
-        """Open (and create or migrate, unless `readonly`) the state DB of `state_dir`."""
+    def open(
+        cls,
+        state_dir: Path,
+        *,
+        keep_runs: int = 50,
+        readonly: bool = False,
+        secrets: Iterable[str] = (),
+    ) -> StateDB:
+        """Open (and create or migrate, unless `readonly`) the state DB of `state_dir`.
+
+        `secrets` are masked in every run error written.
+        """
         path = state_db_path(state_dir)
         if readonly:
             if not path.is_file():
@@ -377,7 +398,7 @@ class StateDB:
         # Created 0600 before SQLite opens it; SQLite gives its -wal and -shm the same mode.
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         path.chmod(0o600)
-        db = cls(path, keep_runs=keep_runs)
+        db = cls(path, keep_runs=keep_runs, secrets=secrets)
         try:
             _migrate(db._conn, path)
         except BaseException:
@@ -565,7 +586,7 @@ class StateDB:
             conn.execute(
                 "UPDATE runs SET status = 'failed', error = ?, origin = coalesce(?, origin), "
                 "finished_at = ? WHERE id = ?",
-                (error, origin, iso_utc(), run_id),
+                (self.redact(error), origin, iso_utc(), run_id),
             )
 
     def drop_pending(self, run_id: str, error: str) -> None:
@@ -573,7 +594,7 @@ class StateDB:
         self._write(
             "UPDATE runs SET status = 'failed', pending = 0, error = ?, "
             "finished_at = coalesce(finished_at, ?) WHERE id = ? AND status != 'committed'",
-            (error, iso_utc(), run_id),
+            (self.redact(error), iso_utc(), run_id),
         )
 
     @staticmethod

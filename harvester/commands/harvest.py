@@ -150,7 +150,11 @@ def run(args: argparse.Namespace) -> int:
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     with (
         StateLock(settings.state.dir),
-        StateDB.open(settings.state.dir, keep_runs=settings.state.keep_runs) as state,
+        StateDB.open(
+            settings.state.dir,
+            keep_runs=settings.state.keep_runs,
+            secrets=secret_values(settings),
+        ) as state,
         contextlib.ExitStack() as closing,
     ):
         sink, where = make_sink(args.sink, settings)

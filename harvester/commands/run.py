@@ -43,7 +43,11 @@ def run(args: argparse.Namespace) -> int:
     with StateLock(settings.state.dir):
         sink, where = make_sink(args.sink, settings)
         log.info("changes go to %s", where)
-        state = StateDB.open(settings.state.dir, keep_runs=settings.state.keep_runs)
+        state = StateDB.open(
+            settings.state.dir,
+            keep_runs=settings.state.keep_runs,
+            secrets=secret_values(settings),
+        )
         daemon = Daemon(
             settings,
             HarvestBackend(settings, state, sink),
