@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -27,9 +28,11 @@ from apscheduler.triggers.interval import IntervalTrigger
 from harvester import harvest
 from harvester.errors import ConfigError
 from harvester.harvest import ChangeSink, describe
-from harvester.http import HttpServer
+from harvester.http import HttpServer, Request, Response
+from harvester.inspect.report import render_report
 from harvester.logs import RedactSecrets
 from harvester.metrics import CONTENT_TYPE_LATEST, DaemonMetrics
+from harvester.state import state_db_path
 
 if TYPE_CHECKING:
     from harvester.settings import Settings, TargetSettings
@@ -270,6 +273,7 @@ class Daemon:
                 metrics=self.metrics.render,
                 metrics_content_type=CONTENT_TYPE_LATEST,
             )
+            self.http.register_route("/", self.report)
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
         self._stopping = False
@@ -657,6 +661,16 @@ class Daemon:
             "state_writable": writable,
             "targets": targets,
         }
+
+    def report(self, _request: Request) -> Response:
+        """`/`: the HTML report of the state DB (as `harvester report` writes it), secrets masked.
+
+        Run errors in it may quote a secret; it is masked raw and as the report escapes it.
+        """
+        html = render_report(state_db_path(self.settings.state.dir))
+        secrets = list(self._secrets(self.settings))
+        html = RedactSecrets([*secrets, *(escape(s, quote=True) for s in secrets)]).redact(html)
+        return Response(200, html.encode(), "text/html; charset=utf-8")
 
     # ---- reload -----------------------------------------------------------------------------
 
