@@ -76,9 +76,9 @@ class LocalCluster:
         conf = self.home / "conf"
         for folder in (conf, self.home / "tmp"):
             shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir(parents=True)
-        (self.home / "log").mkdir(exist_ok=True)
-        (self.home / "pid").mkdir(exist_ok=True)
+            folder.mkdir(mode=0o700, parents=True)
+        (self.home / "log").mkdir(mode=0o700, exist_ok=True)
+        (self.home / "pid").mkdir(mode=0o700, exist_ok=True)
         for source in (dist / "conf").iterdir():
             if source.name != "config.yaml":
                 shutil.copy(source, conf / source.name)
@@ -116,6 +116,8 @@ class LocalCluster:
             stderr=subprocess.STDOUT,
             timeout=STOP_TIMEOUT,
             check=False,
+            # The cluster's processes inherit it: sink files, logs and temp files stay private.
+            umask=0o077,
         )
         output = completed.stdout.decode(errors="replace").strip()
         if output:

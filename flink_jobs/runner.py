@@ -312,13 +312,15 @@ class _Worker:
         flink = settings.flink
         self.log_dir = state_dir / "flink-logs"
         tmp_root = state_dir / "flink-tmp"
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.jobs = 0
         self.dead = False
         self.jvm_pid: int | None = None
         properties = self.log_dir / "log4j-worker.properties"
         if not properties.exists() or properties.read_text() != _LOG4J:
-            properties.write_text(_LOG4J)
+            fd = os.open(properties, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(_LOG4J)
         self.out_path = self.log_dir / f"{name}.out"
         if self.out_path.exists() and self.out_path.stat().st_size > _WORKER_LOG_LIMIT:
             self.out_path.replace(self.out_path.with_suffix(".out.1"))
@@ -342,7 +344,8 @@ class _Worker:
             f"--slots={max(flink.parallelism, 1)}",
             f"--warm-up={flink.runtime}/{flink.source}" if warm_up else "--warm-up=none",
         ]
-        with self.out_path.open("ab") as out:
+        out_fd = os.open(self.out_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(out_fd, "ab") as out:
             # The JVM inherits these: its output lands in the log file and never blocks on a
             # pipe nobody reads.
             self._process = subprocess.Popen(
@@ -353,6 +356,9 @@ class _Worker:
                 pass_fds=(child.fileno(),),
                 env=env,
                 start_new_session=True,
+                # Flink (the worker and its JVM) creates the sinks' files in data_dir, its logs
+                # and temp files with the umask: harvested data stays private to our user.
+                umask=0o077,
             )
         child.close()
         # The worker's own folder: it wipes it at start and leaves its siblings to other workers.

@@ -174,8 +174,12 @@ class JsonLinesSink:
         self.path = directory / "changes.jsonl"
 
     def send(self, spools: Sequence[SpoolFile]) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with self.path.open("ab") as out:
+        # Harvested data is private like the state folder: 0700 folders, a 0600 file. The
+        # folder above (the data_dir) is ours too; folders above that are the user's.
+        self.directory.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "ab") as out:
             start = out.tell()
             try:
                 for spool in spools:
