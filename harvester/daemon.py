@@ -30,7 +30,7 @@ from harvester.errors import ConfigError
 from harvester.harvest import ChangeSink, describe
 from harvester.http import HttpServer, Request, Response
 from harvester.inspect.report import render_report
-from harvester.logs import RedactSecrets
+from harvester.logs import RedactSecrets, remember_secrets
 from harvester.metrics import CONTENT_TYPE_LATEST, DaemonMetrics
 from harvester.state import state_db_path
 
@@ -700,6 +700,8 @@ class Daemon:
             self._schedule(new, starting=False)
             self.settings = new
             self._redact = RedactSecrets(self._secrets(new)).redact
+            # A new target's password must be masked in the log and in run errors as well.
+            remember_secrets(self._secrets(new))
             log.info(
                 "config reloaded: %d target(s) scheduled",
                 len(self.targets),

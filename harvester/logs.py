@@ -25,8 +25,15 @@ class RedactSecrets(logging.Filter):
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
+        self._values: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        """Mask `secrets` too (a reloaded config may bring new ones; old ones stay masked)."""
+        self._values |= {s for s in secrets if s}
         # Longest first, so that a secret containing another is masked whole.
-        values = sorted({s for s in secrets if s}, key=len, reverse=True)
+        values = sorted(self._values, key=len, reverse=True)
         self._pattern = re.compile("|".join(map(re.escape, values))) if values else None
 
     def redact(self, text: str) -> str:
@@ -81,6 +88,11 @@ _redact_output = RedactSecrets(())
 def redact(text: str) -> str:
     """`text` with the secrets known to this process's log masked (none before setup_logging)."""
     return _redact_output.redact(text)
+
+
+def remember_secrets(secrets: Iterable[str]) -> None:
+    """Mask `secrets` in the log and in `redact` from now on, besides those known before."""
+    _redact_output.add(secrets)
 
 
 def setup_logging(log: LogSettings, secrets: Iterable[str] = ()) -> None:

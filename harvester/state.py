@@ -24,7 +24,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from harvester.errors import StateError
-from harvester.logs import RedactSecrets
+from harvester.logs import RedactSecrets, redact
 from harvester.spool import iso_utc
 
 DB_NAME = "state.db"
@@ -362,7 +362,7 @@ class StateDB:
         self.readonly = readonly
         # Run errors quote URLs, page text and Flink messages, any of which may hold a secret
         # from the config (a login URL, a password a page echoes, a statement's credentials).
-        self.redact = RedactSecrets(secrets).redact
+        self._secrets = RedactSecrets(secrets)
         self._lock = threading.RLock()
         self._conn = _connect(path, readonly=readonly)
         self._local = threading.local()
@@ -379,7 +379,8 @@ class StateDB:
     ) -> StateDB:
         """Open (and create or migrate, unless `readonly`) the state DB of `state_dir`.
 
-        `secrets` are masked in every run error written.
+        `secrets`, and those of the process's log (`logs.redact`), are masked in every run
+        error written.
         """
         path = state_db_path(state_dir)
         if readonly:
@@ -586,7 +587,7 @@ class StateDB:
             conn.execute(
                 "UPDATE runs SET status = 'failed', error = ?, origin = coalesce(?, origin), "
                 "finished_at = ? WHERE id = ?",
-                (self.redact(error), origin, iso_utc(), run_id),
+                (self._redact(error), origin, iso_utc(), run_id),
             )
 
     def drop_pending(self, run_id: str, error: str) -> None:
@@ -594,8 +595,12 @@ class StateDB:
         self._write(
             "UPDATE runs SET status = 'failed', pending = 0, error = ?, "
             "finished_at = coalesce(finished_at, ?) WHERE id = ? AND status != 'committed'",
-            (self.redact(error), iso_utc(), run_id),
+            (self._redact(error), iso_utc(), run_id),
         )
+
+    def _redact(self, error: str) -> str:
+        # The log's secrets include those of a config reloaded since this DB was opened.
+        return redact(self._secrets.redact(error))
 
     @staticmethod
     def _status(conn: sqlite3.Connection, run_id: str) -> str:

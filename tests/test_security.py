@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import logging
 import os
 import socket
 import stat
@@ -412,6 +413,27 @@ def test_run_errors_are_masked_in_the_state_db(tmp_path: Path) -> None:
         run = state.start_run("t")
         state.fail_run(run, f"goto http://h/login?token={SECRET} failed")
         assert state.get_run(run).error == "goto http://h/login?token=**** failed"  # type: ignore[union-attr]
+
+
+def test_secrets_of_a_reloaded_config_are_masked_in_the_log_and_run_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harvester.logs import remember_secrets, setup_logging
+    from harvester.settings import LogSettings
+
+    logger = logging.getLogger("harvester.test_security")
+    setup_logging(LogSettings(), [SECRET])
+    try:
+        with StateDB.open(tmp_path) as state:
+            # As the daemon does on SIGHUP with a config that brings a new secret.
+            remember_secrets(["new-" + SECRET[::-1]])
+            logger.error("old %s new %s", SECRET, "new-" + SECRET[::-1])
+            run = state.start_run("t")
+            state.fail_run(run, f"login new-{SECRET[::-1]} refused")
+            assert state.get_run(run).error == "login **** refused"  # type: ignore[union-attr]
+        assert "old **** new ****" in capsys.readouterr().err
+    finally:
+        setup_logging(LogSettings(), [])
 
 
 # ---- file modes ---------------------------------------------------------------------------------
