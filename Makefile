@@ -27,5 +27,9 @@ bench: setup
 	$(BIN)/python bench/capture_bench.py
 	$(BIN)/python bench/flink_bench.py
 
+# Renders the report of the demo's state (run `make demo` twice first) to docs/report.png.
+report-screenshot: setup
+	$(BIN)/python scripts/report_screenshot.py
+
 clean-demo:
 	rm -rf demo-state

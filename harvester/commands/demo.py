@@ -1,17 +1,31 @@
-"""`harvester demo`: serve (and, once the pipeline lands, harvest) the bundled demo site."""
+"""`harvester demo`: serve the bundled demo site and harvest it end to end through Flink."""
 
 from __future__ import annotations
 
 import argparse
 import threading
+from pathlib import Path
 
+from harvester.commands.harvest import harvest_once
 from harvester.demo import DEFAULT_PORT, serve_demo
-from harvester.errors import NotYetAvailableError
+from harvester.errors import UsageError
+from harvester.logs import setup_logging
+from harvester.settings import Settings, load_settings, secret_values
+from harvester.state import state_db_path
+
+DEMO_CONFIG = Path("config/demo.toml")
+DEMO_TARGET = "demo"
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     summary = "serve the bundled demo app and harvest it end to end"
-    parser = subparsers.add_parser("demo", parents=[common], help=summary, description=summary)
+    parser = subparsers.add_parser(
+        "demo",
+        parents=[common],
+        help=summary,
+        description=f"{summary} (config: --config, default {DEMO_CONFIG}, target "
+        f"`{DEMO_TARGET}`). Run it twice: the second harvest shows what the app changed.",
+    )
     parser.add_argument(
         "--serve",
         action="store_true",
@@ -25,23 +39,60 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         help=f"port to serve on (default {DEFAULT_PORT}; keep it stable, as IndexedDB's origin "
         "includes the port; 0 picks a free one)",
     )
+    parser.add_argument(
+        "--sink",
+        metavar="SINK",
+        help="where the changes go: `flink` (default) or `jsonl[:DIR]`, as for `harvest`",
+    )
     parser.set_defaults(func=run)
+
+
+def _demo_settings(config: str | None, url: str) -> Settings:
+    path = Path(config) if config else DEMO_CONFIG
+    if not path.is_file():
+        raise UsageError(
+            f"no demo config at {path}: run from the repository root or give --config "
+            "(the demo target must be named `demo`)"
+        )
+    settings = load_settings(path)
+    target = settings.target(DEMO_TARGET)
+    # The served port wins over the config's URL, so `--port` keeps working.
+    target.url = url
+    return settings
+
+
+def _print_next_steps(settings: Settings, config: str) -> None:
+    data = settings.state.data_dir
+    print(
+        f"\noutputs:\n"
+        f"  changes (JSON lines, by target and date): {data / 'changes'}\n"
+        f"  counts per run and store:                 {data / 'run_stats'}\n"
+        f"  state DB (runs, snapshot, history):       {state_db_path(settings.state.dir)}\n"
+        f"inspect them:\n"
+        f"  harvester runs --config {config}\n"
+        f"  harvester stores --config {config}\n"
+        f"  harvester diff --target {DEMO_TARGET} --last 2 --config {config}\n"
+        f"  harvester report --out report.html --config {config}\n"
+        f"run `make demo` again to see what the app changed since this harvest.",
+        flush=True,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     with serve_demo(args.port) as server:
         print(f"demo app: {server.url}", flush=True)
-        if not args.serve:
-            raise NotYetAvailableError(
-                "the demo app was served, but `harvester demo` does not harvest it yet: the "
-                "end-to-end demo arrives with the Flink forwarder (issue 5); meanwhile run "
-                "`harvester demo --serve` and, in another shell, "
-                "`harvester harvest demo --config config/demo.toml`"
-            )
-        print("serving until Ctrl-C", flush=True)
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            # Ctrl-C is how a served demo ends, not an error.
-            print("stopped", flush=True)
-    return 0
+        if args.serve:
+            print("serving until Ctrl-C", flush=True)
+            try:
+                threading.Event().wait()
+            except KeyboardInterrupt:
+                # Ctrl-C is how a served demo ends, not an error.
+                print("stopped", flush=True)
+            return 0
+        settings = _demo_settings(args.config, server.url)
+        setup_logging(settings.log, secret_values(settings))
+        code = harvest_once(
+            settings, [settings.target(DEMO_TARGET)], sink_spec=args.sink, full=False
+        )
+    _print_next_steps(settings, args.config or str(DEMO_CONFIG))
+    return code

@@ -143,10 +143,10 @@ def _table(summaries: list[RunSummary]) -> Table:
     return table
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = load_settings(Path(args.config) if args.config else None)
-    setup_logging(settings.log, secret_values(settings))
-    targets = _targets(args, settings)
+def harvest_once(
+    settings: Settings, targets: list[TargetSettings], *, sink_spec: str | None, full: bool
+) -> int:
+    """Recover pending runs, harvest `targets` once, print the summary; the exit code."""
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     with (
         StateLock(settings.state.dir),
@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         ) as state,
         contextlib.ExitStack() as closing,
     ):
-        sink, where = make_sink(args.sink, settings)
+        sink, where = make_sink(sink_spec, settings)
         if isinstance(sink, FlinkForwarder):
             closing.enter_context(sink)
         err.print(f"changes go to {where}")
@@ -170,9 +170,7 @@ def run(args: argparse.Namespace) -> int:
             err.print(f"run {run_id}: its spool file is gone; its changes come with the next run")
         for run_id, reason in recovery.unsent.items():
             err.print(f"run {run_id}: still pending, sending failed: {reason}")
-        summaries, unsent = asyncio.run(
-            _harvest_all(settings, targets, state, sink, full=args.full)
-        )
+        summaries, unsent = asyncio.run(_harvest_all(settings, targets, state, sink, full=full))
     Console(file=sys.stdout, width=160).print(_table(summaries))
     for name, reason in unsent.items():
         err.print(f"target {name}: not harvested, an earlier run could not be sent: {reason}")
@@ -181,3 +179,9 @@ def run(args: argparse.Namespace) -> int:
         for s in summaries
     )
     return 0 if ok else 1
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings(Path(args.config) if args.config else None)
+    setup_logging(settings.log, secret_values(settings))
+    return harvest_once(settings, _targets(args, settings), sink_spec=args.sink, full=args.full)
