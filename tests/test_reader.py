@@ -634,6 +634,9 @@ const ERRORS = { Error, EvalError, RangeError, ReferenceError, SyntaxError, Type
 function define(o, k, v) {
   Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
 }
+// The text's member order (UTF-16 code units), in which a `$ref` target comes before the
+// reference: JSON.parse puts integer-like names first.
+const members = (o) => Object.keys(o).sort();
 function revive(node, path, refs) {
   if (node === null || typeof node !== "object") return node;
   if (Array.isArray(node)) {
@@ -663,7 +666,7 @@ function revive(node, path, refs) {
       case "$object": {
         const o = {};
         refs.set(path, o);
-        for (const k of Object.keys(p)) define(o, k, revive(p[k], inner + "/" + esc(k), refs));
+        for (const k of members(p)) define(o, k, revive(p[k], inner + "/" + esc(k), refs));
         return o;
       }
       case "$map": {
@@ -682,7 +685,7 @@ function revive(node, path, refs) {
       case "$array": {
         const a = new Array(p.length);
         refs.set(path, a);
-        for (const k of Object.keys(p.items)) {
+        for (const k of members(p.items)) {
           define(a, k, revive(p.items[k], `${inner}/items/${esc(k)}`, refs));
         }
         return a;
@@ -692,7 +695,7 @@ function revive(node, path, refs) {
   }
   const o = {};
   refs.set(path, o);
-  for (const k of keys) define(o, k, revive(node[k], path + "/" + esc(k), refs));
+  for (const k of members(node)) define(o, k, revive(node[k], path + "/" + esc(k), refs));
   return o;
 }
 window.store = async (texts) => {
