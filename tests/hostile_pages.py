@@ -38,9 +38,8 @@ def chromium_processes() -> set[int]:
     table = _parents()
     mine: set[int] = set()
     for pid in table:
-        chain, at = [], pid
+        at = pid
         while at in table and at not in (0, 1) and at != os.getpid():
-            chain.append(at)
             at = table[at][0]
         if at == os.getpid() and "chrom" in table[pid][1].lower():
             mine.add(pid)
