@@ -1,0 +1,353 @@
+"""Reading benchmark: our reader against the in-page floor and Playwright's storage_state.
+
+For each N, a page served from 127.0.0.1 fills one store with N records of about 250 bytes
+(strings, numbers, a nested object, an array, a Date) in a persistent (disk-backed) profile, reads
+it once to warm LevelDB's cache, then measures:
+  (a) the in-page floor: `getAll()` + `JSON.stringify` of the whole store inside the page;
+  (b) our reader end to end: OriginReader into Python, every value decoded with codec.decode;
+  (c) Playwright's `context.storage_state(indexed_db=True)` on the same data — in a child
+      process with its own browser and an identical store, so that its memory (over a GB at
+      100k) cannot inflate the Python figures of (b).
+Peak memory is sampled every 50 ms: RSS of this Python process, and of the browser the sum of
+the PSS of the Chromium processes started under it.
+
+    python bench/read_bench.py                # N = 10k and 100k
+    python bench/read_bench.py 10000 --1m     # add N = 1M
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import http.server
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from playwright.async_api import BrowserContext, Page, async_playwright
+
+from harvester import codec
+from harvester.browser import find_chromium, launch_args
+from harvester.reader import OriginReader
+from harvester.settings import LimitsSettings
+
+C_LIMIT_S = 180.0  # (c) is skipped when it would take longer than this
+
+PAGE = """<!doctype html><meta charset="utf-8"><title>read bench</title><script>
+function record(i) {
+  return {
+    id: i,
+    name: "customer " + i + " of the read benchmark",
+    email: "customer" + i + "@example.com",
+    score: i * 1.25,
+    visits: i % 1000,
+    active: i % 3 === 0,
+    tags: ["alpha", "beta", "tag-" + (i % 17)],
+    address: { street: (i % 200) + " Long Street", city: "Springfield", zip: 10000 + (i % 9000) },
+    created: new Date(1700000000000 + i * 1000),
+    note: "lorem ipsum dolor sit amet " + i,
+  };
+}
+function open() {
+  return new Promise((resolve, reject) => {
+    const r = indexedDB.open("bench", 1);
+    r.onupgradeneeded = () => r.result.createObjectStore("records", { keyPath: "id" });
+    r.onsuccess = () => resolve(r.result);
+    r.onerror = () => reject(r.error);
+  });
+}
+async function fill(n) {
+  const db = await open();
+  for (let start = 0; start < n; start += 10000) {
+    const tx = db.transaction("records", "readwrite");
+    const store = tx.objectStore("records");
+    for (let i = start; i < Math.min(n, start + 10000); i++) store.put(record(i));
+    await new Promise((resolve, reject) => {
+      tx.oncomplete = resolve;
+      tx.onerror = () => reject(tx.error);
+    });
+  }
+  db.close();
+  return n;
+}
+async function floor() {
+  const db = await open();
+  const t0 = performance.now();
+  const all = await new Promise((resolve, reject) => {
+    const r = db.transaction("records").objectStore("records").getAll();
+    r.onsuccess = () => resolve(r.result);
+    r.onerror = () => reject(r.error);
+  });
+  const text = JSON.stringify(all);
+  const ms = performance.now() - t0;
+  db.close();
+  return { ms, records: all.length, chars: text.length };
+}
+</script>"""
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def serve(root: Path) -> Iterator[str]:
+    (root / "index.html").write_text(PAGE, encoding="utf-8")
+    handler = functools.partial(_Quiet, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/index.html"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _status_kb(pid: int, field: str, name: str = "status") -> int:
+    try:
+        for line in Path(f"/proc/{pid}/{name}").read_text(encoding="ascii").splitlines():
+            if line.startswith(field):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text(encoding="ascii")
+            except OSError:
+                continue
+            tree.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry.name))
+    return tree
+
+
+def _browser_pss_kb() -> int:
+    """PSS of every Chromium process under this one (the Playwright driver, Node, is not counted).
+
+    PSS, not RSS: Chromium's processes share most of their pages, which RSS would count again in
+    every process.
+    """
+    tree = _children()
+    total = 0
+    stack = list(tree.get(os.getpid(), []))
+    while stack:
+        pid = stack.pop()
+        stack.extend(tree.get(pid, []))
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text(encoding="ascii").strip()
+        except OSError:
+            continue
+        if "chrom" in name:
+            total += _status_kb(pid, "Pss:", "smaps_rollup")
+    return total
+
+
+class PeakSampler:
+    """Peak memory (MB) of this process and of its browsers while the `with` block runs."""
+
+    def __init__(self) -> None:
+        self.python_mb = 0.0
+        self.browser_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        self.python_mb = max(self.python_mb, _status_kb(os.getpid(), "VmRSS:") / 1024)
+        self.browser_mb = max(self.browser_mb, _browser_pss_kb() / 1024)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self._sample()
+
+    def __enter__(self) -> PeakSampler:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+
+@dataclass
+class Phase:
+    seconds: float
+    python_mb: float
+    browser_mb: float
+    note: str = ""
+
+
+async def _open(playwright: Any, profile: Path) -> tuple[BrowserContext, Page]:
+    context = await playwright.chromium.launch_persistent_context(
+        profile, executable_path=find_chromium(None), headless=True, args=launch_args()
+    )
+    page = context.pages[0] if context.pages else await context.new_page()
+    return context, page
+
+
+async def _filled(playwright: Any, profile: Path, url: str, n: int) -> tuple[BrowserContext, Page]:
+    context, page = await _open(playwright, profile)
+    await page.goto(url)
+    await page.evaluate("n => fill(n)", n)
+    await page.evaluate("floor()")  # warm-up: the first read after a launch is cold
+    return context, page
+
+
+async def floor_phase(page: Page) -> Phase:
+    with PeakSampler() as peak:
+        result = await page.evaluate("floor()")
+    return Phase(result["ms"] / 1000, peak.python_mb, peak.browser_mb)
+
+
+async def reader_phase(page: Page) -> tuple[Phase, int]:
+    limits = LimitsSettings(page_timeout="120s")
+    decode = codec.decode
+    records = 0
+    with PeakSampler() as peak:
+        start = time.perf_counter()
+        reader = OriginReader(page, limits=limits)
+        try:
+            for db in await reader.schema():
+                for store in db.stores:
+                    async for batch in reader.read_store(store):
+                        for record in batch:
+                            decode(record.value)
+                        records += len(batch)
+        finally:
+            await reader.close()
+        seconds = time.perf_counter() - start
+    return Phase(seconds, peak.python_mb, peak.browser_mb), records
+
+
+async def storage_state_phase(n: int) -> Phase:
+    """(c), run in this (child) process: fill an identical store, warm up, time storage_state."""
+    with tempfile.TemporaryDirectory() as tmp, serve(Path(tmp)) as url:
+        async with async_playwright() as playwright:
+            context, _page = await _filled(playwright, Path(tmp) / "profile", url, n)
+            try:
+                with PeakSampler() as peak:
+                    start = time.perf_counter()
+                    try:
+                        state = await asyncio.wait_for(
+                            context.storage_state(indexed_db=True), C_LIMIT_S
+                        )
+                    except TimeoutError:
+                        note = f"skipped: over {C_LIMIT_S:.0f} s"
+                        return Phase(float("nan"), peak.python_mb, peak.browser_mb, note)
+                    seconds = time.perf_counter() - start
+                stores = [
+                    s for o in state["origins"] for d in o.get("indexedDB", []) for s in d["stores"]
+                ]
+                got = sum(len(s["records"]) for s in stores)
+                note = "" if got == n else f"storage_state returned {got} records"
+                return Phase(seconds, peak.python_mb, peak.browser_mb, note)
+            finally:
+                await context.close()
+
+
+def run_storage_state(n: int) -> Phase:
+    """(c) in a child process (which stops it after C_LIMIT_S)."""
+    command = [sys.executable, __file__, "--storage-state-child", str(n)]
+    try:
+        # The child also fills its store first; past this it is hung, not slow.
+        done = subprocess.run(command, capture_output=True, text=True, timeout=C_LIMIT_S * 3)
+    except subprocess.TimeoutExpired:
+        return Phase(float("nan"), 0, 0, f"skipped: over {C_LIMIT_S:.0f} s")
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return Phase(float("nan"), 0, 0, f"skipped: failed ({reason})")
+    return Phase(**json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+async def bench(n: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp, serve(Path(tmp)) as url:
+        async with async_playwright() as playwright:
+            context, page = await _filled(playwright, Path(tmp) / "profile", url, n)
+            try:
+                a = await floor_phase(page)
+                b, records = await reader_phase(page)
+            finally:
+                await context.close()
+    if records != n:
+        raise SystemExit(f"the reader returned {records} records, expected {n}")
+    return {"n": n, "a": a, "b": b}
+
+
+def _rate(n: int, phase: Phase) -> str:
+    return f"{n / phase.seconds:>11,.0f}/s" if phase.seconds == phase.seconds else "          —"
+
+
+def report(n: int, a: Phase, b: Phase, c: Phase) -> None:
+    print(f"\nN = {n:,}")
+    rows = [
+        ("(a) in-page floor", a),
+        ("(b) reader → Python, decoded", b),
+        ("(c) storage_state", c),
+    ]
+    for name, phase in rows:
+        seconds = f"{phase.seconds:8.2f} s" if phase.seconds == phase.seconds else "       — "
+        memory = (
+            f"python {phase.python_mb:5.0f} MB  browser {phase.browser_mb:6.0f} MB"
+            if phase.python_mb
+            else ""
+        )
+        print(f"  {name:<30} {seconds} {_rate(n, phase)}  {memory}  {phase.note}".rstrip())
+    print(f"  b / a = {b.seconds / a.seconds:.2f}×", end="")
+    if c.seconds == c.seconds:
+        print(
+            f"   c / b = {c.seconds / b.seconds:.1f}× faster"
+            f"   python memory b / c = {b.python_mb / c.python_mb:.2f}"
+        )
+    else:
+        print(f"   (c) {c.note}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("sizes", nargs="*", type=int, help="record counts (default 10000 100000)")
+    parser.add_argument("--1m", dest="million", action="store_true", help="also N = 1,000,000")
+    parser.add_argument("--no-storage-state", action="store_true", help="skip (c)")
+    parser.add_argument("--storage-state-child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.storage_state_child:
+        phase = asyncio.run(storage_state_phase(args.storage_state_child))
+        print(json.dumps(phase.__dict__))
+        return
+    sizes = args.sizes or [10_000, 100_000]
+    if args.million:
+        sizes.append(1_000_000)
+    print(f"read bench, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
+    projected: float | None = None  # seconds per record of (c), from the last size measured
+    for n in sorted(sizes):
+        result = asyncio.run(bench(n))
+        if args.no_storage_state:
+            c = Phase(float("nan"), 0, 0, "skipped (--no-storage-state)")
+        elif projected is not None and projected * n > 2 * C_LIMIT_S:
+            # Clearly over (a small N's fixed costs make the projection high): not even tried.
+            c = Phase(float("nan"), 0, 0, f"skipped: projected {projected * n:.0f} s > 3 min")
+        else:
+            c = run_storage_state(n)
+            if c.seconds == c.seconds:
+                projected = c.seconds / n
+        report(n, result["a"], result["b"], c)
+    print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
+
+
+if __name__ == "__main__":
+    main()
