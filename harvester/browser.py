@@ -195,6 +195,44 @@ async def _run_auth_steps(page: Page, target: TargetSettings, timeout_ms: float)
             raise PageError(f"{where}: {_first_line(exc)}") from exc
 
 
+# How often ready.function is asked while it does not hold.
+READY_POLL = timedelta(milliseconds=100)
+
+
+async def _poll_function(page: Page, function: str) -> None:
+    """Wait until `function` (an expression, or a function to call) is truthy in the page.
+
+    Asked over CDP rather than with `page.wait_for_function`: Playwright's helper runs in the
+    page's world on the page's `Promise`, `JSON` and `Array.prototype`, which a page may have
+    replaced; a bare `Runtime.evaluate` needs nothing of the page but `function` itself.
+    """
+    # The newline ends a `//` comment that `function` may close with.
+    expression = (
+        "(async () => { const v = (" + function + "\n);"
+        " return !!(await (typeof v === 'function' ? v() : v)); })()"
+    )
+    params = {"expression": expression, "awaitPromise": True, "returnByValue": True}
+    session = await page.context.new_cdp_session(page)
+    try:
+        while True:
+            try:
+                reply = await session.send("Runtime.evaluate", params)
+            except PlaywrightError:
+                # No page context for a moment (the app navigated on its own): ask again.
+                await asyncio.sleep(READY_POLL.total_seconds())
+                continue
+            if "exceptionDetails" in reply:
+                details = reply["exceptionDetails"]
+                text = details.get("exception", {}).get("description") or details.get("text")
+                raise PlaywrightError(str(text).splitlines()[0])
+            if reply["result"].get("value") is True:
+                return
+            await asyncio.sleep(READY_POLL.total_seconds())
+    finally:
+        with suppress(PlaywrightError):
+            await session.detach()
+
+
 async def _wait_ready(page: Page, target: TargetSettings, timeout_ms: float) -> None:
     ready = target.ready
     who = f"target {target.name}"
@@ -213,8 +251,8 @@ async def _wait_ready(page: Page, target: TargetSettings, timeout_ms: float) -> 
             ) from exc
     if ready.function:
         try:
-            await page.wait_for_function(ready.function, timeout=timeout_ms)
-        except PlaywrightTimeoutError as exc:
+            await asyncio.wait_for(_poll_function(page, ready.function), timeout_ms / 1000)
+        except TimeoutError as exc:
             raise PageError(
                 f"{who}: ready.function {ready.function!r} did not hold {within}"
             ) from exc

@@ -4,6 +4,7 @@ Chromium processes a test started."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -66,14 +67,18 @@ class Harvest:
     processes: set[int]
 
 
-def page_settings(folder: Path, url: str, limits: str = "") -> Settings:
-    ready = '[targets.ready]\nfunction = "window.ready === true"\n'
+def page_settings(
+    folder: Path, url: str, limits: str = "", ready_function: str = "window.ready === true"
+) -> Settings:
+    ready = f"[targets.ready]\nfunction = {json.dumps(ready_function)}\n"
     return load_settings(write_config(folder, url=url, extra=ready + "[targets.limits]\n" + limits))
 
 
-def harvest(folder: Path, url: str, limits: str = "") -> Harvest:
+def harvest(
+    folder: Path, url: str, limits: str = "", ready_function: str = "window.ready === true"
+) -> Harvest:
     """Read `url` once as target "app" with the given `[targets.limits]` lines."""
-    settings = page_settings(folder, url, limits)
+    settings = page_settings(folder, url, limits, ready_function)
     target = settings.target("app")
     processes: set[int] = set()
 
