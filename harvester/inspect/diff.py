@@ -29,7 +29,6 @@ class Change:
     old_hash: str | None
     new_hash: str | None
     old_value: str | None = None
-    new_value: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,12 +130,8 @@ def net_diff(changes: Iterable[Change], values: Mapping[str, str] | None = None)
     first: dict[tuple[str, str, str], Change] = {}
     last: dict[tuple[str, str, str], Change] = {}
     for change in changes:
-        for hash_, text in (
-            (change.old_hash, change.old_value),
-            (change.new_hash, change.new_value),
-        ):
-            if hash_ and text is not None:
-                values.setdefault(hash_, text)
+        if change.old_hash and change.old_value is not None:
+            values.setdefault(change.old_hash, change.old_value)
         ident = (change.db, change.store, change.key)
         first.setdefault(ident, change)
         last[ident] = change

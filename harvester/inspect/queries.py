@@ -68,9 +68,7 @@ class StateReader:
         # change wrote is the snapshot's or the next change's old value). A state DB without
         # them still diffs, by hash, where the snapshot no longer holds a side's value.
         self._old_values = "old_value" in columns
-        self._history_columns = ", ".join(
-            name if name in columns else "NULL" for name in ("old_value", "new_value")
-        )
+        self._history_columns = "old_value" if self._old_values else "NULL"
 
     def close(self) -> None:
         self._conn.close()
@@ -256,7 +254,7 @@ class StateReader:
         later change's old value when the history keeps them (beyond StateDB's API)."""
         wanted: dict[tuple[str, str], dict[str, None]] = {}
         for change in changes:
-            if change.new_hash is not None and change.new_value is None:
+            if change.new_hash is not None:
                 wanted.setdefault((change.db, change.store), {})[change.key] = None
         values: dict[str, str] = {}
         sources = [
