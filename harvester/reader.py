@@ -170,7 +170,8 @@ class OriginReader:
             raise
         except Exception as exc:  # Playwright's errors: the page closed, the world went away…
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if "Cannot find context" in first:
+            # CDP words a navigation mid-read differently depending on when it lands.
+            if "Cannot find context" in first or "navigated or closed" in first:
                 first = "the page navigated away or closed while it was being read"
             raise ReaderError(f"{what}: {first}") from exc
 

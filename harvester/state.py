@@ -729,7 +729,7 @@ class StateDB:
             params.extend(wanted)
         sql = (
             f"SELECT {_RUN_COLUMNS} FROM runs WHERE {' AND '.join(where)} "
-            f"ORDER BY started_at DESC, id DESC LIMIT {-1 if limit is None else int(limit)}"
+            f"ORDER BY started_at DESC, rowid DESC LIMIT {-1 if limit is None else int(limit)}"
         )
         return [_run(row) for row in self._rows(sql, params)]
 
@@ -740,7 +740,7 @@ class StateDB:
         if target is not None:
             sql += " AND target = ?"
             params.append(target)
-        return [_run(row) for row in self._rows(sql + " ORDER BY started_at, id", params)]
+        return [_run(row) for row in self._rows(sql + " ORDER BY started_at, rowid", params)]
 
     def run_stores(self, run_id: str) -> list[RunStore]:
         """The stores a run read, in reading order."""
