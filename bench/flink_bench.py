@@ -424,6 +424,9 @@ def bench_soak(work: Path, jobs: int, jobs_per_worker: int) -> None:
         for number in range(1, jobs + 1):
             result = runner.run([_whole(spool)], spool.rows)
             if number % 20 == 0:
+                if runner._worker is not None:
+                    # Just replaced: measure the new worker once it is up, as the next job would.
+                    runner._worker._wait_ready()
                 stats = runner.worker_stats()
                 temp_files = sum(len(files) for _, _, files in os.walk(folder / "state"))
                 print(

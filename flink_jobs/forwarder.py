@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from flink_jobs.runner import FlinkRunner, SpoolSlice
+from flink_jobs.runner import FlinkRunner, SpoolSlice, source_of
 
 if TYPE_CHECKING:
     from harvester.settings import Settings
@@ -97,7 +97,8 @@ class FlinkForwarder:
     def send(self, spools: Sequence[SpoolFile]) -> None:
         """Send every row of `spools`; raises `FlinkJobError` if any job fails."""
         flink = self.settings.flink
-        planned = plan_jobs(spools, flink.max_rows_per_job, whole_spools=flink.source == "file")
+        whole = source_of(flink) == "file"
+        planned = plan_jobs(spools, flink.max_rows_per_job, whole_spools=whole)
         for job in planned:
             result = self.runner.run(job.slices, job.rows)
             logger.info(

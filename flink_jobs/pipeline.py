@@ -7,8 +7,9 @@ daemon side never imports this module. `docs/flink.md` describes the tables and 
 from __future__ import annotations
 
 import itertools
+import shutil
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -45,6 +46,8 @@ RUN_STATS_SINK = "harvester_run_stats_sink"
 # STREAMING mode, where the plain GROUP BY would emit updates a JSON file sink cannot take.
 _NEVER_LATE = "TO_TIMESTAMP_LTZ(0, 3)"
 _ISO = "'json.timestamp-format.standard' = 'ISO-8601'"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def quote(name: str) -> str:
@@ -126,8 +129,7 @@ def _rows(slices: Sequence[SpoolSlice]) -> Iterator[tuple[object, ...]]:
 
 def _epoch_micros(iso: str) -> int:
     """`2026-11-26T15:00:00.123Z` as microseconds since the epoch (PyFlink's INSTANT form)."""
-    moment = datetime.fromisoformat(iso)
-    return int(moment.timestamp()) * 1_000_000 + moment.microsecond
+    return (datetime.fromisoformat(iso) - _EPOCH) // _MICROSECOND
 
 
 def register_collection_source(
@@ -225,7 +227,7 @@ def default_sinks(t_env: StreamTableEnvironment, data_dir: Path, *, streaming: b
     counts = (
         "run_id, target, store, COUNT(*) FILTER (WHERE op = '+I'), "
         "COUNT(*) FILTER (WHERE op = '+U'), COUNT(*) FILTER (WHERE op = '-D'), "
-        "MIN(harvested_at), MAX(harvested_at), DATE_FORMAT(MIN(harvested_at), 'yyyy-MM-dd')"
+        "MIN(harvested_at), MAX(harvested_at), CAST(CAST(MIN(harvested_at) AS DATE) AS STRING)"
     )
     if streaming:
         grouped = (
@@ -239,9 +241,21 @@ def default_sinks(t_env: StreamTableEnvironment, data_dir: Path, *, streaming: b
     # `target` and `dt`, which the folder names (`target=…/dt=…`) hold.
     return [
         f"INSERT INTO {CHANGES_SINK} SELECT {', '.join(quote(name) for name in rest)}, "
-        "target, DATE_FORMAT(harvested_at, 'yyyy-MM-dd') FROM change_log",
+        "target, CAST(CAST(harvested_at AS DATE) AS STRING) FROM change_log",
         f"INSERT INTO {RUN_STATS_SINK} SELECT {counts} {grouped}",
     ]
+
+
+def remove_staging(data_dir: Path) -> None:
+    """Delete what a failed batch job staged for the default sinks (`.staging_*` folders).
+
+    Flink moves staged files into place only when the job succeeds and leaves the folder
+    behind otherwise; the retry writes the rows again, so nothing there is wanted. Only our
+    worker writes these folders, one job at a time.
+    """
+    for sink in ("changes", "run_stats"):
+        for staging in (data_dir / sink).glob(".staging_*"):
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def is_insert(t_env: StreamTableEnvironment, sql: str) -> bool:
@@ -257,9 +271,7 @@ def is_insert(t_env: StreamTableEnvironment, sql: str) -> bool:
     return bool(modify.isInstance(operations.get(0)))
 
 
-def check_statements(
-    env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, spec: JobSpec
-) -> list[str]:
+def check_statements(t_env: StreamTableEnvironment, spec: JobSpec) -> list[str]:
     """Problems with `spec.statements`, one line each, from planning them (nothing runs)."""
     problems = []
     if spec.runtime == "streaming":

@@ -33,7 +33,7 @@ from harvester.errors import FlinkError, FlinkJobError
 
 if TYPE_CHECKING:
     # Only for types: the worker imports this module and has no use for pydantic.
-    from harvester.settings import Settings
+    from harvester.settings import FlinkSettings, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +110,20 @@ class WorkerStats:
     jobs: int
 
 
+def source_of(flink: FlinkSettings) -> str:
+    """The source the jobs use: `auto` is the file source wherever the cluster reads our disk
+    (embedded, local-cluster) and the collection source for a remote cluster.
+
+    The file source was faster at every size measured (bench/flink_bench.py: 10k rows 1.8 s
+    against 2.3 s, 100k 3.1 s against 6.8 s, 1M 18 s against 135 s) with the same fixed cost and
+    a fraction of the JVM heap; the collection source ships the rows inside the job, which is
+    what a cluster without our file system needs.
+    """
+    if flink.source != "auto":
+        return flink.source
+    return "collection" if flink.mode == "remote" else "file"
+
+
 def job_spec(settings: Settings, slices: Sequence[SpoolSlice], rows: int) -> JobSpec:
     """The job that sends `slices` (`rows` changelog rows) with the configured pipeline."""
     flink = settings.flink
@@ -121,7 +135,7 @@ def job_spec(settings: Settings, slices: Sequence[SpoolSlice], rows: int) -> Job
         slices=tuple(slices),
         rows=rows,
         runtime=flink.runtime,
-        source=flink.source,
+        source=source_of(flink),
         parallelism=flink.parallelism,
         statements=tuple(statement.sql for statement in flink.statements),
         data_dir=settings.state.data_dir,
@@ -342,7 +356,7 @@ class _Worker:
             f"--tmp-root={tmp_root}",
             f"--target={target}",
             f"--slots={max(flink.parallelism, 1)}",
-            f"--warm-up={flink.runtime}/{flink.source}" if warm_up else "--warm-up=none",
+            f"--warm-up={flink.runtime}/{source_of(flink)}" if warm_up else "--warm-up=none",
         ]
         out_fd = os.open(self.out_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         with os.fdopen(out_fd, "ab") as out:

@@ -26,6 +26,14 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
+from py4j.protocol import Py4JError
+from pyflink.datastream import RuntimeExecutionMode, StreamExecutionEnvironment
+from pyflink.java_gateway import get_gateway
+from pyflink.pyflink_gateway_server import launch_gateway_server_process
+from pyflink.util.exceptions import JavaException
+
+from flink_jobs import pipeline
+from flink_jobs.runner import JobResult, JobSpec, SpoolSlice
 
 logger = logging.getLogger("flink_jobs.worker")
 
@@ -70,8 +78,6 @@ def _launch_gateway(tmp_dir: Path) -> int:
     once ~64 KB are written: this starts it the same way, reads the pipe, then points
     `get_gateway()` at it.
     """
-    from pyflink.pyflink_gateway_server import launch_gateway_server_process
-
     conn_info = tmp_dir / "gateway.port"
     env = dict(os.environ)
     env["_PYFLINK_CONN_INFO_PATH"] = str(conn_info)
@@ -85,8 +91,9 @@ def _launch_gateway(tmp_dir: Path) -> int:
         time.sleep(0.05)
     if not conn_info.exists():
         raise RuntimeError(f"the Flink JVM exited with status {process.returncode} before starting")
-    time.sleep(0.05)  # the JVM writes the file, then its 4 bytes
-    (port,) = struct.unpack("!I", conn_info.read_bytes()[:4])
+    while len(port_bytes := conn_info.read_bytes()) < 4:
+        time.sleep(0.01)
+    (port,) = struct.unpack("!I", port_bytes[:4])
     conn_info.unlink()
     os.environ["PYFLINK_GATEWAY_PORT"] = str(port)
     return process.pid
@@ -96,8 +103,6 @@ class Session:
     """The gateway, the MiniCluster (embedded) and where jobs are submitted."""
 
     def __init__(self, target: str, tmp_dir: Path, slots: int) -> None:
-        from pyflink.java_gateway import get_gateway
-
         self.tmp_dir = tmp_dir
         self.py_tmp = tmp_dir / "py"
         self.jvm_pid = _launch_gateway(tmp_dir)
@@ -131,23 +136,22 @@ class Session:
         self.host = "127.0.0.1"
         self.port = self._mini_cluster.getRestAddress().get().getPort()
 
-    def environment(self, spec: Any) -> Any:
+    def environment(self, spec: JobSpec) -> StreamExecutionEnvironment:
         """A StreamExecutionEnvironment submitting to our cluster (local, unused for checks)."""
-        from pyflink.datastream import RuntimeExecutionMode, StreamExecutionEnvironment
-
         jvm = self.gateway.jvm
         if self.host is None:
             env = StreamExecutionEnvironment.get_execution_environment()
         else:
             # `execution.target: remote` alone silently stays local: the Java factory is what
-            # submits to a cluster.
+            # submits to a cluster. Our jobs need no flink-python jar there; user jars travel
+            # with every job.
+            jars = self.gateway.new_array(jvm.String, len(spec.jars))
+            for index, jar in enumerate(spec.jars):
+                jars[index] = str(jar)
             j_env = jvm.org.apache.flink.streaming.api.environment.StreamExecutionEnvironment
             env = StreamExecutionEnvironment(
                 j_env.createRemoteEnvironment(
-                    self.host,
-                    self.port,
-                    jvm.org.apache.flink.configuration.Configuration(),
-                    self.gateway.new_array(jvm.String, 0),
+                    self.host, self.port, jvm.org.apache.flink.configuration.Configuration(), jars
                 )
             )
         env.set_parallelism(spec.parallelism)
@@ -161,10 +165,7 @@ class Session:
             env.set_runtime_mode(RuntimeExecutionMode.BATCH)
         return env
 
-    def run(self, spec: Any) -> Any:
-        from flink_jobs import pipeline
-        from flink_jobs.runner import JobResult
-
+    def run(self, spec: JobSpec) -> JobResult:
         started = time.monotonic()
         env = self.environment(spec)
         t_env = pipeline.table_env(env, spec)
@@ -183,21 +184,17 @@ class Session:
             submit_seconds=submitted - built,
         )
 
-    def check(self, spec: Any) -> list[str]:
-        from flink_jobs import pipeline
-
+    def check(self, spec: JobSpec) -> list[str]:
         env = self.environment(spec)
         t_env = pipeline.table_env(env, spec)
         empty = self.py_tmp / "empty.jsonl"
         empty.touch()
         pipeline.register_empty_change_log(t_env, empty, spec)
-        return pipeline.check_statements(env, t_env, spec)
+        return pipeline.check_statements(t_env, spec)
 
-    def warm_up_spec(self, runtime: str, source: str) -> Any:
+    def warm_up_spec(self, runtime: str, source: str) -> JobSpec:
         """A tiny job through the same code, into a throw-away folder, so the first real job
         finds the planner loaded and compiled (the first job in a JVM costs ~8 s otherwise)."""
-        from flink_jobs.runner import JobSpec, SpoolSlice
-
         sample = self.py_tmp / "warm-up.jsonl"
         sample.write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in _SAMPLE))
         spec = JobSpec(
@@ -213,11 +210,9 @@ class Session:
         )
         return spec
 
-    def warm_up(self, spec: Any) -> None:
+    def warm_up(self, spec: JobSpec) -> None:
         """Run the warm-up job on our MiniCluster; on a cluster only plan it, since a job there
         would show on its dashboard (and a remote one would write on another host)."""
-        from flink_jobs import pipeline
-
         if self._mini_cluster is not None:
             self.run(spec)
             return
@@ -226,11 +221,6 @@ class Session:
         pipeline.build_job(env, t_env, spec).explain()
 
     def handle(self, message: tuple[Any, ...]) -> tuple[Any, ...]:
-        from py4j.protocol import Py4JError
-        from pyflink.util.exceptions import JavaException
-
-        from flink_jobs.pipeline import useful_line
-
         kind, spec = message
         try:
             if kind == "run":
@@ -242,15 +232,16 @@ class Session:
                 return ("ok", None)
             return ("failed", f"unknown request {kind!r}", f"unknown request {kind!r}")
         except (Py4JError, JavaException) as exc:
-            line = useful_line(exc)
+            line = pipeline.useful_line(exc)
             logger.warning("Flink %s failed: %s", kind, line)
-            return ("failed", f"Flink job failed: {line}", line)
         except Exception as exc:
             traceback.print_exc()
             line = f"{type(exc).__name__}: {exc}"
-            return ("failed", f"Flink job failed: {line}", line)
         finally:
             self.clean()
+        if kind == "run":
+            pipeline.remove_staging(spec.data_dir)
+        return ("failed", f"Flink job failed: {line}", line)
 
     def clean(self) -> None:
         """Remove what the last job left in our temp folder (PyFlink never deletes its files)."""

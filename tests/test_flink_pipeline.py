@@ -254,6 +254,7 @@ def test_a_failing_job_raises_its_root_cause(
     assert "not-a-folder" in failure.value.root_cause
     assert "\n" not in failure.value.root_cause
     assert spool.path.exists()
+    assert not list(config.state.data_dir.glob("*/.staging_*"))
 
 
 def test_validate_statements_names_the_broken_statement(tmp_path: Path) -> None:
