@@ -36,7 +36,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from flink_jobs.forwarder import FlinkForwarder  # noqa: E402
+from flink_jobs.forwarder import FlinkForwarder, plan_jobs  # noqa: E402
 from flink_jobs.runner import FlinkRunner, JobResult  # noqa: E402
 from harvester.settings import Settings  # noqa: E402
 from harvester.spool import SpoolFile  # noqa: E402
@@ -168,7 +168,6 @@ def bench_pipeline(work: Path, spools: dict[int, SpoolFile], sources: list[str])
             forwarder.send([make_spool(folder / "spool", "warm", 10)])
             for rows, spool in spools.items():
                 floor_seconds = floor(spool, folder / "floor.jsonl")
-                before = forwarder.runner.worker_stats()
                 pids = worker_pids(forwarder.runner)
                 cpu = cpu_seconds(pids)
                 started = time.perf_counter()
@@ -176,8 +175,13 @@ def bench_pipeline(work: Path, spools: dict[int, SpoolFile], sources: list[str])
                     forwarder.send([spool])
                 seconds = time.perf_counter() - started
                 cpu = cpu_seconds(pids) - cpu
-                after = forwarder.runner.worker_stats()
-                jobs = (after.jobs - before.jobs) if after and before else 0
+                jobs = len(
+                    plan_jobs(
+                        [spool], settings.flink.max_rows_per_job, whole_spools=source == "file"
+                    )
+                )
+                if worker_pids(forwarder.runner) != pids:
+                    cpu = float("nan")  # the worker was replaced mid-way: its CPU time is lost
                 print(
                     f"{human(rows):>6} {source:>10} {jobs:>4} {seconds:8.1f} "
                     f"{seconds / floor_seconds:8.1f} {peaks.peaks.get('python', 0) / MB:6.0f} "
