@@ -99,9 +99,13 @@ def test_a_page_that_navigates_away_during_the_read_is_a_reader_error(
 def test_a_page_that_navigates_away_fails_its_run_with_a_reason(
     tmp_path: Path, static_server: StaticServer
 ) -> None:
-    script = FILLED.replace(
-        "window.ready = true;", "window.ready = true; setTimeout(() => location.reload(), 0);"
-    )
+    # One reload, shortly after ready: a page that reloaded forever might never be seen ready.
+    once = """window.ready = true;
+    if (!sessionStorage.getItem("reloaded")) {
+      sessionStorage.setItem("reloaded", "1");
+      setTimeout(() => location.reload(), 50);
+    }"""
+    script = FILLED.replace("window.ready = true;", once)
     url = static_server.add("reload.html", _page(script)) + "?n=3000"
     result = harvest(tmp_path, url, 'page_timeout = "5s"\nbatch_size = 10')
     # The reload may land before or during the read: either the read was whole, or it failed.
