@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harvester.errors import FlinkError, FlinkJobError
+from harvester.errors import ConfigError, FlinkError, FlinkJobError
 
 if TYPE_CHECKING:
     # Only for types: the worker imports this module and has no use for pydantic.
@@ -143,19 +143,28 @@ def job_spec(settings: Settings, slices: Sequence[SpoolSlice], rows: int) -> Job
     )
 
 
-def validate_statements(settings: Settings) -> list[str]:
-    """Problems with `flink.statements`, e.g. `flink.statements[2]: SqlParseException: …`.
+def validate_statements(settings: Settings) -> None:
+    """Raise `ConfigError` with a line per broken `flink.statements` entry, e.g.
+    `harvester.toml: flink.statements[2]: SqlParseException: …`.
 
     Each statement is parsed and planned by Flink against `change_log` (and `changes` in
-    streaming runtime) in a short-lived worker; nothing runs. Empty when all are fine.
+    streaming runtime) in a short-lived worker; nothing runs.
     """
     if not settings.flink.statements:
-        return []
+        return
     worker = _Worker(settings, target="none", warm_up=False, name="check")
     try:
-        return worker.request(("check", job_spec(settings, (), 0)), START_TIMEOUT)
+        _raise_problems(
+            settings, worker.request(("check", job_spec(settings, (), 0)), START_TIMEOUT)
+        )
     finally:
         worker.close()
+
+
+def _raise_problems(settings: Settings, problems: list[str]) -> None:
+    if problems:
+        source = settings.config_path or "config"
+        raise ConfigError([f"{source}: {problem}" for problem in problems])
 
 
 class FlinkRunner:
@@ -246,18 +255,19 @@ class FlinkRunner:
                     self._recycle_if_due(worker)
             return result
 
-    def validate(self) -> list[str]:
+    def validate(self) -> None:
         """`validate_statements` in this runner's worker (no extra JVM start)."""
         if not self.settings.flink.statements:
-            return []
+            return
         with self._lock:
             self._start()
             worker = self._live_worker()
             try:
-                return worker.request(("check", job_spec(self.settings, (), 0)), START_TIMEOUT)
+                problems = worker.request(("check", job_spec(self.settings, (), 0)), START_TIMEOUT)
             finally:
                 if worker.dead:
                     self._worker = None
+        _raise_problems(self.settings, problems)
 
     def worker_stats(self) -> WorkerStats | None:
         """The current worker's memory, threads and temp files (None without a worker).

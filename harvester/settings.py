@@ -352,10 +352,11 @@ class FlinkSettings(_Model):
     max_rows_per_job: int = Field(
         100_000, gt=0, description="Most changelog rows sent in one Flink job."
     )
-    source: Literal["collection", "file"] = Field(
-        "collection",
+    source: Literal["auto", "collection", "file"] = Field(
+        "auto",
         description="`collection`: rows travel inside the job; `file`: Flink reads the spool "
-        "files (for large harvests).",
+        "files (faster and leaner at every size measured); `auto`: `file` where the cluster "
+        "shares our disk (embedded, local-cluster), `collection` for a remote cluster.",
     )
     jobs_per_worker: int = Field(
         30, gt=0, description="Jobs before the Flink worker process is replaced."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import tomllib
 from pathlib import Path
 
@@ -109,3 +110,53 @@ def test_a_bad_config_exits_2_with_one_line_per_problem(
 def test_a_missing_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-config", "--config", str(tmp_path / "none.toml")]) == 2
     assert "config file not found" in capsys.readouterr().err
+
+
+BROKEN_STATEMENTS = """
+[state]
+dir = "state"
+
+[[flink.statements]]
+sql = "CREATE TABLE ok (store STRING) WITH ('connector' = 'blackhole')"
+
+[[flink.statements]]
+sql = "INSERT INTO ok SELEC store FROM change_log"
+
+[[flink.statements]]
+sql = "INSERT INTO nowhere SELECT store FROM change_log"
+
+[[flink.statements]]
+sql = "INSERT INTO ok SELECT store FROM change_log"
+
+[[targets]]
+name = "a"
+url = "http://127.0.0.1:9/"
+schedule = "1h"
+"""
+
+
+@pytest.mark.flink
+def test_flink_statements_that_do_not_parse_or_plan_are_config_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "statements.toml"
+    config.write_text(BROKEN_STATEMENTS, encoding="utf-8")
+
+    assert main(["check-config", "--config", str(config)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(f"config error: {config}: flink.statements[1]: ")
+    assert "SQL parse failed" in lines[0]
+    assert lines[1].startswith(f"config error: {config}: flink.statements[2]: ")
+    assert "nowhere" in lines[1]
+
+    # A harvest stops before it reads anything, and so does the daemon.
+    assert main(["harvest", "--config", str(config), "a"]) == 2
+    assert "flink.statements[1]" in capsys.readouterr().err
+    db = tmp_path / "state" / "state.db"
+    if db.exists():
+        with sqlite3.connect(db) as connection:
+            assert not connection.execute("SELECT id FROM runs").fetchall()
+
+    # --no-flink checks the rest without starting a JVM.
+    assert main(["check-config", "--config", str(config), "--no-flink"]) == 0

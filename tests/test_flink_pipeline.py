@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from flink_jobs.forwarder import FlinkForwarder, plan_jobs
-from flink_jobs.runner import FlinkRunner, SpoolSlice, validate_statements
+from flink_jobs.runner import FlinkRunner, SpoolSlice
 from harvester.errors import FlinkJobError
 from harvester.settings import FlinkStatement, Settings
 from harvester.spool import SpoolFile
@@ -255,23 +255,3 @@ def test_a_failing_job_raises_its_root_cause(
     assert "\n" not in failure.value.root_cause
     assert spool.path.exists()
     assert not list(config.state.data_dir.glob("*/.staging_*"))
-
-
-def test_validate_statements_names_the_broken_statement(tmp_path: Path) -> None:
-    config = flink_settings(
-        tmp_path,
-        statements=[
-            {"sql": "CREATE TABLE ok (store STRING) WITH ('connector' = 'blackhole')"},
-            {"sql": "INSERT INTO ok SELEC store FROM change_log"},
-            {"sql": "INSERT INTO nowhere SELECT store FROM change_log"},
-            {"sql": "INSERT INTO ok SELECT store FROM change_log"},
-        ],
-    )
-
-    problems = validate_statements(config)
-
-    assert len(problems) == 2
-    assert problems[0].startswith("flink.statements[1]: ")
-    assert "SQL parse failed" in problems[0]
-    assert problems[1].startswith("flink.statements[2]: ")
-    assert "nowhere" in problems[1]

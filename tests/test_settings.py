@@ -68,7 +68,7 @@ def test_defaults_are_the_documented_ones(tmp_path: Path) -> None:
         "embedded",
         "batch",
         1,
-        "collection",
+        "auto",
     )
     assert (flink.max_rows_per_job, flink.jobs_per_worker, flink.statements) == (100_000, 30, [])
     assert (settings.http.bind, settings.http.port) == ("127.0.0.1", 8787)

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from flink_jobs.runner import validate_statements
 from harvester.settings import load_settings, to_toml
 
 
@@ -18,12 +19,20 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         default="toml",
         help="how to print the effective config (default: toml)",
     )
+    parser.add_argument(
+        "--no-flink",
+        action="store_true",
+        help="skip having Flink parse and plan `flink.statements` (which starts a JVM)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the effective config; a bad one raises ConfigError (exit 2, one line per problem)."""
+    """Print the effective config; a bad one, or a `flink.statements` entry that Flink cannot
+    parse or plan, raises ConfigError (exit 2, one line per problem)."""
     settings = load_settings(Path(args.config) if args.config else None)
+    if not args.no_flink:
+        validate_statements(settings)
     data = settings.masked_dump()
     if args.format == "json":
         print(json.dumps(data, indent=2, ensure_ascii=False))

@@ -56,10 +56,17 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 def make_sink(spec: str | None, settings: Settings) -> tuple[ChangeSink, str]:
     """The sink named by `--sink` (default: Flink), and a description of where changes go.
 
-    The caller closes a `FlinkForwarder` (it owns a worker process) when done.
+    The caller closes a `FlinkForwarder` (it owns a worker process) when done. Broken
+    `flink.statements` raise `ConfigError` here, before any harvest.
     """
     if spec is None or spec == "flink":
-        return FlinkForwarder(settings), f"Flink ({settings.flink.mode})"
+        forwarder = FlinkForwarder(settings)
+        try:
+            forwarder.runner.validate()
+        except BaseException:
+            forwarder.close()
+            raise
+        return forwarder, f"Flink ({settings.flink.mode})"
     if spec == "jsonl" or spec.startswith("jsonl:"):
         rest = spec.partition(":")[2]
         directory = Path(rest).resolve() if rest else settings.state.data_dir / DEFAULT_JSONL
