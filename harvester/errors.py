@@ -74,6 +74,3 @@ class FlinkJobError(FlinkError):
         self.root_cause = root_cause or message
         super().__init__(message)
 
-
-class NotYetAvailableError(UsageError):
-    """A command whose feature has not been built yet."""
