@@ -23,19 +23,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
-import http.server
 import os
 import resource
 import statistics
 import tempfile
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from common import PeakSampler, own_rss, serve
 from playwright.async_api import Page, async_playwright
 
 from harvester import harvest
@@ -98,54 +96,6 @@ async function change(n) {
 </script>"""
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@contextmanager
-def serve(root: Path) -> Iterator[str]:
-    (root / "index.html").write_text(PAGE, encoding="utf-8")
-    handler = functools.partial(_Quiet, directory=str(root))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/index.html"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
-def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-class PeakRss:
-    """Peak RSS (MB) of this process while the `with` block runs, sampled every 50 ms."""
-
-    def __init__(self) -> None:
-        self.mb = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            self.mb = max(self.mb, _rss_mb())
-
-    def __enter__(self) -> PeakRss:
-        self.mb = _rss_mb()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.mb = max(self.mb, _rss_mb())
-
-
 class CountingSink:
     """Takes spools and only counts their rows: the bench measures capture, not a sink."""
 
@@ -169,7 +119,7 @@ class Phase:
 
 async def plain_read(page: Page, target: TargetSettings) -> Phase:
     records = 0
-    with PeakRss() as peak:
+    with PeakSampler(own_rss) as peak:
         start, cpu = time.perf_counter(), time.process_time()
         reader = OriginReader(page, limits=target.limits)
         try:
@@ -180,7 +130,7 @@ async def plain_read(page: Page, target: TargetSettings) -> Phase:
         finally:
             await reader.close()
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return Phase("plain read", records, seconds, cpu, peak.mb)
+    return Phase("plain read", records, seconds, cpu, peak.peaks["python"])
 
 
 async def harvest_once(
@@ -195,7 +145,7 @@ async def harvest_once(
             await reader.close()
 
     sink = CountingSink()
-    with PeakRss() as peak:
+    with PeakSampler(own_rss) as peak:
         start, cpu = time.perf_counter(), time.process_time()
         run_id = state.start_run(target.name)
         spool = await harvest.read_target(
@@ -207,7 +157,9 @@ async def harvest_once(
         done = time.perf_counter()
     run = state.get_run(run_id)
     assert run is not None and run.status == "committed", run
-    return Phase(name, run.records, read - start, cpu, peak.mb, spool.rows, done - read)
+    return Phase(
+        name, run.records, read - start, cpu, peak.peaks["python"], spool.rows, done - read
+    )
 
 
 def _line(phase: Phase, plain: Phase | None = None) -> str:
@@ -224,7 +176,7 @@ def _line(phase: Phase, plain: Phase | None = None) -> str:
 
 
 async def bench(n: int, rounds: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp, serve(Path(tmp)) as url:
+    with tempfile.TemporaryDirectory() as tmp, serve(Path(tmp), PAGE) as url:
         config = Path(tmp) / "bench.toml"
         config.write_text(
             f'[state]\ndir = "state"\n[[targets]]\nname = "bench"\nurl = "{url}"\n'

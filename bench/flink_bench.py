@@ -21,13 +21,10 @@ import json
 import logging
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +33,12 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import MB, PeakSampler, free_port, rss  # noqa: E402
+
 from flink_jobs.forwarder import FlinkForwarder, plan_jobs  # noqa: E402
 from flink_jobs.runner import FlinkRunner, JobResult  # noqa: E402
 from harvester.settings import Settings  # noqa: E402
 from harvester.spool import SpoolFile  # noqa: E402
-
-MB = 1 << 20
 
 
 def make_spool(folder: Path, run_id: str, rows: int, target: str = "bench") -> SpoolFile:
@@ -73,18 +70,6 @@ def make_spool(folder: Path, run_id: str, rows: int, target: str = "bench") -> S
     return SpoolFile(run_id, target, path, rows)
 
 
-def rss(pid: int | None) -> int:
-    if not pid:
-        return 0
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 def cpu_seconds(pids: dict[str, int | None]) -> float:
     """User + system CPU time of these processes so far: a figure the machine's load does not
     inflate the way it inflates wall time."""
@@ -98,27 +83,8 @@ def cpu_seconds(pids: dict[str, int | None]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-class PeakSampler:
-    """Samples the resident size of some processes every 0.1 s and keeps the peaks."""
-
-    def __init__(self, pids: Callable[[], dict[str, int | None]]) -> None:
-        self._pids = pids
-        self.peaks: dict[str, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.1):
-            for name, pid in self._pids().items():
-                self.peaks[name] = max(self.peaks.get(name, 0), rss(pid))
-
-    def __enter__(self) -> PeakSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+def _sizes(pids: dict[str, int | None]) -> dict[str, float]:
+    return {name: rss(pid) for name, pid in pids.items()}
 
 
 def worker_pids(runner: FlinkRunner) -> dict[str, int | None]:
@@ -171,7 +137,7 @@ def bench_pipeline(work: Path, spools: dict[int, SpoolFile], sources: list[str])
                 pids = worker_pids(forwarder.runner)
                 cpu = cpu_seconds(pids)
                 started = time.perf_counter()
-                with PeakSampler(lambda: worker_pids(forwarder.runner)) as peaks:
+                with PeakSampler(lambda: _sizes(worker_pids(forwarder.runner))) as peaks:
                     forwarder.send([spool])
                 seconds = time.perf_counter() - started
                 cpu = cpu_seconds(pids) - cpu
@@ -235,7 +201,7 @@ def variant_child(variant: str, spool_path: Path, rows: int, work: Path) -> None
         jars=(),
     )
     started = time.perf_counter()
-    with PeakSampler(lambda: {"python": os.getpid(), "jvm": session.jvm_pid}) as peaks:
+    with PeakSampler(lambda: _sizes({"python": os.getpid(), "jvm": session.jvm_pid})) as peaks:
         env = session.environment(spec)
         t_env = pipeline.table_env(env, spec)
         if variant == "pandas":
@@ -299,13 +265,6 @@ def bench_variants(work: Path, spools: dict[int, SpoolFile], variants: list[str]
 # ---- fixed cost per job -------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("localhost", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def bench_fixed(work: Path, modes: list[str], jobs: int) -> None:
     print(f"\nfixed cost per job, warm process: {jobs} jobs of 10 rows after a first one")
     print(
@@ -320,7 +279,7 @@ def bench_fixed(work: Path, modes: list[str], jobs: int) -> None:
         ):
             folder = work / f"fixed-{mode}-{runtime}-{source}"
             shutil.rmtree(folder, ignore_errors=True)
-            address = f"localhost:{_free_port()}" if mode == "local-cluster" else None
+            address = f"localhost:{free_port()}" if mode == "local-cluster" else None
             settings = config(
                 folder,
                 mode=mode,

@@ -20,21 +20,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
-import http.server
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common import PeakSampler, children, own_rss, serve, status_kb
 from playwright.async_api import BrowserContext, Page, async_playwright
 
 from harvester import codec
@@ -97,53 +93,13 @@ async function floor() {
 </script>"""
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@contextmanager
-def serve(root: Path) -> Iterator[str]:
-    (root / "index.html").write_text(PAGE, encoding="utf-8")
-    handler = functools.partial(_Quiet, directory=str(root))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/index.html"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
-def _status_kb(pid: int, field: str, name: str = "status") -> int:
-    try:
-        for line in Path(f"/proc/{pid}/{name}").read_text(encoding="ascii").splitlines():
-            if line.startswith(field):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text(encoding="ascii")
-            except OSError:
-                continue
-            tree.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry.name))
-    return tree
-
-
 def _browser_pss_kb() -> int:
     """PSS of every Chromium process under this one (the Playwright driver, Node, is not counted).
 
     PSS, not RSS: Chromium's processes share most of their pages, which RSS would count again in
     every process.
     """
-    tree = _children()
+    tree = children()
     total = 0
     stack = list(tree.get(os.getpid(), []))
     while stack:
@@ -154,36 +110,12 @@ def _browser_pss_kb() -> int:
         except OSError:
             continue
         if "chrom" in name:
-            total += _status_kb(pid, "Pss:", "smaps_rollup")
+            total += status_kb(pid, "Pss:", "smaps_rollup")
     return total
 
 
-class PeakSampler:
-    """Peak memory (MB) of this process and of its browsers while the `with` block runs."""
-
-    def __init__(self) -> None:
-        self.python_mb = 0.0
-        self.browser_mb = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _sample(self) -> None:
-        self.python_mb = max(self.python_mb, _status_kb(os.getpid(), "VmRSS:") / 1024)
-        self.browser_mb = max(self.browser_mb, _browser_pss_kb() / 1024)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            self._sample()
-
-    def __enter__(self) -> PeakSampler:
-        self._sample()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sample()
+def _python_and_browser() -> dict[str, float]:
+    return {**own_rss(), "browser": _browser_pss_kb() / 1024}
 
 
 @dataclass
@@ -211,16 +143,16 @@ async def _filled(playwright: Any, profile: Path, url: str, n: int) -> tuple[Bro
 
 
 async def floor_phase(page: Page) -> Phase:
-    with PeakSampler() as peak:
+    with PeakSampler(_python_and_browser) as peak:
         result = await page.evaluate("floor()")
-    return Phase(result["ms"] / 1000, peak.python_mb, peak.browser_mb)
+    return Phase(result["ms"] / 1000, peak.peaks["python"], peak.peaks["browser"])
 
 
 async def reader_phase(page: Page) -> tuple[Phase, int]:
     limits = LimitsSettings(page_timeout="120s")
     decode = codec.decode
     records = 0
-    with PeakSampler() as peak:
+    with PeakSampler(_python_and_browser) as peak:
         start = time.perf_counter()
         reader = OriginReader(page, limits=limits)
         try:
@@ -233,16 +165,16 @@ async def reader_phase(page: Page) -> tuple[Phase, int]:
         finally:
             await reader.close()
         seconds = time.perf_counter() - start
-    return Phase(seconds, peak.python_mb, peak.browser_mb), records
+    return Phase(seconds, peak.peaks["python"], peak.peaks["browser"]), records
 
 
 async def storage_state_phase(n: int) -> Phase:
     """(c), run in this (child) process: fill an identical store, warm up, time storage_state."""
-    with tempfile.TemporaryDirectory() as tmp, serve(Path(tmp)) as url:
+    with tempfile.TemporaryDirectory() as tmp, serve(Path(tmp), PAGE) as url:
         async with async_playwright() as playwright:
             context, _page = await _filled(playwright, Path(tmp) / "profile", url, n)
             try:
-                with PeakSampler() as peak:
+                with PeakSampler(_python_and_browser) as peak:
                     start = time.perf_counter()
                     try:
                         state = await asyncio.wait_for(
@@ -250,14 +182,16 @@ async def storage_state_phase(n: int) -> Phase:
                         )
                     except TimeoutError:
                         note = f"skipped: over {C_LIMIT_S:.0f} s"
-                        return Phase(float("nan"), peak.python_mb, peak.browser_mb, note)
+                        return Phase(
+                            float("nan"), peak.peaks["python"], peak.peaks["browser"], note
+                        )
                     seconds = time.perf_counter() - start
                 stores = [
                     s for o in state["origins"] for d in o.get("indexedDB", []) for s in d["stores"]
                 ]
                 got = sum(len(s["records"]) for s in stores)
                 note = "" if got == n else f"storage_state returned {got} records"
-                return Phase(seconds, peak.python_mb, peak.browser_mb, note)
+                return Phase(seconds, peak.peaks["python"], peak.peaks["browser"], note)
             finally:
                 await context.close()
 
@@ -286,7 +220,7 @@ def _best(phases: list[Phase]) -> Phase:
 
 
 async def bench(n: int, runs: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp, serve(Path(tmp)) as url:
+    with tempfile.TemporaryDirectory() as tmp, serve(Path(tmp), PAGE) as url:
         async with async_playwright() as playwright:
             context, page = await _filled(playwright, Path(tmp) / "profile", url, n)
             floors: list[Phase] = []

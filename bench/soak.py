@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,10 +29,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import MB, children, free_port, rss, threads  # noqa: E402
+
 from harvester.demo import serve_demo  # noqa: E402
 from harvester.state import StateDB  # noqa: E402
-
-MB = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -46,28 +45,6 @@ class Sample:
     flink_threads: int
 
 
-def _status(pid: int) -> dict[str, str]:
-    fields: dict[str, str] = {}
-    with Path(f"/proc/{pid}/status").open() as status:
-        for line in status:
-            name, _, value = line.partition(":")
-            fields[name] = value.strip()
-    return fields
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if int(_status(int(entry.name)).get("PPid", "0")) == pid:
-                found.append(int(entry.name))
-        except (OSError, ValueError):
-            continue  # the process ended while /proc was read
-    return found
-
-
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -75,34 +52,21 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def _rss_threads(pid: int) -> tuple[int, int]:
-    status = _status(pid)
-    return int(status["VmRSS"].split()[0]) * 1024, int(status["Threads"])
-
-
 def sample(daemon: int, started: float) -> Sample | None:
     try:
-        rss, threads = _rss_threads(daemon)
         fds = sum(1 for _ in Path(f"/proc/{daemon}/fd").iterdir())
-    except (OSError, KeyError):
+    except OSError:
         return None
     flink_rss = flink_threads = 0
+    tree = children()
     # The Flink worker is the daemon's child running flink_jobs.worker; its JVM is its child.
-    for worker in (p for p in _children(daemon) if "flink_jobs.worker" in _cmdline(p)):
-        for pid in (worker, *_children(worker)):
-            try:
-                r, t = _rss_threads(pid)
-            except (OSError, KeyError):
-                continue
-            flink_rss += r
-            flink_threads += t
-    return Sample(time.monotonic() - started, rss, fds, threads, flink_rss, flink_threads)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    for worker in (p for p in tree.get(daemon, []) if "flink_jobs.worker" in _cmdline(p)):
+        for pid in (worker, *tree.get(worker, [])):
+            flink_rss += rss(pid)
+            flink_threads += threads(pid)
+    return Sample(
+        time.monotonic() - started, rss(daemon), fds, threads(daemon), flink_rss, flink_threads
+    )
 
 
 def write_config(folder: Path, *, targets: int, interval: int, demo_url: str, port: int) -> Path:
@@ -153,7 +117,7 @@ def main() -> int:
 
     folder = Path(tempfile.mkdtemp(prefix="harvester-soak-"))
     demo = serve_demo(port=0)
-    http_port = _free_port()
+    http_port = free_port()
     config = write_config(
         folder, targets=args.targets, interval=args.interval, demo_url=demo.url, port=http_port
     )
