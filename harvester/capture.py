@@ -85,8 +85,10 @@ class Capture:
     async def store(self, schema: StoreSchema, read: StoreReadLike) -> RunStore:
         """Stream one store's read into the spool; its counts (the run's row for the store)."""
         started = time.monotonic()
-        ident = (self.target, self.origin, schema.db, schema.name)
-        self.spool.begin_store(db=schema.db, db_version=schema.db_version, store=schema.name)
+        # Names, like keys, must be valid UTF-8 for SQLite and the spool: a page may use any.
+        db, name = escape_surrogates(schema.db), escape_surrogates(schema.name)
+        ident = (self.target, self.origin, db, name)
+        self.spool.begin_store(db=db, db_version=schema.db_version, store=name)
         write, full = self.spool.write, self.full
         rows_before = self.spool.rows
         inserted = updated = unchanged = deleted = matched = 0
@@ -120,9 +122,9 @@ class Capture:
         if read.complete:
             deleted = self._deletions(ident, seen, matched)
         return RunStore(
-            db=schema.db,
+            db=db,
             db_version=schema.db_version,
-            store=schema.name,
+            store=name,
             key_path=list(schema.key_path)
             if isinstance(schema.key_path, tuple)
             else schema.key_path,

@@ -73,4 +73,3 @@ class FlinkJobError(FlinkError):
     def __init__(self, message: str, *, root_cause: str | None = None) -> None:
         self.root_cause = root_cause or message
         super().__init__(message)
-

@@ -65,6 +65,7 @@ class Harvest:
     rows: list[dict[str, object]]
     error: BaseException | None
     processes: set[int]
+    spool: SpoolFile | None
 
 
 def page_settings(
@@ -103,4 +104,4 @@ def harvest(
         run = state.get_run(run_id)
     assert run is not None
     rows = list(read_rows(spool.path)) if spool is not None else []
-    return Harvest(run, rows, error, processes)
+    return Harvest(run, rows, error, processes, spool)
