@@ -336,7 +336,9 @@ class _Worker:
         flink = settings.flink
         self.log_dir = state_dir / "flink-logs"
         tmp_root = state_dir / "flink-tmp"
-        self.log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # The state folder too: `parents=True` would make it with the umask's mode.
+        for folder in (state_dir, self.log_dir):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.jobs = 0
         self.dead = False
         self.jvm_pid: int | None = None
