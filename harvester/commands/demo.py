@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import sys
 import threading
 from pathlib import Path
 
@@ -61,18 +64,30 @@ def _demo_settings(config: str | None, url: str) -> Settings:
     return settings
 
 
+def _program() -> str:
+    """How to call this harvester again: `harvester` if that is the one on PATH."""
+    here = Path(sys.argv[0]).resolve()
+    found = shutil.which("harvester")
+    if found and Path(found).resolve() == here:
+        return "harvester"
+    if here.name == "harvester":
+        return os.path.relpath(here) if here.is_relative_to(Path.cwd()) else str(here)
+    return f"{os.path.relpath(sys.executable)} -m harvester"
+
+
 def _print_next_steps(settings: Settings, config: str) -> None:
     data = settings.state.data_dir
+    program = _program()
     print(
         f"\noutputs:\n"
         f"  changes (JSON lines, by target and date): {data / 'changes'}\n"
         f"  counts per run and store:                 {data / 'run_stats'}\n"
         f"  state DB (runs, snapshot, history):       {state_db_path(settings.state.dir)}\n"
         f"inspect them:\n"
-        f"  harvester runs --config {config}\n"
-        f"  harvester stores --config {config}\n"
-        f"  harvester diff --target {DEMO_TARGET} --last 2 --config {config}\n"
-        f"  harvester report --out report.html --config {config}\n"
+        f"  {program} runs --config {config}\n"
+        f"  {program} stores --config {config}\n"
+        f"  {program} diff --target {DEMO_TARGET} --last 2 --config {config}\n"
+        f"  {program} report --out report.html --config {config}\n"
         f"run `make demo` again to see what the app changed since this harvest.",
         flush=True,
     )
