@@ -1,9 +1,10 @@
-"""Shared fixtures: a static HTTP server on 127.0.0.1 and a real Chromium."""
+"""Shared fixtures: a static HTTP server on 127.0.0.1, a real Chromium, a free port."""
 
 from __future__ import annotations
 
 import functools
 import http.server
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,3 +60,10 @@ def chromium_path() -> Path:
     from harvester.browser import find_chromium
 
     return find_chromium(None)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

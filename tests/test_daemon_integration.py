@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,17 +27,12 @@ import pytest
 
 from harvester.demo import DemoServer, serve_demo
 from harvester.state import StateDB
+from tests.conftest import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 MIN_SECONDS = 20
 MAX_SECONDS = 150
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _target(name: str, url: str, schedule: str, profile: str | None) -> str:
@@ -168,8 +162,8 @@ def demo() -> Iterator[DemoServer]:
 def test_daemon_harvests_on_schedule_through_failures_reload_and_sigterm(
     tmp_path: Path, demo: DemoServer
 ) -> None:
-    http_port = _free_port()
-    refused = f"http://127.0.0.1:{_free_port()}/"
+    http_port = free_port()
+    refused = f"http://127.0.0.1:{free_port()}/"
     targets = [
         _target("one", demo.url, "2s", "profile-one"),
         _target("two", demo.url, "2s", "profile-two"),
@@ -252,7 +246,7 @@ def test_daemon_harvests_on_schedule_through_failures_reload_and_sigterm(
 def test_a_second_sigint_exits_at_once_and_the_next_start_recovers(
     tmp_path: Path, demo: DemoServer
 ) -> None:
-    http_port = _free_port()
+    http_port = free_port()
     config = tmp_path / "harvester.toml"
     config.write_text(_config(http_port, [_target("one", demo.url, "1h", "profile-one")]))
     daemon = Daemon(config, http_port)
@@ -288,7 +282,7 @@ def test_a_second_sigint_exits_at_once_and_the_next_start_recovers(
 
 @pytest.mark.flink
 def test_daemon_sends_through_flink(tmp_path: Path, demo: DemoServer) -> None:
-    http_port = _free_port()
+    http_port = free_port()
     targets = [
         _target("one", demo.url, "2s", "profile-one"),
         _target("two", demo.url, "2s", "profile-two"),

@@ -4,7 +4,6 @@ job that its REST API lists, and stops when the runner closes."""
 from __future__ import annotations
 
 import json
-import socket
 import urllib.request
 from pathlib import Path
 
@@ -13,19 +12,13 @@ import pytest
 from flink_jobs.cluster import LocalCluster
 from flink_jobs.forwarder import FlinkForwarder
 from flink_jobs.runner import FlinkRunner
+from tests.conftest import free_port
 from tests.test_flink_pipeline import change, flink_settings, read_rows, runs, write_spool
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("localhost", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.mark.slow
 def test_local_cluster_runs_a_job_and_stops_with_the_runner(tmp_path: Path) -> None:
-    address = f"localhost:{_free_port()}"
+    address = f"localhost:{free_port()}"
     config = flink_settings(tmp_path, mode="local-cluster", address=address)
     spool = write_spool(tmp_path / "spool", "run-cluster", "shop", [change(1, "+I", "x")])
     runner = FlinkRunner(config)

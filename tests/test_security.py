@@ -12,7 +12,6 @@ import http.client
 import json
 import logging
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from harvester.http import HttpServer
 from harvester.settings import Settings, load_settings, secret_values
 from harvester.spool import JsonLinesSink, spool_path
 from harvester.state import StateDB, new_run_id
-from tests.conftest import StaticServer
+from tests.conftest import StaticServer, free_port
 
 IMG = "<img src=x onerror=window.pwned=1>"
 SCRIPT = "</script><script>window.pwned=2</script>"
@@ -74,12 +73,6 @@ def _write_config(folder: Path, text: str) -> Path:
     path = folder / "harvester.toml"
     path.write_text(text)
     return path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _hostile_settings(tmp_path: Path, server: StaticServer) -> Settings:
@@ -308,7 +301,7 @@ def secret_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecretRun]:
     www.mkdir()
     server = StaticServer(www)
     login, app = server.add("login.html", LOGIN), server.add("app.html", APP)
-    refused = f"http://127.0.0.1:{_free_port()}/login?token=${{secret:HARVEST_TOKEN}}"
+    refused = f"http://127.0.0.1:{free_port()}/login?token=${{secret:HARVEST_TOKEN}}"
     _write_config(
         folder,
         f"""
