@@ -160,7 +160,10 @@ async def _goto(
             f"{what}: {url} did not reach '{wait_until}' within {timeout_ms / 1000:g}s"
         ) from exc
     except PlaywrightError as exc:
-        raise PageError(f"{what}: {_first_line(exc)}") from exc
+        message = f"{what}: {_first_line(exc)}"
+        if "ERR_INVALID_AUTH_CREDENTIALS" in message:
+            message += " (the site asks for HTTP authentication: see auth.http_credentials)"
+        raise PageError(message) from exc
     if response is not None and response.status >= 400:
         raise PageError(f"{what}: {url} answered HTTP {response.status} {response.status_text}")
 
@@ -275,11 +278,28 @@ async def _close_popup(page: Page) -> None:
         await page.close()
 
 
+def _context_options(target: TargetSettings) -> dict[str, Any]:
+    """Playwright's context options for the target's HTTP authentication and headers."""
+    auth = target.auth
+    options: dict[str, Any] = {}
+    if auth.http_credentials is not None:
+        options["http_credentials"] = {
+            "username": auth.http_credentials.username,
+            "password": auth.http_credentials.password.get_secret_value(),
+        }
+    if auth.extra_http_headers:
+        options["extra_http_headers"] = {
+            name: value.get_secret_value() for name, value in auth.extra_http_headers.items()
+        }
+    return options
+
+
 async def _open_context(
     playwright: Playwright, target: TargetSettings, settings: BrowserSettings
 ) -> tuple[BrowserContext, Browser | None]:
     """The context the target runs in, and the browser to close after it (None: the context's)."""
     auth = target.auth
+    context_options = _context_options(target)
     # Settings reject profile_dir together with connect_url or storage_state.
     if settings.connect_url:
         try:
@@ -303,14 +323,14 @@ async def _open_context(
                 # The profile holds the user's session: keep it private.
                 auth.profile_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
                 context = await playwright.chromium.launch_persistent_context(
-                    auth.profile_dir, **options
+                    auth.profile_dir, **options, **context_options
                 )
                 return context, None
             browser = await playwright.chromium.launch(**options)
         except PlaywrightError as exc:
             raise BrowserError(f"cannot launch Chromium {executable}: {_first_line(exc)}") from exc
     try:
-        context = await browser.new_context(storage_state=auth.storage_state)
+        context = await browser.new_context(storage_state=auth.storage_state, **context_options)
     except BaseException as exc:
         await _bounded(browser.close(), "browser")
         if isinstance(exc, PlaywrightError):

@@ -454,6 +454,17 @@ class AuthStep(_Model):
         return value
 
 
+class HttpCredentials(_Model):
+    """A user name and password for a site behind HTTP authentication."""
+
+    username: str = Field(min_length=1, description="User name.")
+    password: SecretStr = Field(description="Password; never printed.")
+
+    @field_serializer("password", when_used="json")
+    def _mask(self, _value: SecretStr) -> str:
+        return MASK
+
+
 class AuthSettings(_Model):
     """How the target is logged in."""
 
@@ -465,6 +476,18 @@ class AuthSettings(_Model):
         description="A persistent Chromium profile, kept between harvests like a user's browser.",
     )
     steps: list[AuthStep] = Field([], description="Login steps, run in order.")
+    http_credentials: HttpCredentials | None = Field(
+        None, description="For a site behind HTTP (basic or digest) authentication."
+    )
+    extra_http_headers: dict[str, SecretStr] = Field(
+        {},
+        description="Headers sent with every request of the target, e.g. `Authorization`; "
+        "values never printed.",
+    )
+
+    @field_serializer("extra_http_headers", when_used="json")
+    def _mask_headers(self, value: dict[str, SecretStr]) -> dict[str, str]:
+        return dict.fromkeys(value, MASK)
 
     @field_validator("profile_dir")
     @classmethod

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import http.server
 import os
 import signal
 import socket
+import threading
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -189,6 +193,53 @@ def test_readiness_timeout_names_the_condition(
     target = _target(url, ready={"function": "window.never"}, limits={"page_timeout": "500ms"})
     with pytest.raises(PageError, match=r"ready.function 'window.never' did not hold within 0.5s"):
         _open(target, chromium)
+
+
+class _Guarded(http.server.BaseHTTPRequestHandler):
+    """Answers only requests with basic auth qa:s3cret and `X-Token: t0ken`."""
+
+    def do_GET(self) -> None:
+        if self.headers.get("Authorization") != "Basic " + base64.b64encode(b"qa:s3cret").decode():
+            self.send_response(401)  # Chromium, asked no credentials, gives up on the page
+            self.send_header("WWW-Authenticate", 'Basic realm="staging"')
+            self.end_headers()
+            return
+        body = b"<script>window.state = 'in';</script>"
+        self.send_response(200 if self.headers.get("X-Token") == "t0ken" else 403)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def guarded() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Guarded)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("profile", [False, True], ids=["context", "persistent-profile"])
+def test_http_credentials_and_extra_headers_open_a_guarded_site(
+    guarded: str, chromium: BrowserSettings, tmp_path: Path, profile: bool
+) -> None:
+    credentials = {"username": "qa", "password": "s3cret"}
+    headers = {"X-Token": "t0ken"}
+    both: dict[str, Any] = {"http_credentials": credentials, "extra_http_headers": headers}
+    if profile:
+        both["profile_dir"] = tmp_path / "profile"
+    ready = {"function": "window.state === 'in'"}
+    assert _open(_target(guarded, auth=both, ready=ready), chromium)["state"] == "in"
+    with pytest.raises(PageError, match=r"ERR_INVALID_AUTH_CREDENTIALS .*auth\.http_credentials"):
+        _open(_target(guarded, ready=ready), chromium)
+    with pytest.raises(PageError, match="403"):
+        _open(_target(guarded, auth={"http_credentials": credentials}, ready=ready), chromium)
 
 
 @pytest.mark.browser

@@ -517,3 +517,31 @@ def test_settings_built_in_code_use_defaults() -> None:
     assert settings.config_path is None
     assert settings.state.dir == Path.cwd() / "state"
     assert settings.masked_dump()["targets"] == []
+
+
+def test_http_credentials_and_headers_are_secrets_in_every_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BASIC_PW", "b4sic")
+    config = write(
+        tmp_path,
+        """
+[[targets]]
+name = "staging"
+url = "https://staging.example.com/"
+schedule = "1h"
+[targets.auth]
+http_credentials = {username = "qa", password = "${secret:BASIC_PW}"}
+extra_http_headers = {Authorization = "Bearer literal-token", X-Env = "staging"}
+""",
+    )
+    settings = load_settings(config)
+    auth = settings.targets[0].auth
+    assert auth.http_credentials is not None
+    assert auth.http_credentials.password.get_secret_value() == "b4sic"
+    assert auth.extra_http_headers["Authorization"].get_secret_value() == "Bearer literal-token"
+    dump = settings.masked_dump()["targets"][0]["auth"]
+    assert dump["http_credentials"] == {"username": "qa", "password": "${secret:BASIC_PW}"}
+    assert dump["extra_http_headers"] == {"Authorization": "****", "X-Env": "****"}
+    text = to_toml(settings.masked_dump()) + repr(settings)
+    assert "b4sic" not in text and "literal-token" not in text
