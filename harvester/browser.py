@@ -279,9 +279,9 @@ async def _close_popup(page: Page) -> None:
 
 
 def _context_options(target: TargetSettings) -> dict[str, Any]:
-    """Playwright's context options for the target's HTTP authentication and headers."""
+    """Playwright's context options for the target's TLS, HTTP authentication and headers."""
     auth = target.auth
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"ignore_https_errors": target.ignore_https_errors}
     if auth.http_credentials is not None:
         options["http_credentials"] = {
             "username": auth.http_credentials.username,

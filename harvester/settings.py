@@ -533,6 +533,11 @@ class TargetSettings(_Model):
 
     name: TargetName = Field(description="Unique name; used in file names and the changelog.")
     url: HttpUrl = Field(description="The page to open.")
+    ignore_https_errors: bool = Field(
+        False,
+        description="Open the target even if its TLS certificate is not trusted (a staging site "
+        "with a self-signed certificate).",
+    )
     schedule: Schedule = Field(
         description="A 5-field cron string (`*/15 * * * *`, Sunday = 0) or an interval (`15m`)."
     )

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import http.server
 import os
 import signal
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +24,8 @@ from harvester.browser import find_chromium, launch_args, open_target
 from harvester.errors import BrowserNotFoundError, PageError
 from harvester.settings import BrowserSettings, TargetSettings
 from tests.conftest import StaticServer
+
+PAGES = Path(__file__).resolve().parent / "pages"
 
 
 def _fake_executable(path: Path) -> Path:
@@ -240,6 +244,32 @@ def test_http_credentials_and_extra_headers_open_a_guarded_site(
         _open(_target(guarded, ready=ready), chromium)
     with pytest.raises(PageError, match="403"):
         _open(_target(guarded, auth={"http_credentials": credentials}, ready=ready), chromium)
+
+
+@pytest.fixture
+def self_signed(static_server: StaticServer) -> Iterator[str]:
+    """The static server's folder over HTTPS, with a self-signed certificate for 127.0.0.1."""
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(PAGES / "selfsigned.crt", PAGES / "selfsigned.key")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=static_server.root)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.browser
+def test_ignore_https_errors_opens_a_self_signed_site(
+    static_server: StaticServer, self_signed: str, chromium: BrowserSettings
+) -> None:
+    static_server.add("index.html", "<script>window.state = 'in';</script>")
+    ready = {"function": "window.state === 'in'"}
+    with pytest.raises(PageError, match="ERR_CERT_AUTHORITY_INVALID"):
+        _open(_target(self_signed, ready=ready), chromium)
+    target = _target(self_signed, ready=ready, ignore_https_errors=True)
+    assert _open(target, chromium)["state"] == "in"
 
 
 @pytest.mark.browser
