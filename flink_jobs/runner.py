@@ -186,6 +186,8 @@ class FlinkRunner:
         self.dashboard_url: str | None = None
         self._lock = threading.Lock()
         self._worker: _Worker | None = None
+        # A worker past its quota, still taking jobs while its replacement (`_worker`) starts.
+        self._outgoing: _Worker | None = None
         self._retiring: list[threading.Thread] = []
         self._cluster: Any = None
         self._target = "embedded"
@@ -245,11 +247,14 @@ class FlinkRunner:
         spec = job_spec(self.settings, slices, rows)
         with self._lock:
             self._start()
-            worker = self._live_worker()
+            worker = self._job_worker()
             try:
                 result: JobResult = worker.request(("run", spec), self.job_timeout)
             finally:
-                if worker.dead:
+                if worker is self._outgoing:
+                    if worker.dead:
+                        self._outgoing = None
+                elif worker.dead:
                     self._worker = None
                 else:
                     self._recycle_if_due(worker)
@@ -282,11 +287,29 @@ class FlinkRunner:
             self._worker = _Worker(self.settings, target=self._target, warm_up=False)
         return self._worker
 
+    def _job_worker(self) -> _Worker:
+        """The worker for the next job: the outgoing one until its replacement has started,
+        so that no job waits for a JVM to start (about 8 s, a minute on a loaded machine)."""
+        outgoing = self._outgoing
+        if outgoing is not None:
+            replacement = self._worker
+            if (
+                outgoing.alive()
+                and outgoing.jobs < 2 * self.settings.flink.jobs_per_worker
+                and replacement is not None
+                and replacement.alive()
+                and not replacement.started()
+            ):
+                return outgoing
+            self._outgoing = None
+            self._retire(outgoing)
+        return self._live_worker()
+
     def _recycle_if_due(self, worker: _Worker) -> None:
         """Replace the worker after its quota of jobs or when its JVM grew too big.
 
-        The old worker stops in the background and the new one warms up before the next job
-        arrives, so the user never waits for either.
+        The replacement starts and warms up in the background while the old worker takes the
+        jobs that come meanwhile; then the old one stops in the background.
         """
         stats = worker.stats()
         if worker.jobs < self.settings.flink.jobs_per_worker and stats.jvm_rss < self.max_jvm_rss:
@@ -294,17 +317,21 @@ class FlinkRunner:
         logger.debug(
             "replacing the Flink worker after %d jobs (JVM %d MB)", worker.jobs, stats.jvm_rss >> 20
         )
+        self._outgoing = worker
+        self._worker = _Worker(self.settings, target=self._target, warm_up=True)
+
+    def _retire(self, worker: _Worker) -> None:
         retiring = threading.Thread(target=worker.close, name="flink-worker-retire", daemon=True)
         retiring.start()
         self._retiring.append(retiring)
-        self._worker = _Worker(self.settings, target=self._target, warm_up=True)
 
     def close(self) -> None:
         """Stop the worker and, in local-cluster mode, the cluster."""
         with self._lock:
-            if self._worker is not None:
-                self._worker.close()
-                self._worker = None
+            for worker in (self._outgoing, self._worker):
+                if worker is not None:
+                    worker.close()
+            self._outgoing = self._worker = None
             for thread in self._retiring:
                 thread.join()
             self._retiring.clear()
@@ -406,6 +433,13 @@ class _Worker:
             raise FlinkError(f"the Flink worker could not start: {reply[1]}")
         self.jvm_pid = reply[1]
         self._ready = True
+
+    def started(self) -> bool:
+        """True once the worker has said it is ready (after its warm-up); never blocks."""
+        if not self._ready and not self.dead and self._conn.poll(0):
+            with contextlib.suppress(FlinkError):  # a failed start leaves it dead
+                self._wait_ready()
+        return self._ready
 
     def request(self, message: tuple[Any, ...], timeout: float) -> Any:
         """Send one request and return the worker's answer, raising its failure."""

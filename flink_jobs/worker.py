@@ -1,10 +1,10 @@
 """`python -m flink_jobs.worker`: the child process that owns the PyFlink gateway and runs jobs.
 
 Started by `flink_jobs.runner`, it talks over an inherited pipe (`--conn-fd`): it sends
-`("ready", jvm_pid)` once its JVM is up (or `("fatal", message)`), then answers each request —
-`("run", JobSpec)` → `("ok", JobResult)`, `("check", JobSpec)` → `("ok", problems)`, or
-`("failed", message, root_cause)` — until the pipe closes, then stops its MiniCluster and exits;
-its JVM exits with it (the JVM's stdin is a pipe from this process).
+`("ready", jvm_pid)` once its JVM is up and warm (or `("fatal", message)`), then answers each
+request — `("run", JobSpec)` → `("ok", JobResult)`, `("check", JobSpec)` → `("ok", problems)`,
+or `("failed", message, root_cause)` — until the pipe closes, then stops its MiniCluster and
+exits; its JVM exits with it (the JVM's stdin is a pipe from this process).
 """
 
 from __future__ import annotations
@@ -295,12 +295,13 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         conn.send(("fatal", f"{type(exc).__name__}: {exc}"))
         return 1
-    conn.send(("ready", session.jvm_pid))
     if args.warm_up != "none":
         runtime, _, source = args.warm_up.partition("/")
         started = time.monotonic()
         reply = session.handle(("warm-up", session.warm_up_spec(runtime, source)))
         logger.info("warm-up: %s in %.1f s", reply[0], time.monotonic() - started)
+    # After the warm-up: a worker that says it is ready takes a job at once.
+    conn.send(("ready", session.jvm_pid))
     while True:
         try:
             message = conn.recv()

@@ -106,3 +106,25 @@ def test_workers_are_replaced_after_their_jobs_and_when_their_jvm_dies(
     assert runner._worker is not worker
     changes = runs(read_rows(config.state.data_dir / "changes"), "run-a", "run-b")
     assert sorted(row["run_id"] for row in changes) == ["run-a", "run-b"]
+
+
+def test_jobs_go_to_the_outgoing_worker_until_its_replacement_is_warm(
+    forwarder: FlinkForwarder, config: Settings, tmp_path: Path
+) -> None:
+    runner = forwarder.runner
+    assert runner._worker is not None
+    runner._worker._wait_ready()
+    forwarder.send([write_spool(tmp_path, "run-c", "c", [change(1, "+I", 1)])])
+    outgoing, replacement = runner._outgoing, runner._worker
+    assert outgoing is not None and replacement is not None and outgoing.jobs == 1
+
+    # The replacement's JVM has only just been asked to start: this job goes to the outgoing one.
+    forwarder.send([write_spool(tmp_path, "run-d", "d", [change(2, "+I", 2)])])
+    assert outgoing.jobs == 2 and replacement.jobs == 0
+
+    replacement._wait_ready()
+    forwarder.send([write_spool(tmp_path, "run-e", "e", [change(3, "+I", 3)])])
+    assert replacement.jobs == 1
+    assert _wait_for_exit(outgoing._process.pid), "the outgoing worker was not stopped"
+    changes = runs(read_rows(config.state.data_dir / "changes"), "run-c", "run-d", "run-e")
+    assert sorted(row["run_id"] for row in changes) == ["run-c", "run-d", "run-e"]
