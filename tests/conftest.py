@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -67,3 +68,11 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The developer's own HARVESTER_* variables must not change the config a test loads."""
+    for name in list(os.environ):
+        if name.startswith("HARVESTER_"):
+            monkeypatch.delenv(name)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -27,11 +26,8 @@ def _counts(section: str) -> dict[tuple[str, str], object]:
 
 
 def test_demo_twice_shows_a_snapshot_then_the_apps_changes(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], clean_env: None
 ) -> None:
-    for name in list(os.environ):
-        if name.startswith("HARVESTER_"):
-            monkeypatch.delenv(name)
     config = tmp_path / "demo.toml"
     shipped = (REPO / "config" / "demo.toml").read_text("utf-8")
     config.write_text(shipped.replace("../demo-state/", "demo-state/"), "utf-8")

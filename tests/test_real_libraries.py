@@ -4,7 +4,6 @@ their changes between two harvests of one profile come out as the right changelo
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -92,11 +91,8 @@ def test_a_dump_reads_what_the_libraries_wrote_exactly(
 
 
 def test_two_harvests_give_the_changes_the_libraries_made(
-    libraries: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    libraries: str, tmp_path: Path, clean_env: None
 ) -> None:
-    for name in list(os.environ):
-        if name.startswith("HARVESTER_"):
-            monkeypatch.delenv(name)
     config = tmp_path / "harvester.toml"
     config.write_text(
         f"""

@@ -30,14 +30,7 @@ schedule = "*/15 * * * *"
 """
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The developer's own HARVESTER_* variables must not leak into these tests.
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("HARVESTER_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def write(folder: Path, text: str, name: str = "harvester.toml") -> Path:
