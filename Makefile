@@ -11,6 +11,7 @@ setup:
 demo: setup
 	$(BIN)/harvester demo --config config/demo.toml
 
+# .ci/run and the README name this command: keep them in step.
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
