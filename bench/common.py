@@ -40,8 +40,9 @@ def free_port() -> int:
         return port
 
 
-def status_kb(pid: int, field: str, name: str = "status") -> int:
-    """A `kB` field of /proc/<pid>/<name> (e.g. `VmRSS:`); 0 if the process is gone."""
+def status_field(pid: int, field: str, name: str = "status") -> int:
+    """The number of a field of /proc/<pid>/<name> (`VmRSS:` in kB, `Threads:`); 0 if the
+    process is gone."""
     try:
         for line in Path(f"/proc/{pid}/{name}").read_text(encoding="ascii").splitlines():
             if line.startswith(field):
@@ -53,17 +54,11 @@ def status_kb(pid: int, field: str, name: str = "status") -> int:
 
 def rss(pid: int | None) -> int:
     """Resident size in bytes; 0 for no process."""
-    return status_kb(pid, "VmRSS:") * 1024 if pid else 0
+    return status_field(pid, "VmRSS:") * 1024 if pid else 0
 
 
 def threads(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+    return status_field(pid, "Threads:")
 
 
 def children() -> dict[int, list[int]]:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import PeakSampler, children, own_rss, serve, status_kb
+from common import PeakSampler, children, own_rss, serve, status_field
 from playwright.async_api import BrowserContext, Page, async_playwright
 
 from harvester import codec
@@ -110,7 +110,7 @@ def _browser_pss_kb() -> int:
         except OSError:
             continue
         if "chrom" in name:
-            total += status_kb(pid, "Pss:", "smaps_rollup")
+            total += status_field(pid, "Pss:", "smaps_rollup")
     return total
 
 

@@ -154,14 +154,13 @@ def validate_statements(settings: Settings) -> None:
         return
     worker = _Worker(settings, target="none", warm_up=False, name="check")
     try:
-        _raise_problems(
-            settings, worker.request(("check", job_spec(settings, (), 0)), START_TIMEOUT)
-        )
+        _check_statements(worker, settings)
     finally:
         worker.close()
 
 
-def _raise_problems(settings: Settings, problems: list[str]) -> None:
+def _check_statements(worker: _Worker, settings: Settings) -> None:
+    problems = worker.request(("check", job_spec(settings, (), 0)), START_TIMEOUT)
     if problems:
         source = settings.config_path or "config"
         raise ConfigError([f"{source}: {problem}" for problem in problems])
@@ -268,11 +267,10 @@ class FlinkRunner:
             self._start()
             worker = self._live_worker()
             try:
-                problems = worker.request(("check", job_spec(self.settings, (), 0)), START_TIMEOUT)
+                _check_statements(worker, self.settings)
             finally:
                 if worker.dead:
                     self._worker = None
-        _raise_problems(self.settings, problems)
 
     def worker_stats(self) -> WorkerStats | None:
         """The current worker's memory, threads and temp files (None without a worker).

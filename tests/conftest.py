@@ -6,6 +6,7 @@ import functools
 import http.server
 import os
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,19 +20,29 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 class StaticServer:
-    """Serves a folder on 127.0.0.1; `url(path)` gives an absolute URL."""
+    """Serves a folder on 127.0.0.1 (or answers with `handler`), over TLS when given `tls`;
+    `url(path)` gives an absolute URL."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        handler: type[http.server.BaseHTTPRequestHandler] | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.root = root
-        handler = functools.partial(_QuietHandler, directory=str(root))
-        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        serving = handler or functools.partial(_QuietHandler, directory=str(root))
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), serving)
+        if tls is not None:
+            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
+        self.scheme = "http" if tls is None else "https"
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
 
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def url(self, path: str = "/") -> str:
         return self.origin + "/" + path.lstrip("/")

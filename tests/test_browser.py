@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import http.server
 import os
 import signal
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -220,12 +218,10 @@ class _Guarded(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def guarded() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Guarded)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
+def guarded(tmp_path: Path) -> Iterator[str]:
+    server = StaticServer(tmp_path, handler=_Guarded)
+    yield server.url()
+    server.close()
 
 
 @pytest.mark.browser
@@ -251,13 +247,9 @@ def self_signed(static_server: StaticServer) -> Iterator[str]:
     """The static server's folder over HTTPS, with a self-signed certificate for 127.0.0.1."""
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(PAGES / "selfsigned.crt", PAGES / "selfsigned.key")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=static_server.root)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.socket = tls.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"https://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
+    server = StaticServer(static_server.root, tls=tls)
+    yield server.url()
+    server.close()
 
 
 @pytest.mark.browser

@@ -148,10 +148,10 @@ def test_flink_statements_that_do_not_parse_or_plan_are_config_errors(
     # A harvest stops before it reads anything, and so does the daemon.
     assert main(["harvest", "--config", str(config), "a"]) == 2
     assert "flink.statements[1]" in capsys.readouterr().err
-    db = tmp_path / "state" / "state.db"
-    if db.exists():
-        with sqlite3.connect(db) as connection:
-            assert not connection.execute("SELECT id FROM runs").fetchall()
+    assert main(["run", "--config", str(config)]) == 2
+    assert "flink.statements[1]" in capsys.readouterr().err
+    with sqlite3.connect(tmp_path / "state" / "state.db") as connection:
+        assert not connection.execute("SELECT id FROM runs").fetchall()
 
     # --no-flink checks the rest without starting a JVM.
     assert main(["check-config", "--config", str(config), "--no-flink"]) == 0
