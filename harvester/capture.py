@@ -14,8 +14,10 @@ import time
 from collections.abc import AsyncIterable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from harvester.spool import SpoolWriter, escape_surrogates, iso_utc
+from harvester.spool import SpoolWriter
 from harvester.state import LOOKUP_CHUNK, RunStore, StateDB
+from harvester.surrogates import escape_surrogates
+from harvester.timefmt import iso_utc
 
 if TYPE_CHECKING:
     from harvester.reader import Problem, Record, StoreSchema

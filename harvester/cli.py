@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from harvester import __version__
 from harvester.commands import COMMANDS
 from harvester.errors import ConfigError, HarvesterError
-from harvester.logs import redact
+from harvester.redaction import redact
 
 
 def build_parser() -> argparse.ArgumentParser:

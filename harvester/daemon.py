@@ -30,8 +30,8 @@ from harvester.errors import ConfigError
 from harvester.harvest import ChangeSink, describe
 from harvester.http import HttpServer, Request, Response
 from harvester.inspect.report import render_report
-from harvester.logs import RedactSecrets, remember_secrets
 from harvester.metrics import CONTENT_TYPE_LATEST, DaemonMetrics
+from harvester.redaction import Redactor, remember_secrets
 from harvester.state import state_db_path
 
 if TYPE_CHECKING:
@@ -252,7 +252,7 @@ class Daemon:
         self.settings = settings
         # /healthz shows run errors, which may quote a URL or page text holding a secret.
         self._secrets = secrets
-        self._redact = RedactSecrets(secrets(settings)).redact
+        self._redact = Redactor(secrets(settings)).redact
         self.backend = backend
         self.metrics = metrics or DaemonMetrics()
         self.metrics.count_pending_spools(backend.pending_spools)
@@ -669,7 +669,7 @@ class Daemon:
         """
         html = render_report(state_db_path(self.settings.state.dir))
         secrets = list(self._secrets(self.settings))
-        html = RedactSecrets([*secrets, *(escape(s, quote=True) for s in secrets)]).redact(html)
+        html = Redactor([*secrets, *(escape(s, quote=True) for s in secrets)]).redact(html)
         return Response(200, html.encode(), "text/html; charset=utf-8")
 
     # ---- reload -----------------------------------------------------------------------------
@@ -699,7 +699,7 @@ class Daemon:
                 self._browsers = asyncio.Semaphore(new.daemon.max_concurrent_harvests)
             self._schedule(new, starting=False)
             self.settings = new
-            self._redact = RedactSecrets(self._secrets(new)).redact
+            self._redact = Redactor(self._secrets(new)).redact
             # A new target's password must be masked in the log and in run errors as well.
             remember_secrets(self._secrets(new))
             log.info(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from harvester.settings import MASK, LogSettings
+from harvester.redaction import Redactor, reset_process_secrets
+from harvester.settings import LogSettings
+from harvester.timefmt import iso_utc
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and belongs in the output.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -21,39 +22,27 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 
 
 class RedactSecrets(logging.Filter):
-    """Replaces every secret value in a record with `****` before any handler formats it."""
+    """Masks every secret value of a `Redactor` in a record before any handler formats it."""
 
-    def __init__(self, secrets: Iterable[str]) -> None:
+    def __init__(self, redactor: Redactor) -> None:
         super().__init__()
-        self._values: set[str] = set()
-        self._pattern: re.Pattern[str] | None = None
-        self.add(secrets)
-
-    def add(self, secrets: Iterable[str]) -> None:
-        """Mask `secrets` too (a reloaded config may bring new ones; old ones stay masked)."""
-        self._values |= {s for s in secrets if s}
-        # Longest first, so that a secret containing another is masked whole.
-        values = sorted(self._values, key=len, reverse=True)
-        self._pattern = re.compile("|".join(map(re.escape, values))) if values else None
-
-    def redact(self, text: str) -> str:
-        """`text` with every secret value replaced by `****`."""
-        return self._pattern.sub(MASK, text) if self._pattern else text
+        self._redactor = redactor
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self._pattern is None:
+        if not self._redactor.active:
             return True
-        record.msg = self.redact(record.getMessage())
+        redact = self._redactor.redact
+        record.msg = redact(record.getMessage())
         record.args = None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = self.redact(record.exc_text)
+            record.exc_text = redact(record.exc_text)
         if record.stack_info:
-            record.stack_info = self.redact(record.stack_info)
+            record.stack_info = redact(record.stack_info)
         for key, value in vars(record).items():
             if key not in _STANDARD and isinstance(value, str):
-                setattr(record, key, self.redact(value))
+                setattr(record, key, redact(value))
         return True
 
 
@@ -62,7 +51,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": iso_utc(datetime.fromtimestamp(record.created, UTC)),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -81,24 +70,9 @@ class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the handler setup_logging installs, so that a second call replaces it."""
 
 
-# The secrets setup_logging was given: errors the CLI prints go to stderr outside the log.
-_redact_output = RedactSecrets(())
-
-
-def redact(text: str) -> str:
-    """`text` with the secrets known to this process's log masked (none before setup_logging)."""
-    return _redact_output.redact(text)
-
-
-def remember_secrets(secrets: Iterable[str]) -> None:
-    """Mask `secrets` in the log and in `redact` from now on, besides those known before."""
-    _redact_output.add(secrets)
-
-
 def setup_logging(log: LogSettings, secrets: Iterable[str] = ()) -> None:
     """Send the root log to stderr in `log.format` at `log.level`, masking `secrets`."""
-    global _redact_output
-    _redact_output = RedactSecrets(secrets)
+    redactor = reset_process_secrets(secrets)
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _Handler)]:
         root.removeHandler(old)
@@ -107,6 +81,6 @@ def setup_logging(log: LogSettings, secrets: Iterable[str] = ()) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(_redact_output)
+    handler.addFilter(RedactSecrets(redactor))
     root.addHandler(handler)
     root.setLevel(log.level.upper())

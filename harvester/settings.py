@@ -47,11 +47,11 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsError
 
 from harvester.errors import ConfigError, UsageError
+from harvester.redaction import MASK
 
 ENV_PREFIX = "HARVESTER_"
 CONFIG_ENV = "HARVESTER_CONFIG"
 DEFAULT_CONFIG = Path("harvester.toml")
-MASK = "****"
 
 Loc = tuple[str | int, ...]
 

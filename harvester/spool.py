@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
+
+from harvester.surrogates import escape_surrogates
 
 SPOOL_SUFFIX = ".jsonl"
 PART_SUFFIX = ".jsonl.part"
@@ -32,24 +32,6 @@ ROW_FIELDS: tuple[str, ...] = (
     "value_hash",
     "harvested_at",
 )
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def iso_utc(moment: datetime | None = None) -> str:
-    """ISO-8601 UTC with milliseconds and a `Z`, e.g. `2026-11-26T15:00:00.123Z`."""
-    moment = (moment or datetime.now(UTC)).astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def escape_surrogates(text: str) -> str:
-    """`text` with every lone UTF-16 surrogate written as a JSON `\\uXXXX` escape.
-
-    Typed JSON texts hold surrogates only inside JSON strings, where the escape means the same
-    code unit; UTF-8 (SQLite, orjson) cannot hold them raw.
-    """
-    if text.isascii():
-        return text
-    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _dumps(text: str | None) -> bytes:

@@ -24,8 +24,8 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from harvester.errors import StateError
-from harvester.logs import RedactSecrets, redact
-from harvester.spool import iso_utc
+from harvester.redaction import Redactor, redact
+from harvester.timefmt import iso_utc
 
 DB_NAME = "state.db"
 SPOOL_DIR = "spool"
@@ -362,7 +362,7 @@ class StateDB:
         self.readonly = readonly
         # Run errors quote URLs, page text and Flink messages, any of which may hold a secret
         # from the config (a login URL, a password a page echoes, a statement's credentials).
-        self._secrets = RedactSecrets(secrets)
+        self._secrets = Redactor(secrets)
         self._lock = threading.RLock()
         self._conn = _connect(path, readonly=readonly)
         self._local = threading.local()
@@ -379,7 +379,7 @@ class StateDB:
     ) -> StateDB:
         """Open (and create or migrate, unless `readonly`) the state DB of `state_dir`.
 
-        `secrets`, and those of the process's log (`logs.redact`), are masked in every run
+        `secrets`, and those of the process's log (`redaction.redact`), are masked in every run
         error written.
         """
         path = state_db_path(state_dir)

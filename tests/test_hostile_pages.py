@@ -18,8 +18,8 @@ from harvester.errors import ReaderError
 from harvester.harvest import commit
 from harvester.reader import OriginReader
 from harvester.settings import BrowserSettings
-from harvester.spool import escape_surrogates
 from harvester.state import StateDB
+from harvester.surrogates import escape_surrogates
 from tests.conftest import StaticServer
 from tests.hostile_pages import alive, harvest
 from tests.test_reader import PRELUDE, Read, read_all, read_page

@@ -411,7 +411,8 @@ def test_run_errors_are_masked_in_the_state_db(tmp_path: Path) -> None:
 def test_secrets_of_a_reloaded_config_are_masked_in_the_log_and_run_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from harvester.logs import remember_secrets, setup_logging
+    from harvester.logs import setup_logging
+    from harvester.redaction import remember_secrets
     from harvester.settings import LogSettings
 
     logger = logging.getLogger("harvester.test_security")

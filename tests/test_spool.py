@@ -16,10 +16,10 @@ from harvester.spool import (
     JsonLinesSink,
     SpoolFile,
     SpoolWriter,
-    escape_surrogates,
-    iso_utc,
     read_rows,
 )
+from harvester.surrogates import escape_surrogates
+from harvester.timefmt import iso_utc
 
 
 def _writer(tmp_path: Path, run_id: str = "t-1") -> SpoolWriter:

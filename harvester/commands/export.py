@@ -13,8 +13,8 @@ from harvester.errors import UsageError
 from harvester.inspect.options import open_state, state_options, write_atomically
 from harvester.inspect.queries import StateReader
 from harvester.inspect.schema import top_level_fields
-from harvester.spool import escape_surrogates
 from harvester.state import Store
+from harvester.surrogates import escape_surrogates
 
 BASE_FIELDS = ("target", "origin", "db", "store", "key")
 

@@ -13,7 +13,7 @@ import binascii
 import json
 from typing import Any
 
-from harvester.spool import escape_surrogates
+from harvester.surrogates import escape_surrogates
 
 HEX_PREVIEW = 16  # bytes shown before the hex preview is cut
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from harvester.errors import StateError, UsageError
 from harvester.inspect.diff import Change, StoreDiff, net_diff
-from harvester.spool import iso_utc
 from harvester.state import DB_NAME, RUN_STATUSES, Run, SnapshotRecord, StateDB, Store
+from harvester.timefmt import iso_utc
 
 LISTED = 20  # known names an error message lists before "…"
 LOOKUP_CHUNK = 500  # keys per `IN (…)` lookup, far below SQLite's variable limit

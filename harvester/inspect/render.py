@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from harvester.spool import escape_surrogates
+from harvester.surrogates import escape_surrogates
 
 FORMATS: tuple[str, ...] = ("table", "json", "csv")
 

@@ -23,8 +23,8 @@ from harvester.inspect.diff import RecordDiff, StoreDiff
 from harvester.inspect.pretty import pretty_text
 from harvester.inspect.queries import StateReader, run_dict
 from harvester.inspect.schema import infer
-from harvester.spool import escape_surrogates
 from harvester.state import Run, Store
+from harvester.surrogates import escape_surrogates
 
 MAX_RECORDS = 1000  # rows per store's record table
 MAX_DIFF_ROWS = 200  # rows per section of a store's latest diff
