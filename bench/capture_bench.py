@@ -40,6 +40,7 @@ from harvester import harvest
 from harvester.browser import find_chromium, launch_args
 from harvester.reader import OriginReader
 from harvester.settings import Settings, TargetSettings, load_settings
+from harvester.sinks import ChangeSink
 from harvester.spool import SpoolFile
 from harvester.state import StateDB
 
@@ -96,7 +97,7 @@ async function change(n) {
 </script>"""
 
 
-class CountingSink:
+class CountingSink(ChangeSink):
     """Takes spools and only counts their rows: the bench measures capture, not a sink."""
 
     def __init__(self) -> None:

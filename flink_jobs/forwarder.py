@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from flink_jobs.runner import FlinkRunner, SpoolSlice, source_of
+from harvester.sinks import ChangeSink
 
 if TYPE_CHECKING:
     from harvester.settings import Settings
@@ -77,18 +78,12 @@ def plan_jobs(
     return jobs
 
 
-class FlinkForwarder:
+class FlinkForwarder(ChangeSink):
     """`ChangeSink` into Flink; owns a `FlinkRunner` unless given one. Close it when done."""
 
     def __init__(self, settings: Settings, *, runner: FlinkRunner | None = None) -> None:
         self.settings = settings
         self.runner = runner or FlinkRunner(settings)
-
-    def __enter__(self) -> FlinkForwarder:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
 
     def start(self) -> None:
         """Start Flink now (cluster, warm worker) rather than at the first `send`."""

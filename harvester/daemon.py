@@ -27,11 +27,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from harvester import harvest
 from harvester.errors import ConfigError
-from harvester.harvest import ChangeSink, describe
+from harvester.harvest import describe
 from harvester.http import HttpServer, Request, Response
 from harvester.inspect.report import render_report
 from harvester.metrics import CONTENT_TYPE_LATEST, DaemonMetrics
 from harvester.redaction import Redactor, remember_secrets
+from harvester.sinks import ChangeSink
 from harvester.state import state_db_path
 
 if TYPE_CHECKING:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 from harvester.capture import Capture, StoreReadLike
 from harvester.errors import HarvesterError, StateError
 from harvester.settings import format_duration
+from harvester.sinks import ChangeSink
 from harvester.spool import SPOOL_SUFFIX, SpoolFile, SpoolWriter, read_rows, spool_path
 from harvester.state import Run, RunStore, StateDB
 
@@ -31,12 +32,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DIED_DURING_READ = "process died during the read"
-
-
-class ChangeSink(Protocol):
-    """Where changelog rows go: all or nothing per call; raises on failure."""
-
-    def send(self, spools: Sequence[SpoolFile]) -> None: ...
 
 
 class PageReader(Protocol):

@@ -15,7 +15,8 @@ import pytest
 from harvester.errors import StateError
 from harvester.harvest import harvest_target, read_target, send_pending
 from harvester.settings import Settings, load_settings
-from harvester.spool import JsonLinesSink, SpoolFile, read_rows
+from harvester.sinks import JsonLinesSink
+from harvester.spool import SpoolFile, read_rows
 from harvester.state import StateDB
 from tests.test_capture import ORIGIN, Data, FakeReader, fake_opener, in_loop
 

@@ -24,7 +24,7 @@ from harvester.errors import StateLockedError
 from harvester.harvest import DIED_DURING_READ, commit, read_target, recover, send
 from harvester.lock import StateLock
 from harvester.settings import load_settings
-from harvester.spool import JsonLinesSink
+from harvester.sinks import JsonLinesSink
 from harvester.state import RunStore, StateDB
 from tests.test_capture import FakeReader, fake_opener, in_loop
 from tests.test_harvest import PAGE, write_config

@@ -29,7 +29,8 @@ from harvester.errors import ConfigError
 from harvester.harvest import harvest_target
 from harvester.http import HttpServer
 from harvester.settings import Settings, load_settings, secret_values
-from harvester.spool import JsonLinesSink, spool_path
+from harvester.sinks import JsonLinesSink
+from harvester.spool import spool_path
 from harvester.state import StateDB, new_run_id
 from tests.conftest import StaticServer, free_port
 

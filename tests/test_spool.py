@@ -11,9 +11,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from harvester.sinks import JsonLinesSink
 from harvester.spool import (
     ROW_FIELDS,
-    JsonLinesSink,
     SpoolFile,
     SpoolWriter,
     read_rows,

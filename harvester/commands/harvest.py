@@ -13,11 +13,11 @@ from rich.table import Table
 
 from flink_jobs.forwarder import FlinkForwarder
 from harvester.errors import UsageError
-from harvester.harvest import ChangeSink, RunSummary, describe, harvest_target, recover
+from harvester.harvest import RunSummary, describe, harvest_target, recover
 from harvester.lock import StateLock
 from harvester.logs import setup_logging
 from harvester.settings import Settings, TargetSettings, load_settings, secret_values
-from harvester.spool import JsonLinesSink
+from harvester.sinks import ChangeSink, JsonLinesSink
 from harvester.state import StateDB
 
 DEFAULT_JSONL = "changes-jsonl"

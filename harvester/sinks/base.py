@@ -1,0 +1,39 @@
+"""The base class of every sink: where a harvest's changelog rows go."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Self
+
+if TYPE_CHECKING:
+    from harvester.spool import SpoolFile
+
+
+class ChangeSink(ABC):
+    """Takes the rows of finished runs, all or nothing per `send`; raises on failure.
+
+    `start` and `close` do nothing unless a sink holds resources (a process, a connection);
+    `with sink:` closes it.
+    """
+
+    description: str = "a sink"  # where the changes go, for the user
+
+    def start(self) -> None:  # noqa: B027 (a no-op unless a sink holds resources)
+        """Get ready now (start a worker, connect) rather than at the first `send`."""
+
+    def validate(self) -> None:  # noqa: B027 (most sinks have nothing to check)
+        """Check the sink's own configuration before anything is harvested; raise `ConfigError`."""
+
+    @abstractmethod
+    def send(self, spools: Sequence[SpoolFile]) -> None:
+        """Deliver every row of `spools`, in order, or raise and deliver nothing durable."""
+
+    def close(self) -> None:  # noqa: B027 (a no-op unless a sink holds resources)
+        """Release what the sink holds; safe to call more than once."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
