@@ -21,7 +21,7 @@ from harvester import browser
 from harvester.browser import find_chromium, launch_args, open_target
 from harvester.errors import BrowserNotFoundError, PageError
 from harvester.settings import BrowserSettings, TargetSettings
-from tests.conftest import StaticServer
+from tests.support.server import StaticServer
 
 PAGES = Path(__file__).resolve().parent / "pages"
 
@@ -128,11 +128,6 @@ def _target(url: str, **extra: Any) -> TargetSettings:
     return TargetSettings.model_validate(
         {"name": "t", "url": url, "schedule": "15m", "limits": {"page_timeout": "5s"}} | extra
     )
-
-
-@pytest.fixture
-def chromium(chromium_path: Path) -> BrowserSettings:
-    return BrowserSettings(executable_path=chromium_path)
 
 
 def _open(target: TargetSettings, settings: BrowserSettings) -> dict[str, Any]:

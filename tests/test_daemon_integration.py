@@ -27,7 +27,7 @@ import pytest
 
 from harvester.demo import DemoServer, serve_demo
 from harvester.state import StateDB
-from tests.conftest import free_port
+from tests.support.server import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -9,7 +9,7 @@ import pytest
 
 from harvester.cli import main
 from harvester.state import StateDB
-from tests.conftest import free_port
+from tests.support.server import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 EXPECTED = json.loads((REPO / "harvester" / "demo_site" / "expected.json").read_text("utf-8"))

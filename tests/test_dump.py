@@ -16,7 +16,7 @@ import pytest
 from harvester import codec
 from harvester.cli import main
 from harvester.demo import serve_demo
-from tests.conftest import StaticServer
+from tests.support.server import StaticServer
 
 pytestmark = pytest.mark.browser
 

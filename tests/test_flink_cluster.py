@@ -12,7 +12,7 @@ import pytest
 from flink_jobs.cluster import LocalCluster
 from flink_jobs.forwarder import FlinkForwarder
 from flink_jobs.runner import FlinkRunner
-from tests.conftest import free_port
+from tests.support.server import free_port
 from tests.test_flink_pipeline import change, flink_settings, read_rows, runs, write_spool
 
 

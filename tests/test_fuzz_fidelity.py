@@ -24,8 +24,8 @@ from playwright.async_api import Page
 from harvester.browser import TargetSession, open_target
 from harvester.reader import OriginReader
 from harvester.settings import BrowserSettings, TargetSettings
-from tests.conftest import StaticServer
 from tests.strategies import FuzzRecord, records
+from tests.support.server import StaticServer
 from tests.test_reader import Read, read_all
 
 pytestmark = pytest.mark.browser

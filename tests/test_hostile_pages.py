@@ -20,16 +20,11 @@ from harvester.reader import OriginReader
 from harvester.settings import BrowserSettings
 from harvester.state import StateDB
 from harvester.surrogates import escape_surrogates
-from tests.conftest import StaticServer
 from tests.hostile_pages import alive, harvest
+from tests.support.server import StaticServer
 from tests.test_reader import PRELUDE, Read, read_all, read_page
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def chromium(chromium_path: Path) -> BrowserSettings:
-    return BrowserSettings(executable_path=chromium_path)
 
 
 def _page(script: str) -> str:

@@ -8,7 +8,6 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +27,7 @@ from harvester.reader import (
     StoreSchema,
 )
 from harvester.settings import BrowserSettings, TargetSettings
-from tests.conftest import StaticServer
+from tests.support.server import StaticServer
 from tests.test_codec import graphs
 
 pytestmark = pytest.mark.browser
@@ -69,11 +68,6 @@ class Read:
 
     def values(self, store: str) -> dict[str, str]:
         return dict(self.records[store])
-
-
-@pytest.fixture
-def chromium(chromium_path: Path) -> BrowserSettings:
-    return BrowserSettings(executable_path=chromium_path)
 
 
 def _target(url: str, **limits: Any) -> TargetSettings:

@@ -11,7 +11,7 @@ import pytest
 
 from harvester.cli import main
 from harvester.state import StateDB
-from tests.conftest import StaticServer
+from tests.support.server import StaticServer
 
 PAGES = Path(__file__).resolve().parent / "pages"
 

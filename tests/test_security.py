@@ -32,7 +32,7 @@ from harvester.settings import Settings, load_settings, secret_values
 from harvester.sinks import JsonLinesSink
 from harvester.spool import spool_path
 from harvester.state import StateDB, new_run_id
-from tests.conftest import StaticServer, free_port
+from tests.support.server import StaticServer, free_port
 
 IMG = "<img src=x onerror=window.pwned=1>"
 SCRIPT = "</script><script>window.pwned=2</script>"

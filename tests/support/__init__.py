@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: test modules import from here, never from each other."""
