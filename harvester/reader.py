@@ -43,7 +43,6 @@ __all__ = [
     "StoreSchema",
 ]
 
-DEFAULT_MAX_BATCH_BYTES: Final = 8 * 1024 * 1024
 # Problems kept per store read: a store of a million unreadable values must not flood memory.
 MAX_PROBLEMS: Final = 100
 _WORLD_NAME: Final = "idb-harvester"
@@ -321,7 +320,7 @@ class StoreRead:
         limits = self.reader.limits
         options: dict[str, Any] = {
             "batchSize": limits.batch_size,
-            "maxBatchBytes": getattr(limits, "max_batch_bytes", DEFAULT_MAX_BATCH_BYTES),
+            "maxBatchBytes": limits.max_batch_bytes,
             "maxValueBytes": limits.max_value_bytes,
             "maxRecords": limits.max_records,
             "consistency": limits.consistency,

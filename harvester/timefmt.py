@@ -7,8 +7,13 @@ from datetime import UTC, datetime
 
 def iso_utc(moment: datetime | None = None) -> str:
     """ISO-8601 UTC with milliseconds and a `Z`, e.g. `2026-11-26T15:00:00.123Z`; now if None."""
-    moment = (moment or datetime.now(UTC)).astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    u = (moment or datetime.now(UTC)).astimezone(UTC)
+    # Formatted by hand: strftime does not pad years below 1000. Milliseconds, as JavaScript
+    # dates hold them: finer parts are dropped.
+    return (
+        f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}."
+        f"{u.microsecond // 1000:03d}Z"
+    )
 
 
 def parse_iso(text: str) -> datetime:

@@ -24,9 +24,9 @@ from playwright.async_api import Page
 from harvester.browser import TargetSession, open_target
 from harvester.reader import OriginReader
 from harvester.settings import BrowserSettings, TargetSettings
-from tests.strategies import FuzzRecord, records
+from tests.support.fuzz import FuzzRecord, records
+from tests.support.reader import Read, read_all
 from tests.support.server import StaticServer
-from tests.test_reader import Read, read_all
 
 pytestmark = pytest.mark.browser
 

@@ -21,8 +21,8 @@ from harvester.settings import BrowserSettings
 from harvester.state import StateDB
 from harvester.surrogates import escape_surrogates
 from tests.hostile_pages import alive, harvest
+from tests.support.reader import PRELUDE, Read, read_all, read_page
 from tests.support.server import StaticServer
-from tests.test_reader import PRELUDE, Read, read_all, read_page
 
 pytestmark = pytest.mark.browser
 

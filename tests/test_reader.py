@@ -7,7 +7,6 @@ import base64
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -16,7 +15,6 @@ from hypothesis import strategies as st
 from playwright.async_api import Page
 
 from harvester import codec
-from harvester.browser import open_target
 from harvester.errors import EvaluateTimeoutError, ReaderError
 from harvester.reader import (
     DatabaseSchema,
@@ -26,106 +24,12 @@ from harvester.reader import (
     StoreRead,
     StoreSchema,
 )
-from harvester.settings import BrowserSettings, TargetSettings
+from harvester.settings import BrowserSettings
+from tests.support.reader import PRELUDE, Read, read_all, read_page
 from tests.support.server import StaticServer
-from tests.test_codec import graphs
+from tests.support.values import graphs
 
 pytestmark = pytest.mark.browser
-
-# Helpers every test page uses: open (creating stores), put entries, then `window.ready = true`.
-PRELUDE = """<!doctype html><meta charset="utf-8"><script>
-function openDb(name, version, upgrade) {
-  return new Promise((resolve, reject) => {
-    const r = indexedDB.open(name, version);
-    r.onupgradeneeded = () => upgrade && upgrade(r.result, r.transaction);
-    r.onsuccess = () => resolve(r.result);
-    r.onerror = () => reject(r.error);
-  });
-}
-function put(db, store, entries) {
-  return new Promise((resolve, reject) => {
-    const tx = db.transaction(store, "readwrite");
-    for (const [k, v] of entries) {
-      if (k === undefined) tx.objectStore(store).put(v);
-      else tx.objectStore(store).put(v, k);
-    }
-    tx.oncomplete = () => resolve();
-    tx.onerror = () => reject(tx.error);
-  });
-}
-</script>"""
-
-
-@dataclass
-class Read:
-    """What one reading of a page gave."""
-
-    schema: list[DatabaseSchema]
-    records: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
-    batches: dict[str, list[int]] = field(default_factory=dict)
-    complete: dict[str, bool] = field(default_factory=dict)
-    problems: list[Problem] = field(default_factory=list)
-
-    def values(self, store: str) -> dict[str, str]:
-        return dict(self.records[store])
-
-
-def _target(url: str, **limits: Any) -> TargetSettings:
-    return TargetSettings.model_validate(
-        {
-            "name": "t",
-            "url": url,
-            "schedule": "1h",
-            "ready": {"function": "window.ready === true"},
-            "limits": {"page_timeout": "20s", **limits},
-        }
-    )
-
-
-async def read_all(reader: OriginReader) -> Read:
-    result = Read(await reader.schema())
-    for db in result.schema:
-        for store in db.stores:
-            name = f"{db.name}/{store.name}"
-            read = reader.read_store(store)
-            result.records[name], result.batches[name] = [], []
-            async for batch in read:
-                result.records[name].extend((r.key, r.value) for r in batch)
-                result.batches[name].append(len(batch))
-                assert all(r.value_hash == codec.value_hash(r.value) for r in batch)
-            result.complete[name] = read.complete
-            result.problems.extend(read.problems)
-            assert read.records == len(result.records[name])
-    result.problems.extend(reader.problems)
-    return result
-
-
-def read_page(
-    url: str,
-    browser: BrowserSettings,
-    *,
-    databases: tuple[str, ...] = ("*",),
-    stores: tuple[str, ...] = ("*",),
-    then: Callable[[Page, OriginReader], Awaitable[Any]] | None = None,
-    **limits: Any,
-) -> Any:
-    """Open the page in Chromium, wait for `window.ready`, and run `then` with a reader on it."""
-    target = _target(url, **limits)
-
-    async def go() -> Any:
-        async with open_target(target, browser) as session:
-            reader = OriginReader(
-                session.page, limits=target.limits, databases=databases, stores=stores
-            )
-            try:
-                if then is None:
-                    return await read_all(reader)
-                return await then(session.page, reader)
-            finally:
-                await reader.close()
-
-    return asyncio.run(go())
-
 
 # --- every type ---------------------------------------------------------------------------------
 
@@ -581,24 +485,34 @@ def test_store_that_fails_while_read_is_a_problem_and_connections_let_go(
     assert "upgraded or deleted the database while it was read" in read.problems[-1].message
 
 
-async def _close_then_upgrade(page: Page, reader: OriginReader) -> str:
+# Counts, in the reader's isolated world, the connections closed; the DOM is shared between
+# worlds, so the page's world can read the count. Nothing asks for a version change here (which
+# would make the reader close them itself), so only `close()` can close them.
+_COUNT_CLOSES = """(() => {
+  const close = IDBDatabase.prototype.close;
+  IDBDatabase.prototype.close = function () {
+    const root = document.documentElement;
+    root.dataset.closed = String(Number(root.dataset.closed || 0) + 1);
+    return close.call(this);
+  };
+})()"""
+
+
+async def _closes(page: Page, reader: OriginReader) -> tuple[str | None, str | None]:
     await read_all(reader)
+    await reader._evaluate(_COUNT_CLOSES, "count closes")
+    before = await page.evaluate("document.documentElement.dataset.closed ?? null")
     await reader.close()
-    # No connection of ours is left open: the upgrade is not blocked.
-    return await page.evaluate(
-        """new Promise((resolve) => {
-             const r = indexedDB.open("many", 2);
-             r.onblocked = () => resolve("blocked");
-             r.onsuccess = () => { r.result.close(); resolve("upgraded"); };
-           })"""
-    )
+    after = await page.evaluate("document.documentElement.dataset.closed ?? null")
+    return before, after
 
 
 def test_close_closes_every_connection(
     static_server: StaticServer, chromium: BrowserSettings
 ) -> None:
     url = static_server.add("many.html", MANY_PAGE) + "?n=5"
-    assert read_page(url, chromium, then=_close_then_upgrade) == "upgraded"
+    # The reader opened two databases, "many" and "no_stores".
+    assert read_page(url, chromium, then=_closes) == (None, "2")
 
 
 async def _read_while_hung(page: Page, reader: OriginReader) -> None:

@@ -91,6 +91,8 @@ def test_iso_utc_has_milliseconds_and_z() -> None:
     moment = datetime(2026, 11, 26, 15, 0, 0, 123456, tzinfo=UTC)
     assert iso_utc(moment) == "2026-11-26T15:00:00.123Z"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", iso_utc())
+    # strftime would write year 999 as "999".
+    assert iso_utc(datetime(999, 1, 2, tzinfo=UTC)) == "0999-01-02T00:00:00.000Z"
 
 
 def test_jsonl_sink_appends_and_is_all_or_nothing(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Hypothesis strategies for the fidelity fuzzing: IndexedDB records as typed JSON texts.
 
-Values are the graphs of `tests/test_codec.py` (every type of the typed-JSON table, Maps with
+Values are the graphs of `tests/support/values.py` (every type of the typed-JSON table, Maps with
 object keys, Sets, sparse arrays, shared references and cycles), some wrapped once more;
 `codec.canonical` writes them as the typed JSON the reader must give back. Keys are every kind
 IndexedDB takes, falsy and compound ones included.
@@ -16,7 +16,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from harvester import codec
-from tests.test_codec import dates, graphs, js_strings
+from tests.support.values import dates, graphs, js_strings
 
 
 @dataclass(frozen=True)
