@@ -15,9 +15,13 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Ruff (with the layering rules of docs/architecture.md), mypy --strict, and a JavaScript syntax
+# check; `make test` runs the same checks as tests.
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	bash scripts/check_js.sh
 
 format: setup
 	$(BIN)/ruff check --fix .

@@ -168,6 +168,13 @@ async def _goto(
         raise PageError(f"{what}: {url} answered HTTP {response.status} {response.status_text}")
 
 
+def _given(value: str | None, where: str, name: str) -> str:
+    # The config's validators require it for this action: a None is a bug, said plainly.
+    if value is None:
+        raise PageError(f"{where}: no {name} given")
+    return value
+
+
 async def _run_auth_steps(page: Page, target: TargetSettings, timeout_ms: float) -> None:
     for index, step in enumerate(target.auth.steps):
         # Never put the step's value in a message: it is usually a password.
@@ -175,13 +182,13 @@ async def _run_auth_steps(page: Page, target: TargetSettings, timeout_ms: float)
         try:
             match step.action:
                 case "goto":
-                    await _goto(
-                        page, step.url, wait_until="load", timeout_ms=timeout_ms, what=where
-                    )
+                    url = _given(step.url, where, "url")
+                    await _goto(page, url, wait_until="load", timeout_ms=timeout_ms, what=where)
                 case "click":
-                    await page.click(step.selector, timeout=timeout_ms)
+                    await page.click(_given(step.selector, where, "selector"), timeout=timeout_ms)
                 case "fill":
-                    await page.fill(step.selector, _secret(step.value), timeout=timeout_ms)
+                    selector = _given(step.selector, where, "selector")
+                    await page.fill(selector, _secret(step.value), timeout=timeout_ms)
                 case "press":
                     if step.selector:
                         await page.press(step.selector, _secret(step.value), timeout=timeout_ms)
@@ -191,7 +198,7 @@ async def _run_auth_steps(page: Page, target: TargetSettings, timeout_ms: float)
                     if step.selector:
                         await page.wait_for_selector(step.selector, timeout=timeout_ms)
                     else:
-                        await page.wait_for_url(step.url, timeout=timeout_ms)
+                        await page.wait_for_url(_given(step.url, where, "url"), timeout=timeout_ms)
         except PlaywrightTimeoutError as exc:
             raise PageError(f"{where} did not finish within {timeout_ms / 1000:g}s") from exc
         except PlaywrightError as exc:

@@ -69,7 +69,8 @@ class DemoServer:
 
     def __init__(self, httpd: http.server.ThreadingHTTPServer) -> None:
         self._httpd = httpd
-        self.host, self.port = httpd.server_address[:2]
+        host, self.port = httpd.server_address[:2]
+        self.host = host.decode() if isinstance(host, bytes) else host
         self._thread = threading.Thread(
             target=httpd.serve_forever, name=f"demo-server-{self.port}", daemon=True
         )

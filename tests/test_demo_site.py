@@ -242,6 +242,7 @@ def test_demo_server_serves_the_site_with_content_types() -> None:
         with pytest.raises(urllib.error.HTTPError) as caught:
             urllib.request.urlopen(server.url + "../pyproject.toml")
         assert caught.value.code == 404
+        caught.value.close()
 
 
 def test_demo_serve_on_a_taken_port_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -27,7 +27,9 @@ COLUMNS = (
 )
 
 
-def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     parser = subparsers.add_parser(
         "diff",
         parents=[common, state_options(), format_options()],
@@ -77,21 +79,17 @@ def run(args: argparse.Namespace) -> int:
     elif len(args.runs) != 2:
         raise UsageError("give either RUN_A RUN_B, or --target T --last N")
     with open_state(args) as reader:
-        if args.last is not None:
+        if args.last is not None and args.target is not None:
             run_a, run_b = reader.last_runs(args.target, args.last)
         else:
             run_a, run_b = reader.run(args.runs[0]), reader.run(args.runs[1])
         stores = reader.diff_runs(run_a, run_b)
-    payload = {
-        "target": run_b.target,
-        "from_run": run_a.id,
-        "to_run": run_b.id,
-        "stores": [s.as_dict() for s in stores],
-    }
+    diffs = [s.as_dict() for s in stores]
+    payload = {"target": run_b.target, "from_run": run_a.id, "to_run": run_b.id, "stores": diffs}
     fmt = output_format(args)
     if fmt == "json":
         sys.stdout.write(to_json(payload) + "\n")
     else:
         title = f"{run_b.target}: {run_a.id} → {run_b.id}"
-        write_rows(_flat_rows(payload["stores"]), COLUMNS, fmt, sys.stdout, title=title)
+        write_rows(_flat_rows(diffs), COLUMNS, fmt, sys.stdout, title=title)
     return 0

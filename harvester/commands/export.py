@@ -19,7 +19,9 @@ from harvester.surrogates import escape_surrogates
 BASE_FIELDS = ("target", "origin", "db", "store", "key")
 
 
-def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     parser = subparsers.add_parser(
         "export",
         parents=[common, state_options()],

@@ -10,7 +10,9 @@ from harvester.inspect.options import state_options, state_path, write_atomicall
 from harvester.inspect.report import render_report
 
 
-def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     parser = subparsers.add_parser(
         "report",
         parents=[common, state_options()],
