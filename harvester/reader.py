@@ -27,6 +27,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any, Final
 
 from harvester.errors import EvaluateTimeoutError, ReaderError
+from harvester.limits import MAX_PROBLEMS
 
 if TYPE_CHECKING:
     from playwright.async_api import CDPSession, Page
@@ -43,8 +44,6 @@ __all__ = [
     "StoreSchema",
 ]
 
-# Problems kept per store read: a store of a million unreadable values must not flood memory.
-MAX_PROBLEMS: Final = 100
 _WORLD_NAME: Final = "idb-harvester"
 # Each reader gets a world of its own: a world lives as long as the document, and one reader's
 # closed connections or lost databases must not be another's.

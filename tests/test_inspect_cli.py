@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -11,99 +13,26 @@ import pytest
 
 from harvester.cli import main
 from harvester.codec import canonical, value_hash
+from harvester.errors import StateError
 from harvester.inspect.diff import FieldChange
 from harvester.inspect.queries import StateReader
-from harvester.state import RunStore, StateDB
-
-TARGET = "shop"
-ORIGIN = "http://127.0.0.1:8765"
-XSS = ["<img src=x onerror=window.pwned=1>", "</script><script>window.pwned=2</script>"]
-
-
-def _user(n: int, **extra: Any) -> dict[str, Any]:
-    return {"id": n, "name": f"user {n}", "tags": ["a"], **extra}
-
-
-def _commit(state: StateDB, records: dict[str, dict[Any, Any]], before: dict[str, dict]) -> str:
-    """One run of TARGET whose stores end up holding `records` (store -> key -> value)."""
-    run_id = state.start_run(TARGET)
-    rows, stores = [], []
-    for store, now in records.items():
-        old = before.get(store, {})
-        counts = {"+I": 0, "+U": 0, "-D": 0}
-        for key, value in now.items():
-            text = canonical(value)
-            if key not in old:
-                op = "+I"
-            elif canonical(old[key]) != text:
-                op = "+U"
-            else:
-                continue
-            counts[op] += 1
-            rows.append(_row(run_id, store, key, op, text))
-        for key in old.keys() - now.keys():
-            counts["-D"] += 1
-            rows.append(_row(run_id, store, key, "-D", None))
-        stores.append(
-            RunStore(
-                db="shopdb",
-                db_version=3,
-                store=store,
-                key_path="id",
-                auto_increment=False,
-                indexes=[
-                    {"name": "by_name", "key_path": "name", "unique": False, "multi_entry": False}
-                ],
-                records=len(now),
-                bytes=sum(len(canonical(v)) for v in now.values()),
-                rows=len(rows),
-                inserted=counts["+I"],
-                updated=counts["+U"],
-                deleted=counts["-D"],
-                unchanged=len(now) - counts["+I"] - counts["+U"],
-                complete=True,
-            )
-        )
-    state.mark_read(run_id, origin=ORIGIN, stores=stores, rows=len(rows))
-    assert state.commit_run(run_id, rows)
-    return run_id
-
-
-def _row(run_id: str, store: str, key: Any, op: str, value: str | None) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "target": TARGET,
-        "origin": ORIGIN,
-        "db_name": "shopdb",
-        "db_version": 3,
-        "store": store,
-        "key": canonical(key),
-        "op": op,
-        "value": value,
-        "value_hash": None if value is None else value_hash(value),
-    }
-
-
-FIRST = {
-    "users": {n: _user(n) for n in range(1, 6)},
-    "orders": {"o-1": {"id": "o-1", "note": XSS[0]}, "o-2": {"id": "o-2", "note": XSS[1]}},
-}
-SECOND = {
-    "users": {
-        **{n: _user(n) for n in (1, 2)},
-        3: _user(3, name="user three", email="three@example.com"),
-        5: {"id": 5, "name": "user 5", "tags": ["a", "b"]},
-        6: _user(6),
-    },
-    "orders": FIRST["orders"],
-}
+from harvester.state import StateDB
+from tests.support.inspect_data import (
+    FIRST,
+    ORIGIN,
+    SECOND,
+    TARGET,
+    XSS,
+    commit_records,
+    user,
+)
 
 
 @pytest.fixture
 def state_dir(tmp_path: Path) -> tuple[Path, list[str]]:
     folder = tmp_path / "state"
     with StateDB.open(folder) as state:
-        runs = [_commit(state, FIRST, {}), _commit(state, SECOND, FIRST)]
+        runs = [commit_records(state, FIRST, {}), commit_records(state, SECOND, FIRST)]
     return folder, runs
 
 
@@ -184,8 +113,8 @@ def test_show(state_dir: tuple[Path, list[str]], capsys: pytest.CaptureFixture[s
     old = run_json(capsys, *base, "--run", first)
     assert sorted(r["key"] for r in old) == [1, 2, 3, 4, 5]
     by_key = {r["key"]: r for r in old}
-    assert by_key[1]["value"] == _user(1)
-    assert by_key[3]["value_hash"] == value_hash(canonical(_user(3)))
+    assert by_key[1]["value"] == user(1)
+    assert by_key[3]["value_hash"] == value_hash(canonical(user(3)))
 
 
 def test_diff(state_dir: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]) -> None:
@@ -200,9 +129,9 @@ def test_diff(state_dir: tuple[Path, list[str]], capsys: pytest.CaptureFixture[s
     assert (users["db"], users["store"]) == ("shopdb", "users")
     assert users["counts"] == {"added": 1, "changed": 2, "removed": 1}
     (added,) = users["added"]
-    assert (added["key"], added["new_value"]) == (6, _user(6))
+    assert (added["key"], added["new_value"]) == (6, user(6))
     (removed,) = users["removed"]
-    assert (removed["key"], removed["old_hash"]) == (4, value_hash(canonical(_user(4))))
+    assert (removed["key"], removed["old_hash"]) == (4, value_hash(canonical(user(4))))
     assert [c["key"] for c in users["changed"]] == [3, 5]
     assert [c["new_value"] for c in users["changed"]] == [SECOND["users"][3], SECOND["users"][5]]
 
@@ -220,8 +149,8 @@ def test_export_jsonl_and_csv(state_dir: tuple[Path, list[str]], tmp_path: Path)
         "db": "shopdb",
         "store": "users",
         "key": 1,
-        "value": _user(1),
-        "value_hash": value_hash(canonical(_user(1))),
+        "value": user(1),
+        "value_hash": value_hash(canonical(user(1))),
         "first_seen_run": first,
         "last_changed_run": first,
     }
@@ -318,9 +247,9 @@ def test_diff_is_field_by_field_between_past_runs(
     """The history keeps replaced values (`changes.old_value`), so diffs name each field, also
     between past runs whose values the snapshot no longer holds."""
     folder, (first, second) = state_dir
-    third_data = {**SECOND, "users": {**SECOND["users"], 3: _user(3, name="user 3c")}}
+    third_data = {**SECOND, "users": {**SECOND["users"], 3: user(3, name="user 3c")}}
     with StateDB.open(folder) as state:
-        _commit(state, third_data, SECOND)
+        commit_records(state, third_data, SECOND)
     result = run_json(capsys, "diff", first, second, "--state", str(folder))
     (users,) = result["stores"]
     three, five = users["changed"]
@@ -329,9 +258,9 @@ def test_diff_is_field_by_field_between_past_runs(
         {"field": "email", "old": None, "new": '"three@example.com"'},
     ]
     assert five["fields"] == [{"field": "tags", "old": '["a"]', "new": '["a", "b"]'}]
-    assert (three["old_value"], three["new_value"]) == (_user(3), SECOND["users"][3])
+    assert (three["old_value"], three["new_value"]) == (user(3), SECOND["users"][3])
     (removed,) = users["removed"]
-    assert removed["old_value"] == _user(4)
+    assert removed["old_value"] == user(4)
     with StateReader(folder) as reader:
         store = reader.store(TARGET, "shopdb", "users")
         latest = reader.run_changes(second, store, limit=10)
@@ -339,3 +268,19 @@ def test_diff_is_field_by_field_between_past_runs(
     # `show --run` gets past values from the history too.
     show = ["show", TARGET, "shopdb", "users", "--state", str(folder), "--run", second]
     assert {r["key"]: r["value"] for r in run_json(capsys, *show)} == SECOND["users"]
+
+
+def test_the_schema_version_is_checked_whatever_the_file_is_called(
+    state_dir: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    folder, _runs = state_dir
+    copy = tmp_path / "backup.sqlite"
+    shutil.copyfile(folder / "state.db", copy)
+    with StateReader(copy) as reader:
+        assert reader.targets() == [TARGET]
+    conn = sqlite3.connect(copy)
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    with pytest.raises(StateError, match="has schema version 1, this harvester reads 2"):
+        StateReader(copy)
+    assert main(["runs", "--state", str(copy)]) == StateError.exit_code

@@ -13,7 +13,7 @@ from harvester.browser import launch_args
 from harvester.cli import main
 from harvester.inspect.report import render_report
 from harvester.state import StateDB
-from tests.test_inspect_cli import FIRST, SECOND, TARGET, XSS, _commit
+from tests.support.inspect_data import FIRST, SECOND, TARGET, XSS, commit_records
 
 pytestmark = pytest.mark.browser
 
@@ -23,7 +23,7 @@ def state_folder(tmp_path: Path) -> tuple[Path, list[str]]:
     """Two committed runs with changes between them, then a failed one."""
     folder = tmp_path / "state"
     with StateDB.open(folder) as state:
-        runs = [_commit(state, FIRST, {}), _commit(state, SECOND, FIRST)]
+        runs = [commit_records(state, FIRST, {}), commit_records(state, SECOND, FIRST)]
         failed = state.start_run(TARGET)
         state.fail_run(failed, "page error: <b>HTTP 500</b>")
     return folder, [*runs, failed]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import stat
@@ -11,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from harvester.errors import StateError
-from harvester.state import SCHEMA_VERSION, StateDB, state_db_path
-from tests.test_capture import ORIGIN, Data, FakeReader, capture_run, in_loop
+from harvester.limits import MAX_PROBLEMS
+from harvester.state import SCHEMA_VERSION, StateDB, change_op, state_db_path
+from harvester.state.records import Run, from_row
+from tests.support.fake_reader import ORIGIN, Data, FakeReader, capture_run, in_loop
 
 
 @pytest.fixture
@@ -171,7 +174,7 @@ async def test_history_is_kept_for_keep_runs_runs_per_target(tmp_path: Path) -> 
         kept = [run.id for run in state.list_runs(target="app")]
         assert kept == runs[:1:-1]
         assert [c.op for c in state.run_changes(runs[3])] == ["+U"]
-        conn = state.connect()
+        conn = sqlite3.connect(state.path)
         assert conn.execute("SELECT count(*) FROM changes").fetchone() == (2,)
         assert conn.execute("SELECT count(*) FROM run_stores").fetchone() == (2,)
         conn.close()
@@ -239,7 +242,7 @@ async def test_records_by_key_and_as_of_an_earlier_run(state: StateDB) -> None:
 def test_reads_and_the_health_check_never_wait_for_a_commit(tmp_path: Path) -> None:
     with StateDB.open(tmp_path / "state") as state:
         run_id = state.start_run("app")
-        committing = state.connect(readonly=False)
+        committing = sqlite3.connect(state.path, isolation_level=None)
         committing.execute("BEGIN IMMEDIATE")
         try:
             assert state.writable()
@@ -247,3 +250,78 @@ def test_reads_and_the_health_check_never_wait_for_a_commit(tmp_path: Path) -> N
         finally:
             committing.execute("ROLLBACK")
             committing.close()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "op"),
+    [
+        (None, "h1", "+I"),
+        ("h1", "h2", "+U"),
+        ("h1", None, "-D"),
+        ("h1", "h1", None),
+        (None, None, None),
+    ],
+)
+def test_change_op_is_the_one_diff_rule(old: str | None, new: str | None, op: str | None) -> None:
+    assert change_op(old, new) == op
+
+
+def test_records_are_built_from_columns_by_name() -> None:
+    conn = sqlite3.connect(":memory:")
+    conn.row_factory = sqlite3.Row
+    row = conn.execute(
+        """SELECT 'x' AS unknown, NULL AS error, '[{"db": "d", "message": "m"}]' AS problems,
+        0 AS incomplete_stores, 4 AS unchanged, 3 AS deleted, 2 AS updated, 1 AS inserted,
+        10 AS rows, 99 AS bytes, 10 AS records, 1 AS pending, NULL AS seq, NULL AS finished_at,
+        '2026-11-26T15:00:01.000Z' AS read_at, '2026-11-26T15:00:00.000Z' AS started_at,
+        'http://o.test' AS origin, 0 AS full, 'read' AS status, 'app' AS target, 'r1' AS id"""
+    ).fetchone()
+    run = from_row(Run, row)
+    assert (run.id, run.target, run.status, run.full, run.pending) == (
+        "r1",
+        "app",
+        "read",
+        False,
+        True,
+    )
+    assert (run.started_at.second, run.read_at and run.read_at.second, run.finished_at) == (
+        0,
+        1,
+        None,
+    )
+    assert (run.records, run.inserted, run.updated, run.deleted, run.unchanged) == (10, 1, 2, 3, 4)
+    assert run.problems == [{"db": "d", "message": "m"}] and run.error is None
+    conn.close()
+
+
+@in_loop
+async def test_problems_are_kept_up_to_the_shared_bound(state: StateDB) -> None:
+    _run_id, _rows, stores = await capture_run(state, FakeReader(_data()), commit=False)
+    many = [{"key": str(n), "message": "unreadable"} for n in range(MAX_PROBLEMS + 5)]
+    run_id = state.start_run("other")
+    state.mark_read(
+        run_id,
+        origin=ORIGIN,
+        stores=[dataclasses.replace(stores[0], problems=many)],
+        rows=0,
+        problems=many,
+    )
+    run = state.get_run(run_id)
+    (store,) = state.run_stores(run_id)
+    assert run is not None
+    for kept in (run.problems, store.problems):
+        assert kept[:MAX_PROBLEMS] == many[:MAX_PROBLEMS]
+        assert kept[MAX_PROBLEMS:] == [{"key": None, "message": "5 more problems not kept"}]
+
+
+@in_loop
+async def test_a_value_row_without_a_hash_is_refused_and_commits_nothing(state: StateDB) -> None:
+    await capture_run(state, FakeReader(_data()))
+    data = _data()
+    data["db"]["s"][0]["v"] = "changed"
+    run_id, rows, _ = await capture_run(state, FakeReader(data), commit=False)
+    (changed,) = rows
+    with pytest.raises(StateError, match=r"a \+U row of run .* has no value_hash"):
+        state.commit_run(run_id, [{**changed, "value_hash": None}])
+    assert len(list(state.iter_records("app", ORIGIN, "db", "s"))) == 6
+    assert state.commit_run(run_id, rows)

@@ -1,27 +1,28 @@
-"""Read-only access to the state DB for inspection: the one place in `harvester.inspect` that
-knows the state DB's tables.
+"""Read-only access to the state DB for inspection, through `harvester.state.StateDB`'s query
+API only.
 
-It builds on `harvester.state.StateDB`'s read-only query API (opened `readonly`, so `mode=ro`:
-nothing here can change the DB, and a missing file is an error instead of a new empty DB) and
-adds the few queries inspection needs beyond it, each marked below.
+The DB is opened read-only (`mode=ro`: nothing here can change it, and a missing file is an
+error instead of a new empty DB) and must be at this harvester's schema version, whatever the
+file is called. This module adds what inspection needs on top: errors that list what exists, and
+diffs with the values the state DB still holds.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from harvester.errors import StateError, UsageError
+from harvester.errors import UsageError
 from harvester.inspect.diff import Change, StoreDiff, net_diff
-from harvester.state import DB_NAME, RUN_STATUSES, Run, SnapshotRecord, StateDB, Store
+from harvester.state import DB_NAME, RUN_STATUSES, Run, RunStatus, SnapshotRecord, StateDB, Store
+from harvester.state import Change as HistoryRow
 from harvester.timefmt import iso_utc
 
 LISTED = 20  # known names an error message lists before "…"
-LOOKUP_CHUNK = 500  # keys per `IN (…)` lookup, far below SQLite's variable limit
+OPS = (("+I", "added"), ("+U", "changed"), ("-D", "removed"))
 
 
 def _unknown(kind: str, wanted: str, known: Sequence[str], where: str = "") -> UsageError:
@@ -51,6 +52,12 @@ def db_file(path: Path) -> Path:
     return path / DB_NAME if path.is_dir() else path
 
 
+def _change(row: HistoryRow) -> Change:
+    return Change(
+        row.run_id, row.db, row.store, row.key, row.op, row.old_hash, row.new_hash, row.old_value
+    )
+
+
 class StateReader:
     """A read-only view of one state DB."""
 
@@ -58,20 +65,9 @@ class StateReader:
         self.path = db_file(path)
         if not self.path.is_file():
             raise UsageError(f"no state database at {self.path}: run a harvest first")
-        if self.path.name == DB_NAME:
-            self._state = StateDB.open(self.path.parent, readonly=True)
-        else:
-            self._state = StateDB(self.path, readonly=True)
-        self._conn = self._state.connect(readonly=True)
-        columns = {row[1] for row in self._sql("PRAGMA table_info(changes)")}
-        # Values in the history make diffs field by field (`old_value` is enough: the value a
-        # change wrote is the snapshot's or the next change's old value). A state DB without
-        # them still diffs, by hash, where the snapshot no longer holds a side's value.
-        self._old_values = "old_value" in columns
-        self._history_columns = "old_value" if self._old_values else "NULL"
+        self._state = StateDB.open_file(self.path)
 
     def close(self) -> None:
-        self._conn.close()
         self._state.close()
 
     def __enter__(self) -> StateReader:
@@ -80,18 +76,11 @@ class StateReader:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def _sql(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        try:
-            return self._conn.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise StateError(f"reading the state database {self.path} failed: {exc}") from exc
-
     # ---- runs --------------------------------------------------------------------------------
 
     def targets(self) -> list[str]:
-        """Every target with a run or a store (beyond StateDB's API)."""
-        rows = self._sql("SELECT target FROM runs UNION SELECT target FROM stores ORDER BY 1")
-        return [row[0] for row in rows]
+        """Every target with a run or a store."""
+        return self._state.targets()
 
     def check_target(self, target: str) -> None:
         known = self.targets()
@@ -109,9 +98,12 @@ class StateReader:
         """Runs, newest first (or oldest first), optionally of one target and status."""
         if target is not None:
             self.check_target(target)
-        if status is not None and status not in RUN_STATUSES:
-            raise _unknown("status", status, RUN_STATUSES)
-        runs = self._state.list_runs(target=target, status=status, limit=limit)  # type: ignore[arg-type]
+        wanted: RunStatus | None = None
+        if status is not None:
+            wanted = next((known for known in RUN_STATUSES if known == status), None)
+            if wanted is None:
+                raise _unknown("status", status, RUN_STATUSES)
+        runs = self._state.list_runs(target=target, status=wanted, limit=limit)
         return runs[::-1] if oldest_first else runs
 
     def run(self, run_id: str) -> Run:
@@ -170,21 +162,15 @@ class StateReader:
         count = 0
         for key in selections:
             for record in self._state.iter_records(*ident, key=key, as_of=as_of):
-                if record.value is None and self._old_values:
-                    record = replace(record, value=self._old_value(ident, record))
+                if record.value is None:
+                    # History from before schema 2 lacks some old values; another change of the
+                    # record may have kept the same value.
+                    value = self._state.past_value(store, record.key, record.value_hash)
+                    record = replace(record, value=value)
                 yield record
                 count += 1
                 if limit is not None and count >= limit:
                     return
-
-    def _old_value(self, ident: tuple[str, str, str, str], record: SnapshotRecord) -> str | None:
-        """A past value of a record, from the history's old values (beyond StateDB's API)."""
-        rows = self._sql(
-            "SELECT old_value FROM changes WHERE target = ? AND origin = ? AND db = ? "
-            "AND store = ? AND key = ? AND old_hash = ? AND old_value IS NOT NULL LIMIT 1",
-            (*ident, record.key, record.value_hash),
-        )
-        return rows[0][0] if rows else None
 
     def parsed_values(self, store: Store, *, limit: int | None = None) -> Iterator[Any]:
         """The current values of a store as parsed typed JSON."""
@@ -218,59 +204,33 @@ class StateReader:
     def run_changes(self, run_id: str, store: Store, *, limit: int) -> StoreDiff:
         """What one committed run changed in `store`: exact counts, at most `limit` records per op.
 
-        Beyond StateDB's API: a run's history has one row per key, so each row is a net change
-        and SQL can count and cut them, which keeps a first run of a huge store cheap to show.
+        A run's history has one row per key, so each row is a net change and can be counted and
+        cut in SQL, which keeps a first run of a huge store cheap to show.
         """
-        ident = (run_id, store.target, store.origin, store.db, store.store)
-        where = "run_id = ? AND target = ? AND origin = ? AND db = ? AND store = ?"
-        totals = dict(
-            self._sql(f"SELECT op, count(*) FROM changes WHERE {where} GROUP BY op", ident)
-        )
+        totals = self._state.change_counts(run_id, store)
         changes = [
-            Change(*row)
-            for op in ("+I", "+U", "-D")
-            for row in self._sql(
-                f"SELECT run_id, db, store, key, op, old_hash, new_hash, {self._history_columns} "
-                f"FROM changes WHERE {where} AND op = ? ORDER BY rowid LIMIT ?",
-                (*ident, op, limit),
-            )
+            _change(row)
+            for op, _name in OPS
+            for row in self._state.run_changes(run_id, store=store, op=op, limit=limit)
         ]
         diffs = net_diff(changes, self._values(store.target, changes))
         diff = diffs[0] if diffs else StoreDiff(store.db, store.store)
-        for op, name in (("+I", "added"), ("+U", "changed"), ("-D", "removed")):
+        for op, name in OPS:
             diff.unlisted[name] = totals.get(op, 0) - len(getattr(diff, name))
         return diff
 
     def _changes(self, run_id: str) -> list[Change]:
-        """One run's history, with its values when the state DB keeps them."""
-        sql = (
-            f"SELECT run_id, db, store, key, op, old_hash, new_hash, {self._history_columns} "
-            "FROM changes WHERE run_id = ? ORDER BY rowid"
-        )
-        return [Change(*row) for row in self._sql(sql, (run_id,))]
+        """One run's history, with the values it replaced."""
+        return [_change(row) for row in self._state.run_changes(run_id)]
 
     def _values(self, target: str, changes: Sequence[Change]) -> dict[str, str]:
         """Values by hash of what `changes` wrote: from the snapshot while current, else from a
-        later change's old value when the history keeps them (beyond StateDB's API)."""
+        later change's old value."""
         wanted: dict[tuple[str, str], dict[str, None]] = {}
         for change in changes:
             if change.new_hash is not None:
                 wanted.setdefault((change.db, change.store), {})[change.key] = None
         values: dict[str, str] = {}
-        sources = [
-            "SELECT value_hash, value FROM snapshot WHERE target = ? AND db = ? AND store = ?"
-        ]
-        if self._old_values:
-            sources.append(
-                "SELECT old_hash, old_value FROM changes WHERE target = ? AND db = ? AND store = ? "
-                "AND old_value IS NOT NULL"
-            )
         for (db, store), keys in wanted.items():
-            unique = list(keys)
-            for start in range(0, len(unique), LOOKUP_CHUNK):
-                chunk = unique[start : start + LOOKUP_CHUNK]
-                marks = ", ".join("?" * len(chunk))
-                for source in sources:
-                    rows = self._sql(f"{source} AND key IN ({marks})", (target, db, store, *chunk))
-                    values.update(dict(rows))
+            values.update(self._state.values_by_hash(target, db, store, list(keys)))
         return values

@@ -28,7 +28,7 @@ def type_name(node: Any) -> str:
     if isinstance(node, list):
         return "array"
     if isinstance(node, dict) and len(node) == 1:
-        (tag,) = node
+        tag: str = next(iter(node))
         if tag.startswith("$"):
             if tag == "$blob" and isinstance(node[tag], dict) and "name" in node[tag]:
                 return "file"

@@ -1,0 +1,39 @@
+"""The state DB: runs, stores, the committed snapshot and the change history (SQLite).
+
+The only code that writes SQL. `StateDB` is the API; the records it returns, the schema's
+constants and the one diff rule (`change_op`) are exported with it.
+"""
+
+from harvester.state.db import StateDB
+from harvester.state.ops import Op, change_op
+from harvester.state.records import (
+    RUN_STATUSES,
+    Change,
+    Run,
+    RunStatus,
+    RunStore,
+    SnapshotRecord,
+    Store,
+)
+from harvester.state.runs import new_run_id
+from harvester.state.schema import DB_NAME, SCHEMA_VERSION, SPOOL_DIR, state_db_path
+from harvester.state.snapshot import SnapshotView
+
+__all__ = [
+    "DB_NAME",
+    "RUN_STATUSES",
+    "SCHEMA_VERSION",
+    "SPOOL_DIR",
+    "Change",
+    "Op",
+    "Run",
+    "RunStatus",
+    "RunStore",
+    "SnapshotRecord",
+    "SnapshotView",
+    "StateDB",
+    "Store",
+    "change_op",
+    "new_run_id",
+    "state_db_path",
+]

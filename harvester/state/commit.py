@@ -1,0 +1,207 @@
+"""The commit: a run's spooled rows applied to the snapshot, history and stores, then pruning.
+
+The committed snapshot changes only here, in one transaction per run, so a crash anywhere leaves
+the last committed state intact.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from harvester.errors import StateError
+from harvester.state.connections import LOOKUP_CHUNK, Connections, marks
+from harvester.state.ops import change_op
+from harvester.state.schema import transaction
+from harvester.timefmt import iso_utc
+
+COMMIT_CACHE_KB = 64 * 1024
+
+
+def commit_run(
+    conns: Connections, run_id: str, rows: Iterable[Mapping[str, Any]], *, keep_runs: int
+) -> bool:
+    """Apply a run's spooled rows in one transaction; False, changing nothing, if committed."""
+    conn = conns.new(readonly=False)
+    # A big first snapshot dirties index pages all over; spilling them early costs twice.
+    conn.execute(f"PRAGMA cache_size = -{COMMIT_CACHE_KB}")
+    try:
+        with transaction(conn):
+            run = conn.execute(
+                "SELECT target, origin, status, pending FROM runs WHERE id = ?", (run_id,)
+            ).fetchone()
+            if run is None:
+                raise StateError(f"no run {run_id!r} in the state database")
+            if run["status"] == "committed":
+                return False
+            if not run["pending"]:
+                raise StateError(f"run {run_id} ({run['status']}) has no spool to commit")
+            applier = _Applier(conn, run_id=run_id, target=run["target"], origin=run["origin"])
+            applier.apply(rows)
+            applier.commit_stores()
+            seq = conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM runs").fetchone()[0]
+            conn.execute(
+                "UPDATE runs SET status = 'committed', pending = 0, seq = ?, "
+                "finished_at = ? WHERE id = ?",
+                (seq, iso_utc(), run_id),
+            )
+            _prune(conn, run["target"], keep_runs)
+        return True
+    except sqlite3.Error as exc:
+        raise StateError(f"committing run {run_id} failed: {exc}") from exc
+    finally:
+        conn.close()
+
+
+def _prune(conn: sqlite3.Connection, target: str, keep_runs: int) -> None:
+    """Keep the newest `keep_runs` runs of `target` (and every pending one)."""
+    old = [
+        row["id"]
+        for row in conn.execute(
+            "SELECT id FROM runs WHERE target = ? AND status IN ('committed', 'failed') "
+            "AND pending = 0 ORDER BY started_at DESC LIMIT -1 OFFSET ?",
+            (target, keep_runs),
+        )
+    ]
+    for run_id in old:
+        conn.execute("DELETE FROM changes WHERE run_id = ?", (run_id,))
+        conn.execute("DELETE FROM run_stores WHERE run_id = ?", (run_id,))
+        conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+
+
+class _Applier:
+    """Applies spooled rows to the snapshot and history inside the commit's transaction.
+
+    The snapshot, not the spooled op, decides each row's change (`ops.change_op`), so the
+    history holds only true changes.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, *, run_id: str, target: str, origin: str) -> None:
+        self.conn = conn
+        self.run_id = run_id
+        self.target = target
+        self.origin = origin
+        self.changed: set[tuple[str, str]] = set()
+        self.byte_delta: dict[tuple[str, str], int] = {}
+
+    def apply(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        batch: list[Mapping[str, Any]] = []
+        keys: set[str] = set()
+        where: tuple[str, str] | None = None
+        for row in rows:
+            if row.get("run_id") != self.run_id:
+                raise StateError(
+                    f"spool row of run {row.get('run_id')!r} found in the spool of {self.run_id}"
+                )
+            here = (row["db_name"], row["store"])
+            # A batch holds one store and distinct keys, so its statements commute.
+            if here != where or row["key"] in keys or len(batch) >= LOOKUP_CHUNK:
+                if batch and where is not None:
+                    self._flush(where, batch)
+                batch, keys, where = [], set(), here
+            batch.append(row)
+            keys.add(row["key"])
+        if batch and where is not None:
+            self._flush(where, batch)
+
+    def _current(self, ident: tuple[str, ...], keys: list[str], column: str) -> dict[str, str]:
+        """`column` of the snapshot rows of `keys` in the store `ident`, by key."""
+        rows = self.conn.execute(
+            f"SELECT key, {column} FROM snapshot WHERE target = ? AND origin = ? AND db = ? "
+            f"AND store = ? AND key IN ({marks(len(keys))})",
+            (*ident, *keys),
+        )
+        return {row[0]: row[1] for row in rows}
+
+    def _flush(self, where: tuple[str, str], rows: list[Mapping[str, Any]]) -> None:
+        db, store = where
+        ident = (self.target, self.origin, db, store)
+        current = self._current(ident, [row["key"] for row in rows], "value_hash")
+        inserts, updates, deletes = [], [], []
+        history: list[tuple[str, str, str | None, str | None]] = []  # key, op, old, new hash
+        grown = 0
+        for row in rows:
+            key, old = row["key"], current.get(row["key"])
+            new: str | None = None
+            if row["op"] != "-D" and (new := row["value_hash"]) is None:
+                raise StateError(f"a {row['op']} row of run {self.run_id} has no value_hash")
+            op = change_op(old, new)
+            if op is None:
+                continue
+            history.append((key, op, old, new))
+            if op == "-D":
+                deletes.append((*ident, key))
+                continue
+            value = row["value"]
+            grown += len(value.encode("utf-8", "surrogatepass"))
+            if op == "+I":
+                inserts.append((*ident, key, value, new, self.run_id, self.run_id))
+            else:
+                updates.append((value, new, self.run_id, *ident, key))
+        if not history:
+            return
+        replaced = [key for key, op, _, _ in history if op != "+I"]
+        old_values = self._current(ident, replaced, "value") if replaced else {}
+        shrunk = sum(len(value.encode("utf-8", "surrogatepass")) for value in old_values.values())
+        self.conn.executemany(
+            "INSERT INTO snapshot (target, origin, db, store, key, value, value_hash, "
+            "first_seen_run, last_changed_run) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            inserts,
+        )
+        self.conn.executemany(
+            "UPDATE snapshot SET value = ?, value_hash = ?, last_changed_run = ? "
+            "WHERE target = ? AND origin = ? AND db = ? AND store = ? AND key = ?",
+            updates,
+        )
+        self.conn.executemany(
+            "DELETE FROM snapshot WHERE target = ? AND origin = ? AND db = ? AND store = ? "
+            "AND key = ?",
+            deletes,
+        )
+        self.conn.executemany(
+            "INSERT INTO changes (run_id, target, origin, db, store, key, op, old_hash, new_hash, "
+            "old_value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (self.run_id, *ident, key, op, old, new, old_values.get(key))
+                for key, op, old, new in history
+            ],
+        )
+        self.changed.add(where)
+        self.byte_delta[where] = self.byte_delta.get(where, 0) + grown - shrunk
+
+    def commit_stores(self) -> None:
+        """Bring `stores` up to date with the run's stores and what the rows changed."""
+        stores = self.conn.execute(
+            "SELECT db, store, db_version, key_path, auto_increment, indexes, complete "
+            "FROM run_stores WHERE run_id = ?",
+            (self.run_id,),
+        ).fetchall()
+        for store in stores:
+            where = (store["db"], store["store"])
+            records = self.conn.execute(
+                "SELECT count(*) FROM snapshot "
+                "WHERE target = ? AND origin = ? AND db = ? AND store = ?",
+                (self.target, self.origin, *where),
+            ).fetchone()[0]
+            self.conn.execute(
+                """INSERT INTO stores VALUES (
+                    :target, :origin, :db, :store, :db_version, :key_path, :auto_increment,
+                    :indexes, :records, :bytes, :run, :run, :changed, :complete)
+                ON CONFLICT (target, origin, db, store) DO UPDATE SET
+                    db_version = excluded.db_version, key_path = excluded.key_path,
+                    auto_increment = excluded.auto_increment, indexes = excluded.indexes,
+                    records = excluded.records, bytes = stores.bytes + excluded.bytes,
+                    last_run = excluded.last_run,
+                    last_changed_run = coalesce(excluded.last_changed_run, last_changed_run),
+                    last_complete = excluded.last_complete""",
+                {
+                    **dict(zip(store.keys(), store, strict=True)),
+                    "target": self.target,
+                    "origin": self.origin,
+                    "records": records,
+                    "bytes": self.byte_delta.get(where, 0),
+                    "run": self.run_id,
+                    "changed": self.run_id if where in self.changed else None,
+                },
+            )

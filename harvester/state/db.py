@@ -1,0 +1,256 @@
+"""`StateDB`: one state folder's SQLite database, the API every other layer uses.
+
+`docs/state.md` documents the schema. The methods here only open, guard and delegate: the SQL
+lives in `runs` (a run's life), `commit` (the commit), `queries` (the read side) and `snapshot`
+(what capture reads).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from harvester.errors import StateError
+from harvester.redaction import Redactor, redact
+from harvester.state import commit, queries, runs
+from harvester.state.connections import Connections
+from harvester.state.records import Change, Run, RunStatus, RunStore, SnapshotRecord, Store
+from harvester.state.schema import (
+    SPOOL_DIR,
+    check_readable,
+    create_file,
+    migrate,
+    state_db_path,
+)
+from harvester.state.snapshot import SnapshotView
+
+
+class StateDB:
+    """One state folder's SQLite database.
+
+    Methods may be called from several threads; reads never wait for writes (WAL). A write may
+    wait for a commit in progress: async code makes its writes in a thread (`asyncio.to_thread`).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        keep_runs: int = 50,
+        readonly: bool = False,
+        secrets: Iterable[str] = (),
+    ) -> None:
+        self.path = path
+        self.keep_runs = keep_runs
+        self.readonly = readonly
+        # Run errors quote URLs, page text and Flink messages, any of which may hold a secret
+        # from the config (a login URL, a password a page echoes, a statement's credentials).
+        self._secrets = Redactor(secrets)
+        self._conns = Connections(path, readonly=readonly)
+
+    @classmethod
+    def open(
+        cls,
+        state_dir: Path,
+        *,
+        keep_runs: int = 50,
+        readonly: bool = False,
+        secrets: Iterable[str] = (),
+    ) -> StateDB:
+        """Open (and create or migrate, unless `readonly`) the state DB of `state_dir`.
+
+        `secrets`, and those of the process's log (`redaction.redact`), are masked in every run
+        error written.
+        """
+        path = state_db_path(state_dir)
+        if readonly:
+            if not path.is_file():
+                raise StateError(f"no state database at {path}; has a harvest run yet?")
+            return cls.open_file(path, keep_runs=keep_runs)
+        create_file(path)
+        db = cls(path, keep_runs=keep_runs, secrets=secrets)
+        try:
+            migrate(db._conns.shared, path)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    @classmethod
+    def open_file(cls, path: Path, *, keep_runs: int = 50) -> StateDB:
+        """Open the state DB file `path`, whatever its name, read-only and at this schema."""
+        db = cls(path, keep_runs=keep_runs, readonly=True)
+        try:
+            check_readable(db._conns.shared, path)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    @property
+    def spool_dir(self) -> Path:
+        """The folder of this state folder's spool files."""
+        return self.path.parent / SPOOL_DIR
+
+    def close(self) -> None:
+        self._conns.close()
+
+    def __enter__(self) -> StateDB:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def writable(self) -> bool:
+        """True when the DB takes writes (a commit in progress counts as taking them)."""
+        return self._conns.writable()
+
+    def open_snapshot(self, *, target: str, origin: str) -> SnapshotView:
+        """The committed snapshot of `target` at `origin`, for change capture; close it."""
+        return SnapshotView(self._conns, target=target, origin=origin)
+
+    # ---- the life of a run ------------------------------------------------------------------
+
+    def start_run(self, target: str, *, full: bool = False) -> str:
+        """Record a new `running` run of `target`; its id."""
+        return runs.start_run(self._conns, target, full=full)
+
+    def mark_read(
+        self,
+        run_id: str,
+        *,
+        origin: str,
+        stores: Sequence[RunStore],
+        rows: int,
+        problems: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        """The run's spool is complete: status `read`, pending until committed."""
+        runs.mark_read(
+            self._conns, run_id, origin=origin, stores=stores, rows=rows, problems=problems
+        )
+
+    def fail_run(
+        self,
+        run_id: str,
+        error: str,
+        *,
+        origin: str | None = None,
+        stores: Sequence[RunStore] | None = None,
+        problems: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Mark a run `failed` with `error`; a pending spool stays pending, a commit stays.
+
+        `origin`, `stores` and `problems` record what a failed read got through.
+        """
+        runs.fail_run(
+            self._conns,
+            run_id,
+            self._redact(error),
+            origin=origin,
+            stores=stores,
+            problems=problems,
+        )
+
+    def drop_pending(self, run_id: str, error: str) -> None:
+        """The run's spool is gone or unusable: it can never be sent, so it stops pending."""
+        runs.drop_pending(self._conns, run_id, self._redact(error))
+
+    def _redact(self, error: str) -> str:
+        # The log's secrets include those of a config reloaded since this DB was opened.
+        return redact(self._secrets.redact(error))
+
+    def commit_run(self, run_id: str, rows: Iterable[Mapping[str, Any]]) -> bool:
+        """Apply a run's spooled rows to the snapshot, history and stores in one transaction.
+
+        The snapshot decides each row's real op (a `--full` run spools every record as +I), so
+        the history holds only true changes. Returns False, changing nothing, when the run was
+        already committed: a spool sent twice never commits twice.
+        """
+        return commit.commit_run(self._conns, run_id, rows, keep_runs=self.keep_runs)
+
+    # ---- queries (read-only; what `harvester.inspect` builds on) -----------------------------
+
+    def get_run(self, run_id: str) -> Run | None:
+        return queries.get_run(self._conns, run_id)
+
+    def list_runs(
+        self,
+        *,
+        target: str | None = None,
+        status: RunStatus | Sequence[RunStatus] | None = None,
+        limit: int | None = None,
+    ) -> list[Run]:
+        """Runs, newest first, optionally of one target and/or in given statuses."""
+        return queries.list_runs(self._conns, target=target, status=status, limit=limit)
+
+    def pending_runs(self, target: str | None = None) -> list[Run]:
+        """Runs whose complete spool waits to be sent and committed, oldest first."""
+        return queries.pending_runs(self._conns, target)
+
+    def run_stores(self, run_id: str) -> list[RunStore]:
+        """The stores a run read, in reading order."""
+        return queries.run_stores(self._conns, run_id)
+
+    def list_stores(self, *, target: str | None = None) -> list[Store]:
+        """Every store with a committed run, by target, origin, db and store name."""
+        return queries.list_stores(self._conns, target=target)
+
+    def targets(self) -> list[str]:
+        """Every target with a run or a store, by name."""
+        return queries.targets(self._conns)
+
+    def iter_records(
+        self,
+        target: str,
+        origin: str,
+        db: str,
+        store: str,
+        *,
+        key: str | None = None,
+        as_of: str | None = None,
+    ) -> Iterator[SnapshotRecord]:
+        """A store's committed records, streamed (in first-seen order for the latest state).
+
+        `key` (typed JSON text) picks one record. `as_of` (a committed run of `target`) gives the
+        store as that run left it, from the change history: records changed since then come
+        with their value and hash as of that run, and `last_changed_run` None.
+        """
+        return queries.iter_records(
+            self._conns, target, origin, db, store, key=key, as_of=as_of, keep_runs=self.keep_runs
+        )
+
+    def past_value(self, store: Store, key: str, value_hash: str) -> str | None:
+        """A value that record `key` of `store` once had, by its hash, from the history."""
+        return queries.past_value(self._conns, store, key, value_hash)
+
+    def run_changes(
+        self,
+        run_id: str,
+        *,
+        store: Store | None = None,
+        op: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[Change]:
+        """The change history of one committed run, streamed in the order it was applied.
+
+        `store` and `op` keep only the changes of that store and op, `limit` the first ones.
+        """
+        return queries.run_changes(self._conns, run_id, store=store, op=op, limit=limit)
+
+    def change_counts(self, run_id: str, store: Store | None = None) -> dict[str, int]:
+        """How many changes of each op one run made (in `store`); ops it did not make are absent."""
+        return queries.change_counts(self._conns, run_id, store)
+
+    def values_by_hash(
+        self, target: str, db: str, store: str, keys: Sequence[str]
+    ) -> dict[str, str]:
+        """Every value the state DB still holds of `keys` of a store (of any origin), by hash:
+        the snapshot's and the history's old values."""
+        return queries.values_by_hash(self._conns, target, db, store, keys)

@@ -1,0 +1,196 @@
+"""The state DB's file, its schema and migrations, and how every connection to it is opened.
+
+Every connection runs in autocommit mode with explicit transactions: Python's implicit BEGIN
+would otherwise hold a write transaction open across a capture's awaits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+from harvester.errors import StateError
+
+DB_NAME = "state.db"
+SPOOL_DIR = "spool"
+# Writes wait this long for a commit in progress (a first snapshot of millions of records).
+BUSY_TIMEOUT_MS = 600_000
+WAL_LIMIT_BYTES = 64 * 1024 * 1024
+
+# Each entry moves the schema one version up (`PRAGMA user_version`); never edit a released one.
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE runs (
+        id          TEXT PRIMARY KEY,
+        target      TEXT NOT NULL,
+        status      TEXT NOT NULL
+                    CHECK (status IN ('running', 'read', 'committed', 'failed')),
+        full        INTEGER NOT NULL DEFAULT 0,
+        origin      TEXT,
+        started_at  TEXT NOT NULL,
+        read_at     TEXT,
+        finished_at TEXT,
+        seq         INTEGER UNIQUE,
+        pending     INTEGER NOT NULL DEFAULT 0,
+        records     INTEGER NOT NULL DEFAULT 0,
+        bytes       INTEGER NOT NULL DEFAULT 0,
+        rows        INTEGER NOT NULL DEFAULT 0,
+        inserted    INTEGER NOT NULL DEFAULT 0,
+        updated     INTEGER NOT NULL DEFAULT 0,
+        deleted     INTEGER NOT NULL DEFAULT 0,
+        unchanged   INTEGER NOT NULL DEFAULT 0,
+        incomplete_stores INTEGER NOT NULL DEFAULT 0,
+        problems    TEXT NOT NULL DEFAULT '[]',
+        error       TEXT
+    );
+    CREATE INDEX runs_by_target ON runs (target, started_at);
+    CREATE TABLE run_stores (
+        run_id         TEXT NOT NULL,
+        db             TEXT NOT NULL,
+        store          TEXT NOT NULL,
+        db_version     INTEGER NOT NULL,
+        key_path       TEXT NOT NULL,
+        auto_increment INTEGER NOT NULL,
+        indexes        TEXT NOT NULL,
+        records        INTEGER NOT NULL,
+        bytes          INTEGER NOT NULL,
+        rows           INTEGER NOT NULL,
+        inserted       INTEGER NOT NULL,
+        updated        INTEGER NOT NULL,
+        deleted        INTEGER NOT NULL,
+        unchanged      INTEGER NOT NULL,
+        complete       INTEGER NOT NULL,
+        problems       TEXT NOT NULL,
+        seconds        REAL NOT NULL,
+        PRIMARY KEY (run_id, db, store)
+    );
+    CREATE TABLE stores (
+        target           TEXT NOT NULL,
+        origin           TEXT NOT NULL,
+        db               TEXT NOT NULL,
+        store            TEXT NOT NULL,
+        db_version       INTEGER NOT NULL,
+        key_path         TEXT NOT NULL,
+        auto_increment   INTEGER NOT NULL,
+        indexes          TEXT NOT NULL,
+        records          INTEGER NOT NULL,
+        bytes            INTEGER NOT NULL,
+        first_run        TEXT NOT NULL,
+        last_run         TEXT NOT NULL,
+        last_changed_run TEXT,
+        last_complete    INTEGER NOT NULL,
+        PRIMARY KEY (target, origin, db, store)
+    );
+    CREATE TABLE snapshot (
+        id               INTEGER PRIMARY KEY,
+        target           TEXT NOT NULL,
+        origin           TEXT NOT NULL,
+        db               TEXT NOT NULL,
+        store            TEXT NOT NULL,
+        key              TEXT NOT NULL,
+        value            TEXT NOT NULL,
+        value_hash       TEXT NOT NULL,
+        first_seen_run   TEXT NOT NULL,
+        last_changed_run TEXT NOT NULL,
+        UNIQUE (target, origin, db, store, key)
+    );
+    CREATE TABLE changes (
+        run_id   TEXT NOT NULL,
+        target   TEXT NOT NULL,
+        origin   TEXT NOT NULL,
+        db       TEXT NOT NULL,
+        store    TEXT NOT NULL,
+        key      TEXT NOT NULL,
+        op       TEXT NOT NULL CHECK (op IN ('+I', '+U', '-D')),
+        old_hash TEXT,
+        new_hash TEXT
+    );
+    CREATE INDEX changes_by_run ON changes (run_id);
+    """,
+    # 2: the value a +U or -D replaced, so that diffs and `as_of` show values, not just hashes.
+    "ALTER TABLE changes ADD COLUMN old_value TEXT",
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def state_db_path(state_dir: Path) -> Path:
+    """Where the state DB of a state folder lives."""
+    return state_dir / DB_NAME
+
+
+def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    """A new connection to the DB file `path` (`mode=ro` when `readonly`: it never creates one)."""
+    uri = f"file:{quote(str(path))}?mode={'ro' if readonly else 'rwc'}"
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if not readonly:
+            conn.execute("PRAGMA journal_mode = WAL")
+            # FULL: a commit survives power loss, so its deleted spool is never needed again.
+            conn.execute("PRAGMA synchronous = FULL")
+            # A first snapshot grows the WAL to the size of the store; give the disk back after.
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
+    except sqlite3.Error as exc:
+        raise StateError(f"cannot open the state database {path}: {exc}") from exc
+    return conn
+
+
+def create_file(path: Path) -> None:
+    """Create the state folder (0700) and the DB file (0600) unless they exist."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Created 0600 before SQLite opens it; SQLite gives its -wal and -shm the same mode.
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    path.chmod(0o600)
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction, taken at once so that it never fails halfway for a lock."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def check_readable(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse a DB at another schema version than this harvester's: its columns may differ."""
+    version = schema_version(conn)
+    if version != SCHEMA_VERSION:
+        raise StateError(
+            f"the state database {path} has schema version {version}, this harvester "
+            f"reads {SCHEMA_VERSION}: run `harvester harvest` once to migrate it"
+        )
+
+
+def migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Apply the migrations the DB lacks, each in a transaction of its own."""
+    version = schema_version(conn)
+    if version > SCHEMA_VERSION:
+        raise StateError(
+            f"the state database {path} has schema version {version}, newer than this "
+            f"harvester's {SCHEMA_VERSION}: upgrade idb-harvester"
+        )
+    for number in range(version, SCHEMA_VERSION):
+        try:
+            conn.executescript(
+                f"BEGIN IMMEDIATE; {_MIGRATIONS[number]}; PRAGMA user_version = {number + 1}; "
+                "COMMIT;"
+            )
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StateError(
+                f"migrating the state database {path} to version {number + 1} failed: {exc}"
+            ) from exc

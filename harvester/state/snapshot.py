@@ -1,0 +1,82 @@
+"""One target's committed snapshot as change capture reads it: keyed lookups and a key scan.
+
+It reads through a read-only connection of its own, so nothing a capture does can touch the
+committed snapshot, and a capture never waits for a commit (WAL).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from types import TracebackType
+
+from harvester.state.connections import LOOKUP_CHUNK, Connections, marks
+from harvester.state.schema import connect
+
+SCAN_BATCH = 10_000
+_STORE = "target = ? AND origin = ? AND db = ? AND store = ?"
+
+
+class SnapshotView:
+    """The snapshot of `target` at `origin`, read on a connection of its own; `close()` it."""
+
+    def __init__(self, conns: Connections, *, target: str, origin: str) -> None:
+        self.target = target
+        self.origin = origin
+        self._conns = conns
+        self._conn = connect(conns.path, readonly=True)
+        self._sql: dict[int, str] = {}
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> SnapshotView:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _rows(self, sql: str, params: Sequence[str]) -> list[sqlite3.Row]:
+        with self._conns.failing("reading"):
+            return self._conn.execute(sql, params).fetchall()
+
+    def top_id(self) -> int:
+        """The highest row id of the whole snapshot: only rows committed later have higher ones."""
+        return int(self._rows("SELECT coalesce(max(id), 0) FROM snapshot", ())[0][0])
+
+    def lookup(self, db: str, store: str, keys: Sequence[str]) -> dict[str, tuple[int, str]]:
+        """(row id, value hash) of each of `keys` that the store holds, by key."""
+        found: dict[str, tuple[int, str]] = {}
+        for start in range(0, len(keys), LOOKUP_CHUNK):
+            chunk = keys[start : start + LOOKUP_CHUNK]
+            sql = self._sql.get(len(chunk))
+            if sql is None:
+                sql = self._sql[len(chunk)] = (
+                    f"SELECT key, id, value_hash FROM snapshot WHERE {_STORE} "
+                    f"AND key IN ({marks(len(chunk))})"
+                )
+            rows = self._rows(sql, (self.target, self.origin, db, store, *chunk))
+            found.update((key, (row_id, digest)) for key, row_id, digest in rows)
+        return found
+
+    def count(self, db: str, store: str) -> int:
+        """How many records the store holds."""
+        sql = f"SELECT count(*) FROM snapshot WHERE {_STORE}"
+        return int(self._rows(sql, (self.target, self.origin, db, store))[0][0])
+
+    def ids(self, db: str, store: str) -> Iterator[tuple[int, str]]:
+        """(row id, key) of every record of the store, streamed."""
+        with self._conns.failing("reading"):
+            # Only the unique index is read (it holds key and id), not the values.
+            cursor = self._conn.execute(
+                f"SELECT id, key FROM snapshot WHERE {_STORE}",
+                (self.target, self.origin, db, store),
+            )
+            while batch := cursor.fetchmany(SCAN_BATCH):
+                for row in batch:
+                    yield row[0], row[1]
