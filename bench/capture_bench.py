@@ -38,8 +38,8 @@ from playwright.async_api import Page, async_playwright
 
 from harvester import harvest
 from harvester.browser import find_chromium, launch_args
+from harvester.config import Settings, TargetSettings, load_settings
 from harvester.reader import OriginReader
-from harvester.settings import Settings, TargetSettings, load_settings
 from harvester.sinks import ChangeSink
 from harvester.spool import SpoolFile
 from harvester.state import StateDB

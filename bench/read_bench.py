@@ -35,8 +35,8 @@ from playwright.async_api import BrowserContext, Page, async_playwright
 
 from harvester import codec
 from harvester.browser import find_chromium, launch_args
+from harvester.config import LimitsSettings
 from harvester.reader import OriginReader
-from harvester.settings import LimitsSettings
 
 C_LIMIT_S = 180.0  # (c) is skipped when it would take longer than this
 

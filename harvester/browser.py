@@ -31,8 +31,8 @@ from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import sync_playwright
 from pydantic import SecretStr
 
+from harvester.config import BrowserSettings, TargetSettings
 from harvester.errors import BrowserError, BrowserNotFoundError, PageError
-from harvester.settings import BrowserSettings, TargetSettings
 
 log = logging.getLogger(__name__)
 

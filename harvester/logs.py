@@ -9,8 +9,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from harvester.config import LogSettings
 from harvester.redaction import Redactor, reset_process_secrets
-from harvester.settings import LogSettings
 from harvester.timefmt import iso_utc
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and belongs in the output.

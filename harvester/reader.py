@@ -32,7 +32,7 @@ from harvester.limits import MAX_PROBLEMS
 if TYPE_CHECKING:
     from playwright.async_api import CDPSession, Page
 
-    from harvester.settings import LimitsSettings
+    from harvester.config import LimitsSettings
 
 __all__ = [
     "DatabaseSchema",

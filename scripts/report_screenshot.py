@@ -13,9 +13,9 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 from harvester.browser import find_chromium, launch_args
+from harvester.config import load_settings
 from harvester.errors import HarvesterError
 from harvester.inspect.report import render_report
-from harvester.settings import load_settings
 from harvester.state import state_db_path
 
 ROOT = Path(__file__).resolve().parents[1]

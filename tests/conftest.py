@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harvester.settings import BrowserSettings
+from harvester.config import BrowserSettings
 from tests.support.server import StaticServer
 
 

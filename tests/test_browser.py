@@ -19,8 +19,8 @@ import pytest
 
 from harvester import browser
 from harvester.browser import find_chromium, launch_args, open_target
+from harvester.config import BrowserSettings, TargetSettings
 from harvester.errors import BrowserNotFoundError, PageError
-from harvester.settings import BrowserSettings, TargetSettings
 from tests.support.server import StaticServer
 
 PAGES = Path(__file__).resolve().parent / "pages"

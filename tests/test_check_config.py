@@ -102,6 +102,18 @@ def test_a_bad_config_exits_2_with_one_line_per_problem(
         )
 
 
+def test_a_removed_key_exits_2_naming_its_replacement(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "old.toml"
+    config.write_text("[browser]\nmax_concurrent = 4\n", encoding="utf-8")
+    assert main(["check-config", "--config", str(config), "--no-flink"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"config error: {config}: browser.max_concurrent: removed; "
+        "use daemon.max_concurrent_harvests"
+    ]
+
+
 def test_a_missing_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-config", "--config", str(tmp_path / "none.toml")]) == 2
     assert "config file not found" in capsys.readouterr().err

@@ -6,14 +6,14 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from harvester.settings import Settings, config_reference
+from harvester.config import Settings, config_reference
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "config.md"
 
 
 def test_the_committed_reference_is_the_generated_one() -> None:
     assert DOC.read_text(encoding="utf-8") == config_reference(), (
-        "docs/config.md is out of date: run `.venv/bin/python -m harvester.settings > "
+        "docs/config.md is out of date: run `.venv/bin/python -m harvester.config > "
         "docs/config.md` and commit the result"
     )
 

@@ -15,8 +15,8 @@ import pytest
 
 from harvester.browser import open_target
 from harvester.cli import main
+from harvester.config import BrowserSettings, TargetSettings
 from harvester.demo import serve_demo
-from harvester.settings import BrowserSettings, TargetSettings
 
 EXPECTED: dict[str, Any] = json.loads(
     files("harvester").joinpath("demo_site", "expected.json").read_text(encoding="utf-8")

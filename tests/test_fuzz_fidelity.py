@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from playwright.async_api import Page
 
 from harvester.browser import TargetSession, open_target
+from harvester.config import BrowserSettings, TargetSettings
 from harvester.reader import OriginReader
-from harvester.settings import BrowserSettings, TargetSettings
 from tests.support.fuzz import FuzzRecord, records
 from tests.support.reader import Read, read_all
 from tests.support.server import StaticServer

@@ -14,10 +14,10 @@ import pytest
 from playwright.async_api import Page
 
 from harvester import codec
+from harvester.config import BrowserSettings
 from harvester.errors import ReaderError
 from harvester.harvest import commit
 from harvester.reader import OriginReader
-from harvester.settings import BrowserSettings
 from harvester.state import StateDB
 from harvester.surrogates import escape_surrogates
 from tests.hostile_pages import alive, harvest

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from harvester.config import LogSettings
 from harvester.logs import setup_logging
 from harvester.redaction import Redactor
-from harvester.settings import LogSettings
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from playwright.async_api import Page
 
 from harvester import codec
+from harvester.config import BrowserSettings
 from harvester.errors import EvaluateTimeoutError, ReaderError
 from harvester.reader import (
     DatabaseSchema,
@@ -24,7 +25,6 @@ from harvester.reader import (
     StoreRead,
     StoreSchema,
 )
-from harvester.settings import BrowserSettings
 from tests.support.reader import PRELUDE, Read, read_all, read_page
 from tests.support.server import StaticServer
 from tests.support.values import graphs

@@ -11,8 +11,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import SecretStr
 
-from harvester.errors import ConfigError, UsageError
-from harvester.settings import (
+from harvester.config import (
     Settings,
     config_file,
     format_duration,
@@ -21,6 +20,8 @@ from harvester.settings import (
     secret_values,
     to_toml,
 )
+from harvester.config.schedule import missed_run
+from harvester.errors import ConfigError, UsageError
 
 TARGET = """
 [[targets]]
@@ -55,7 +56,6 @@ def test_defaults_are_the_documented_ones(tmp_path: Path) -> None:
     assert (settings.log.level, settings.log.format) == ("info", "text")
     assert settings.browser.headless is True
     assert settings.browser.executable_path is None
-    assert settings.browser.max_concurrent == 2
     flink = settings.flink
     assert (flink.mode, flink.runtime, flink.parallelism, flink.source) == (
         "embedded",
@@ -223,6 +223,20 @@ def test_a_profile_needs_a_local_browser(tmp_path: Path) -> None:
     assert ": targets[0].auth.profile_dir: " in line
 
 
+def test_a_removed_key_names_its_replacement(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "[browser]\nmax_concurrent = 2\n" + TARGET)
+    assert problems(path) == [
+        f"{path}: browser.max_concurrent: removed; use daemon.max_concurrent_harvests"
+    ]
+    monkeypatch.setenv("HARVESTER_BROWSER__MAX_CONCURRENT", "3")
+    assert problems(write(tmp_path / "env", TARGET)) == [
+        "$HARVESTER_BROWSER__MAX_CONCURRENT: browser.max_concurrent: removed; "
+        "use daemon.max_concurrent_harvests"
+    ]
+
+
 def test_env_overrides_beat_the_file_with_nesting(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -383,6 +397,19 @@ def test_interval_schedules_give_interval_triggers(tmp_path: Path) -> None:
     assert trigger.jitter == 10
 
 
+def test_missed_run() -> None:
+    now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    hourly = IntervalTrigger(hours=1, timezone="UTC")
+    assert missed_run(hourly, now - timedelta(hours=2), now)
+    assert not missed_run(hourly, now - timedelta(minutes=10), now)
+    assert not missed_run(hourly, None, now)
+    # A naive last start counts as UTC.
+    assert missed_run(hourly, (now - timedelta(hours=2)).replace(tzinfo=None), now)
+    daily = CronTrigger(hour=6, minute=0, timezone="UTC")
+    assert missed_run(daily, datetime(2026, 11, 25, 6, 0, tzinfo=UTC), now)
+    assert not missed_run(daily, datetime(2026, 11, 26, 6, 0, tzinfo=UTC), now)
+
+
 def test_target_lookup_names_the_known_targets(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, TARGET + TARGET.replace("shop", "blog")))
     assert settings.target("blog").name == "blog"
@@ -505,8 +532,12 @@ def test_the_toml_dump_loads_back_to_the_same_settings(tmp_path: Path) -> None:
     assert again.model_dump() == settings.model_dump()
 
 
-def test_settings_built_in_code_use_defaults() -> None:
+def test_settings_built_in_code_use_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only load_settings() reads the environment; settings built in code take their arguments.
+    monkeypatch.setenv("HARVESTER_LOG__LEVEL", "debug")
     settings = Settings()
+    assert settings.log.level == "info"
+    assert Settings(log={"level": "error"}).log.level == "error"
     assert settings.config_path is None
     assert settings.state.dir == Path.cwd() / "state"
     assert settings.masked_dump()["targets"] == []

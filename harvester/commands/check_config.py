@@ -6,11 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from flink_jobs.runner import validate_statements
-from harvester.settings import load_settings, to_toml
+from flink_jobs.statements import validate_statements
+from harvester.config import load_settings, to_toml
 
 
-def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     help = "validate the config and print it with secrets masked"
     parser = subparsers.add_parser("check-config", parents=[common], help=help, description=help)
     parser.add_argument(

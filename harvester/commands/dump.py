@@ -30,15 +30,15 @@ from rich.table import Table
 from rich.text import Text
 
 from harvester.browser import open_target
-from harvester.errors import UsageError
-from harvester.reader import DatabaseSchema, OriginReader, Problem, StoreSchema
-from harvester.settings import (
+from harvester.config import (
     CONFIG_ENV,
     DEFAULT_CONFIG,
     Settings,
     TargetSettings,
     load_settings,
 )
+from harvester.errors import UsageError
+from harvester.reader import DatabaseSchema, OriginReader, Problem, StoreSchema
 
 HELP = "read a page's IndexedDB and write it as JSON lines"
 

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO, TypeVar
 
+from harvester.config import load_settings
 from harvester.errors import UsageError
 from harvester.inspect.queries import StateReader
 from harvester.inspect.render import FORMATS, default_format
-from harvester.settings import load_settings
 
 T = TypeVar("T")
 

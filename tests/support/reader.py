@@ -11,8 +11,8 @@ from playwright.async_api import Page
 
 from harvester import codec
 from harvester.browser import open_target
+from harvester.config import BrowserSettings, TargetSettings
 from harvester.reader import DatabaseSchema, OriginReader, Problem
-from harvester.settings import BrowserSettings, TargetSettings
 
 # Helpers every test page uses: open (creating stores), put entries, then `window.ready = true`.
 PRELUDE = """<!doctype html><meta charset="utf-8"><script>
