@@ -36,8 +36,9 @@ sys.path.insert(0, str(ROOT))
 from common import MB, PeakSampler, free_port, rss  # noqa: E402
 
 from flink_jobs.forwarder import FlinkForwarder, plan_jobs  # noqa: E402
-from flink_jobs.runner import FlinkRunner, JobResult  # noqa: E402
-from harvester.settings import Settings  # noqa: E402
+from flink_jobs.protocol import JobResult  # noqa: E402
+from flink_jobs.runner import FlinkRunner  # noqa: E402
+from harvester.config import Settings  # noqa: E402
 from harvester.spool import SpoolFile  # noqa: E402
 
 
@@ -182,7 +183,7 @@ def register_pandas(t_env: Any, spool: SpoolFile) -> None:
 def variant_child(variant: str, spool_path: Path, rows: int, work: Path) -> None:
     """Run one job with one source variant in this process; print its figures as JSON."""
     from flink_jobs import pipeline
-    from flink_jobs.runner import JobSpec, SpoolSlice
+    from flink_jobs.protocol import JobSpec, SpoolSlice
     from flink_jobs.worker import Session, _prepare_tmp
 
     os.environ.update(FLINK_LOG_DIR=str(work / "logs"), ROOT_LOG_LEVEL="WARN")
@@ -314,7 +315,7 @@ def bench_fixed(work: Path, modes: list[str], jobs: int) -> None:
 
 
 def _whole(spool: SpoolFile) -> Any:
-    from flink_jobs.runner import SpoolSlice
+    from flink_jobs.protocol import SpoolSlice
 
     return SpoolSlice(spool.run_id, spool.target, spool.path)
 
@@ -328,7 +329,7 @@ def profile_child(work: Path, jobs: int) -> None:
     from pyflink.datastream import RuntimeExecutionMode, StreamExecutionEnvironment
 
     from flink_jobs import pipeline
-    from flink_jobs.runner import JobSpec
+    from flink_jobs.protocol import JobSpec
     from flink_jobs.worker import Session, _prepare_tmp
 
     os.environ.update(FLINK_LOG_DIR=str(work / "logs"), ROOT_LOG_LEVEL="WARN")

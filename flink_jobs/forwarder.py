@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from flink_jobs.runner import FlinkRunner, SpoolSlice, source_of
+from flink_jobs.protocol import SpoolSlice, source_of
+from flink_jobs.runner import FlinkRunner
 from harvester.sinks import ChangeSink
 
 if TYPE_CHECKING:
-    from harvester.settings import Settings
+    from harvester.config import Settings
     from harvester.spool import SpoolFile
 
 logger = logging.getLogger(__name__)
@@ -84,10 +85,16 @@ class FlinkForwarder(ChangeSink):
     def __init__(self, settings: Settings, *, runner: FlinkRunner | None = None) -> None:
         self.settings = settings
         self.runner = runner or FlinkRunner(settings)
+        self.description = f"Flink ({settings.flink.mode})"
 
     def start(self) -> None:
         """Start Flink now (cluster, warm worker) rather than at the first `send`."""
         self.runner.start()
+
+    def validate(self) -> None:
+        """Have Flink plan `flink.statements` (in the runner's worker, which then takes the
+        jobs); raises `ConfigError` naming each broken one."""
+        self.runner.validate()
 
     def send(self, spools: Sequence[SpoolFile]) -> None:
         """Send every row of `spools`; raises `FlinkJobError` if any job fails."""

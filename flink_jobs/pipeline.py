@@ -7,10 +7,12 @@ daemon side never imports this module. `docs/flink.md` describes the tables and 
 from __future__ import annotations
 
 import itertools
+import operator
 import shutil
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, NamedTuple, assert_never
 
 import orjson
 from py4j.protocol import Py4JJavaError
@@ -20,23 +22,37 @@ from pyflink.java_gateway import get_gateway
 from pyflink.table import DataTypes, Schema, StatementSet, StreamTableEnvironment
 from pyflink.util.exceptions import JavaException
 
-from flink_jobs.runner import JobSpec, SpoolSlice
+from flink_jobs.protocol import JobSpec, SpoolSlice
+from harvester.spool import ROW_FIELDS, ROW_SCHEMA, FieldKind
 
-# The design's changelog row, in spool order: (column, Flink SQL type).
-COLUMNS: tuple[tuple[str, str], ...] = (
-    ("run_id", "STRING"),
-    ("target", "STRING"),
-    ("origin", "STRING"),
-    ("db_name", "STRING"),
-    ("db_version", "BIGINT"),
-    ("store", "STRING"),
-    ("key", "STRING"),
-    ("op", "STRING"),
-    ("value", "STRING"),
-    ("value_hash", "STRING"),
-    ("harvested_at", "TIMESTAMP_LTZ(3)"),
+
+class FlinkType(NamedTuple):
+    """How one kind of spool field is typed in Flink."""
+
+    sql: str  # in SQL DDL: the file source, the sinks
+    type_info: Any  # PyFlink's type of the field in the collection source's row tuples
+    data_type: Any  # the table column that field of the collection source becomes
+
+
+def flink_type(kind: FieldKind) -> FlinkType:
+    """The Flink types of a kind of spool field (`harvester.spool.ROW_SCHEMA`)."""
+    match kind:
+        case "text":
+            return FlinkType("STRING", Types.STRING(), DataTypes.STRING())
+        case "integer":
+            return FlinkType("BIGINT", Types.LONG(), DataTypes.BIGINT())
+        case "timestamp":
+            instant = DataTypes.TIMESTAMP_LTZ(3).bridged_to("java.time.Instant")
+            return FlinkType("TIMESTAMP_LTZ(3)", Types.INSTANT(), instant)
+        case _:
+            assert_never(kind)
+
+
+# `change_log`: the spool's changelog row, in spool order, as (column, Flink SQL type).
+COLUMNS: tuple[tuple[str, str], ...] = tuple(
+    (name, flink_type(kind).sql) for name, kind in ROW_SCHEMA
 )
-NAMES: tuple[str, ...] = tuple(name for name, _ in COLUMNS)
+NAMES: tuple[str, ...] = ROW_FIELDS
 RECORD_IDENTITY: tuple[str, ...] = ("target", "origin", "db_name", "store", "key")
 CHANGES_SINK = "harvester_changes_sink"
 RUN_STATS_SINK = "harvester_run_stats_sink"
@@ -105,26 +121,20 @@ def build_job(
     return statement_set
 
 
+_FIELDS = operator.itemgetter(*ROW_FIELDS)
+_TIMESTAMPS = tuple(index for index, (_, kind) in enumerate(ROW_SCHEMA) if kind == "timestamp")
+
+
 def _rows(slices: Sequence[SpoolSlice]) -> Iterator[tuple[object, ...]]:
     """Spool lines as PyFlink's internal row tuples (row kind first), one line at a time."""
     for part in slices:
         with part.path.open("rb") as lines:
             for line in itertools.islice(lines, part.start, part.stop):
-                row = orjson.loads(line)
-                yield (
-                    0,  # RowKind.INSERT: `change_log` is insert-only, `op` stays a column
-                    row["run_id"],
-                    row["target"],
-                    row["origin"],
-                    row["db_name"],
-                    row["db_version"],
-                    row["store"],
-                    row["key"],
-                    row["op"],
-                    row["value"],
-                    row["value_hash"],
-                    _epoch_micros(row["harvested_at"]),
-                )
+                values = list(_FIELDS(orjson.loads(line)))
+                for index in _TIMESTAMPS:
+                    values[index] = _epoch_micros(values[index])
+                # RowKind.INSERT: `change_log` is insert-only, `op` stays a column.
+                yield (0, *values)
 
 
 def _epoch_micros(iso: str) -> int:
@@ -140,33 +150,13 @@ def register_collection_source(
     streaming: bool,
 ) -> None:
     """`change_log` from the spool lines, shipped inside the job (any cluster can run it)."""
-    type_info = Types.ROW_NAMED(
-        list(NAMES),
-        [
-            Types.STRING(),
-            Types.STRING(),
-            Types.STRING(),
-            Types.STRING(),
-            Types.LONG(),
-            Types.STRING(),
-            Types.STRING(),
-            Types.STRING(),
-            Types.STRING(),
-            Types.STRING(),
-            Types.INSTANT(),
-        ],
-    )
+    type_info = Types.ROW_NAMED(list(NAMES), [flink_type(kind).type_info for _, kind in ROW_SCHEMA])
     # `from_collection` first builds a list of every converted row; its private half takes any
     # iterable and pickles it to a file row by row, so rows stream from the spool instead.
     stream = env._from_collection(_rows(slices), type_info)
     schema = Schema.new_builder()
-    for name, kind in COLUMNS:
-        if kind.startswith("TIMESTAMP_LTZ"):
-            schema.column(name, DataTypes.TIMESTAMP_LTZ(3).bridged_to("java.time.Instant"))
-        elif kind == "BIGINT":
-            schema.column(name, DataTypes.BIGINT())
-        else:
-            schema.column(name, DataTypes.STRING())
+    for name, kind in ROW_SCHEMA:
+        schema.column(name, flink_type(kind).data_type)
     if streaming:
         schema.watermark("harvested_at", _NEVER_LATE)
     t_env.create_temporary_view("change_log", t_env.from_data_stream(stream, schema.build()))
@@ -313,14 +303,14 @@ def useful_line(exc: BaseException) -> str:
     java = _java_throwable(exc)
     if java is None:
         return _summary(str(exc)) or type(exc).__name__
-    chain = []
+    chain: list[Any] = []  # Java throwables, outermost first
     while java is not None and len(chain) < 50:
         chain.append(java)
         java = java.getCause()
     described = [(throwable, _summary(throwable.getMessage() or "")) for throwable in chain]
     described = [(throwable, message) for throwable, message in described if message]
     if not described:
-        return chain[0].getClass().getName()
+        return str(chain[0].getClass().getName())
     root, root_message = described[-1]
     for throwable, message in described:
         name = throwable.getClass().getName()
@@ -339,8 +329,9 @@ def _summary(message: str) -> str:
     return f"{lines[0]} {cause}" if cause else lines[0]
 
 
-def _java_throwable(exc: BaseException) -> object | None:
-    """The Java exception behind a PyFlink error (PyFlink re-raises some as JavaException)."""
+def _java_throwable(exc: BaseException) -> Any:
+    """The Java exception behind a PyFlink error, or None (PyFlink re-raises some as
+    JavaException)."""
     current: BaseException | None = exc
     while current is not None:
         if isinstance(current, Py4JJavaError):

@@ -1,16 +1,16 @@
 """`python -m flink_jobs.worker`: the child process that owns the PyFlink gateway and runs jobs.
 
-Started by `flink_jobs.runner`, it talks over an inherited pipe (`--conn-fd`): it sends
-`("ready", jvm_pid)` once its JVM is up and warm (or `("fatal", message)`), then answers each
-request — `("run", JobSpec)` → `("ok", JobResult)`, `("check", JobSpec)` → `("ok", problems)`,
-or `("failed", message, root_cause)` — until the pipe closes, then stops its MiniCluster and
-exits; its JVM exits with it (the JVM's stdin is a pipe from this process).
+Started by `flink_jobs.worker_process`, it speaks the job protocol (`flink_jobs.protocol`) over
+an inherited pipe (`--conn-fd`): `("ready", jvm_pid)` once its JVM is up and warm, then one
+answer per request until the pipe closes; then it stops its MiniCluster and exits, and its JVM
+exits with it (the JVM's stdin is a pipe from this process).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import logging
 import os
 import shutil
@@ -23,7 +23,7 @@ import time
 import traceback
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 from py4j.protocol import Py4JError
@@ -33,7 +33,7 @@ from pyflink.pyflink_gateway_server import launch_gateway_server_process
 from pyflink.util.exceptions import JavaException
 
 from flink_jobs import pipeline
-from flink_jobs.runner import JobResult, JobSpec, SpoolSlice
+from flink_jobs.protocol import JobResult, JobSpec, SpoolSlice
 
 logger = logging.getLogger("flink_jobs.worker")
 
@@ -56,7 +56,7 @@ _SAMPLE = [
 ]
 
 
-def _drain(pipe: IO[bytes]) -> None:
+def _drain(pipe: io.BufferedReader) -> None:
     """Copy the JVM's stderr pipe into our stderr (the log file) so the JVM never blocks on it."""
     for chunk in iter(lambda: pipe.read1(65536), b""):
         sys.stderr.buffer.write(chunk)
@@ -96,7 +96,8 @@ def _launch_gateway(tmp_dir: Path) -> int:
     (port,) = struct.unpack("!I", port_bytes[:4])
     conn_info.unlink()
     os.environ["PYFLINK_GATEWAY_PORT"] = str(port)
-    return process.pid
+    pid: int = process.pid
+    return pid
 
 
 class Session:

@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import orjson
 
@@ -19,19 +20,24 @@ from harvester.surrogates import escape_surrogates
 
 SPOOL_SUFFIX = ".jsonl"
 PART_SUFFIX = ".jsonl.part"
-ROW_FIELDS: tuple[str, ...] = (
-    "run_id",
-    "target",
-    "origin",
-    "db_name",
-    "db_version",
-    "store",
-    "key",
-    "op",
-    "value",
-    "value_hash",
-    "harvested_at",
+# The changelog row, in spool order: each field and the kind of its JSON value. The one
+# definition: the writer below and Flink's `change_log` columns (flink_jobs.pipeline) follow it.
+# `text` may be null (`value` and `value_hash` of a `-D`); `timestamp` is an ISO-8601 UTC string.
+FieldKind = Literal["text", "integer", "timestamp"]
+ROW_SCHEMA: tuple[tuple[str, FieldKind], ...] = (
+    ("run_id", "text"),
+    ("target", "text"),
+    ("origin", "text"),
+    ("db_name", "text"),
+    ("db_version", "integer"),
+    ("store", "text"),
+    ("key", "text"),
+    ("op", "text"),
+    ("value", "text"),
+    ("value_hash", "text"),
+    ("harvested_at", "timestamp"),
 )
+ROW_FIELDS: tuple[str, ...] = tuple(name for name, _ in ROW_SCHEMA)
 
 
 def _dumps(text: str | None) -> bytes:

@@ -12,10 +12,11 @@ import pytest
 from flink_jobs.cluster import LocalCluster
 from flink_jobs.forwarder import FlinkForwarder
 from flink_jobs.runner import FlinkRunner
+from tests.support.flink import change, flink_settings, read_rows, runs, write_spool
 from tests.support.server import free_port
-from tests.test_flink_pipeline import change, flink_settings, read_rows, runs, write_spool
 
 
+@pytest.mark.flink
 @pytest.mark.slow
 def test_local_cluster_runs_a_job_and_stops_with_the_runner(tmp_path: Path) -> None:
     address = f"localhost:{free_port()}"

@@ -1,4 +1,5 @@
-"""The Flink pipeline with real Flink (embedded, batch runtime), plus the job planning logic.
+"""The Flink pipeline with real Flink (embedded, batch runtime), plus the job planning logic and
+the pipeline's schema.
 
 One runner (one worker JVM) serves the whole module; each test is one or two jobs.
 """
@@ -12,79 +13,18 @@ from typing import Any
 import orjson
 import pytest
 
+from flink_jobs import pipeline, worker
 from flink_jobs.forwarder import FlinkForwarder, plan_jobs
-from flink_jobs.runner import FlinkRunner, SpoolSlice
-from harvester.errors import FlinkJobError
-from harvester.settings import FlinkStatement, Settings
-from harvester.spool import SpoolFile
-
-AT = "2026-11-26T15:00:00.123Z"
-
-
-def flink_settings(root: Path, **flink: Any) -> Settings:
-    """Settings with the state under `root` and these `[flink]` keys."""
-    return Settings.model_validate(
-        {"state": {"dir": str(root / "state"), "data_dir": str(root / "data")}, "flink": flink}
-    )
+from flink_jobs.protocol import SpoolSlice
+from flink_jobs.runner import FlinkRunner
+from harvester.config import FlinkStatement, Settings
+from harvester.errors import ConfigError, FlinkJobError
+from harvester.spool import ROW_FIELDS, SpoolFile
+from tests.support.flink import AT, change, flink_settings, read_rows, runs, write_spool
 
 
 def statements(*sql: str) -> list[FlinkStatement]:
     return [FlinkStatement(sql=text) for text in sql]
-
-
-def change(
-    key: object, op: str, value: object = None, *, store: str = "items"
-) -> dict[str, object]:
-    """A changelog row's varying part; `write_spool` adds the rest."""
-    return {
-        "store": store,
-        "key": orjson.dumps(key).decode(),
-        "op": op,
-        "value": None if op == "-D" else orjson.dumps(value).decode(),
-    }
-
-
-def write_spool(
-    folder: Path, run_id: str, target: str, changes: list[dict[str, object]]
-) -> SpoolFile:
-    """A spool file in the contract's format (what `harvester.spool` writes)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{run_id}.jsonl"
-    with path.open("wb") as out:
-        for row in changes:
-            full = {
-                "run_id": run_id,
-                "target": target,
-                "origin": "http://127.0.0.1:8765",
-                "db_name": "shop",
-                "db_version": 3,
-                "store": row["store"],
-                "key": row["key"],
-                "op": row["op"],
-                "value": row["value"],
-                "value_hash": "0" * 64 if row["value"] is None else "1" * 64,
-                "harvested_at": AT,
-            }
-            out.write(orjson.dumps(full) + b"\n")
-    return SpoolFile(run_id, target, path, len(changes))
-
-
-def read_rows(folder: Path) -> list[dict[str, Any]]:
-    """Every JSON line in the committed files under `folder`, with hive partitions added."""
-    rows = []
-    for path in sorted(folder.rglob("part-*")):
-        if path.name.startswith("."):
-            continue
-        partitions = dict(
-            part.split("=", 1) for part in path.relative_to(folder).parts[:-1] if "=" in part
-        )
-        for line in path.read_bytes().splitlines():
-            rows.append({**orjson.loads(line), **partitions})
-    return rows
-
-
-def runs(rows: list[dict[str, Any]], *run_ids: str) -> list[dict[str, Any]]:
-    return [row for row in rows if row["run_id"] in run_ids]
 
 
 @pytest.fixture(scope="module")
@@ -155,9 +95,67 @@ def test_plan_with_the_file_source_keeps_spools_whole(tmp_path: Path) -> None:
     ]
 
 
+# ---- the schema (no Flink) --------------------------------------------------------------------
+
+
+def test_change_log_columns_are_the_spool_fields_in_order() -> None:
+    assert pipeline.NAMES == ROW_FIELDS
+    assert dict(pipeline.COLUMNS) == {
+        "run_id": "STRING",
+        "target": "STRING",
+        "origin": "STRING",
+        "db_name": "STRING",
+        "db_version": "BIGINT",
+        "store": "STRING",
+        "key": "STRING",
+        "op": "STRING",
+        "value": "STRING",
+        "value_hash": "STRING",
+        "harvested_at": "TIMESTAMP_LTZ(3)",
+    }
+    assert set(pipeline.RECORD_IDENTITY) <= set(ROW_FIELDS)
+    # The warm-up job's rows go through the file source, which fails on a missing field.
+    assert all(tuple(row) == ROW_FIELDS for row in worker._SAMPLE)
+
+
+def test_collection_source_rows_follow_the_spool_fields(tmp_path: Path) -> None:
+    spool = write_spool(tmp_path, "run-rows", "shop", [change(1, "+I", "x"), change(2, "-D")])
+    rows = list(pipeline._rows([SpoolSlice("run-rows", "shop", spool.path, 1)]))
+    # Row kind INSERT, the fields in spool order, the timestamp as epoch microseconds.
+    assert rows == [
+        (
+            0,
+            "run-rows",
+            "shop",
+            "http://127.0.0.1:8765",
+            "shop",
+            3,
+            "items",
+            "2",
+            "-D",
+            None,
+            "0" * 64,
+            1_795_705_200_123_000,
+        )
+    ]
+
+
+def test_forwarder_describes_its_mode_and_validates_nothing_without_statements(
+    tmp_path: Path,
+) -> None:
+    config = flink_settings(tmp_path, mode="local-cluster")
+    with FlinkForwarder(config) as forwarder:
+        assert forwarder.description == "Flink (local-cluster)"
+        forwarder.validate()
+        assert forwarder.runner.worker_stats() is None
+    assert not (tmp_path / "state").exists()
+
+
 # ---- real Flink ------------------------------------------------------------------------------
 
 
+@pytest.mark.flink
+@pytest.mark.slow
 def test_two_runs_in_one_job_reach_the_default_and_user_sinks(
     forwarder: FlinkForwarder, config: Settings, tmp_path: Path
 ) -> None:
@@ -204,6 +202,8 @@ def test_two_runs_in_one_job_reach_the_default_and_user_sinks(
     assert counts == {"items": 2, "orders": 1, "posts": 1}
 
 
+@pytest.mark.flink
+@pytest.mark.slow
 def test_collection_and_file_sources_give_the_same_tables(
     forwarder: FlinkForwarder, config: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -215,6 +215,8 @@ def test_collection_and_file_sources_give_the_same_tables(
     via_collection = write_spool(tmp_path, "via-collection", "same", rows)
     via_file = write_spool(tmp_path, "via-file", "same2", rows)
 
+    # `auto` is the file source in embedded mode: each source is named.
+    monkeypatch.setattr(config.flink, "source", "collection")
     forwarder.send([via_collection])
     monkeypatch.setattr(config.flink, "source", "file")
     forwarder.send([via_file])
@@ -232,6 +234,8 @@ def test_collection_and_file_sources_give_the_same_tables(
     assert strip(runs(stats, "via-collection")) == strip(runs(stats, "via-file"))
 
 
+@pytest.mark.flink
+@pytest.mark.slow
 def test_a_failing_job_raises_its_root_cause(
     forwarder: FlinkForwarder, config: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -255,3 +259,26 @@ def test_a_failing_job_raises_its_root_cause(
     assert "\n" not in failure.value.root_cause
     assert spool.path.exists()
     assert not list(config.state.data_dir.glob("*/.staging_*"))
+
+
+@pytest.mark.flink
+@pytest.mark.slow
+def test_validate_names_each_broken_statement(
+    forwarder: FlinkForwarder, config: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        config.flink,
+        "statements",
+        statements(
+            "CREATE TABLE ok (store STRING) WITH ('connector' = 'blackhole')",
+            "INSERT INTO nowhere SELECT store FROM change_log",
+            "INSERT INTO ok SELECT store FROM change_log",
+        ),
+    )
+
+    with pytest.raises(ConfigError) as failure:
+        forwarder.validate()
+
+    assert len(failure.value.problems) == 1
+    assert failure.value.problems[0].startswith("config: flink.statements[1]: ")
+    assert "nowhere" in failure.value.problems[0]

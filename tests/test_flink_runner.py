@@ -1,6 +1,6 @@
 """The runner with real Flink: streaming runtime (`changes` into debezium-json), worker recycling
 and a worker whose JVM dies. One module-scoped runner; jobs_per_worker = 1 replaces its worker
-after every job."""
+after every job. Plus an unreachable remote cluster (no Flink)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ import pytest
 
 from flink_jobs.forwarder import FlinkForwarder
 from flink_jobs.runner import FlinkRunner
-from harvester.settings import Settings
-from tests.test_flink_pipeline import change, flink_settings, read_rows, runs, write_spool
+from harvester.config import Settings
+from harvester.errors import FlinkError
+from tests.support.flink import change, flink_settings, read_rows, runs, write_spool
+from tests.support.server import free_port
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +46,18 @@ def forwarder(config: Settings) -> Iterator[FlinkForwarder]:
         yield forwarder
 
 
+def test_an_unreachable_remote_cluster_fails_the_start_naming_its_address(
+    tmp_path: Path,
+) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    with FlinkRunner(flink_settings(tmp_path, mode="remote", address=address)) as runner:
+        with pytest.raises(FlinkError, match=f"the Flink cluster at {address} is unreachable"):
+            runner.start()
+        assert runner.worker_stats() is None
+
+
+@pytest.mark.flink
+@pytest.mark.slow
 def test_streaming_changes_reach_a_debezium_sink_as_updates_and_deletes(
     forwarder: FlinkForwarder, config: Settings, tmp_path: Path
 ) -> None:
@@ -85,6 +99,8 @@ def _state(pid: int) -> str:
         return ""
 
 
+@pytest.mark.flink
+@pytest.mark.slow
 def test_workers_are_replaced_after_their_jobs_and_when_their_jvm_dies(
     forwarder: FlinkForwarder, config: Settings, tmp_path: Path
 ) -> None:
@@ -108,6 +124,8 @@ def test_workers_are_replaced_after_their_jobs_and_when_their_jvm_dies(
     assert sorted(row["run_id"] for row in changes) == ["run-a", "run-b"]
 
 
+@pytest.mark.flink
+@pytest.mark.slow
 def test_jobs_go_to_the_outgoing_worker_until_its_replacement_is_warm(
     forwarder: FlinkForwarder, config: Settings, tmp_path: Path
 ) -> None:

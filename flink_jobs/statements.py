@@ -1,0 +1,36 @@
+"""Checking `flink.statements`: each one parsed and planned by Flink in a worker, nothing run."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flink_jobs.protocol import job_spec
+from flink_jobs.worker_process import START_TIMEOUT, WorkerProcess
+from harvester.errors import ConfigError
+
+if TYPE_CHECKING:
+    from harvester.config import Settings
+
+
+def validate_statements(settings: Settings) -> None:
+    """Raise `ConfigError` with a line per broken `flink.statements` entry, e.g.
+    `harvester.toml: flink.statements[2]: SqlParseException: …`.
+
+    Each statement is parsed and planned by Flink against `change_log` (and `changes` in
+    streaming runtime) in a short-lived worker; nothing runs.
+    """
+    if not settings.flink.statements:
+        return
+    worker = WorkerProcess(settings=settings, target="none", warm_up=False, name="check")
+    try:
+        check_in(worker, settings)
+    finally:
+        worker.close()
+
+
+def check_in(worker: WorkerProcess, settings: Settings) -> None:
+    """`validate_statements` in a worker the caller already has (no extra JVM start)."""
+    problems: list[str] = worker.request(("check", job_spec(settings, (), 0)), START_TIMEOUT)
+    if problems:
+        source = settings.config_path or "config"
+        raise ConfigError([f"{source}: {problem}" for problem in problems])

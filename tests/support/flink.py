@@ -1,0 +1,77 @@
+"""Spools and settings for the Flink tests, and reading what Flink's file sinks committed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from harvester.config import Settings
+from harvester.spool import ROW_FIELDS, SpoolFile
+
+AT = "2026-11-26T15:00:00.123Z"
+
+
+def flink_settings(root: Path, **flink: Any) -> Settings:
+    """Settings with the state under `root` and these `[flink]` keys."""
+    return Settings.model_validate(
+        {"state": {"dir": str(root / "state"), "data_dir": str(root / "data")}, "flink": flink}
+    )
+
+
+def change(
+    key: object, op: str, value: object = None, *, store: str = "items"
+) -> dict[str, object]:
+    """A changelog row's varying part; `write_spool` adds the rest."""
+    return {
+        "store": store,
+        "key": orjson.dumps(key).decode(),
+        "op": op,
+        "value": None if op == "-D" else orjson.dumps(value).decode(),
+    }
+
+
+def write_spool(
+    folder: Path, run_id: str, target: str, changes: list[dict[str, object]]
+) -> SpoolFile:
+    """A spool file in the contract's format (what `harvester.spool` writes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{run_id}.jsonl"
+    with path.open("wb") as out:
+        for row in changes:
+            full = {
+                "run_id": run_id,
+                "target": target,
+                "origin": "http://127.0.0.1:8765",
+                "db_name": "shop",
+                "db_version": 3,
+                "store": row["store"],
+                "key": row["key"],
+                "op": row["op"],
+                "value": row["value"],
+                "value_hash": "0" * 64 if row["value"] is None else "1" * 64,
+                "harvested_at": AT,
+            }
+            # In the spool's order, and a KeyError for a field added to the row but not here.
+            out.write(orjson.dumps({name: full[name] for name in ROW_FIELDS}) + b"\n")
+    return SpoolFile(run_id, target, path, len(changes))
+
+
+def read_rows(folder: Path) -> list[dict[str, Any]]:
+    """Every JSON line in the committed files under `folder`, with hive partitions added."""
+    rows = []
+    for path in sorted(folder.rglob("part-*")):
+        if path.name.startswith("."):
+            continue
+        partitions = dict(
+            part.split("=", 1) for part in path.relative_to(folder).parts[:-1] if "=" in part
+        )
+        for line in path.read_bytes().splitlines():
+            rows.append({**orjson.loads(line), **partitions})
+    return rows
+
+
+def runs(rows: list[dict[str, Any]], *run_ids: str) -> list[dict[str, Any]]:
+    """The rows of these runs."""
+    return [row for row in rows if row["run_id"] in run_ids]
