@@ -57,6 +57,13 @@ class StateError(HarvesterError):
     """The state database is missing, corrupt or cannot be written."""
 
 
+class UnusableStateError(StateError):
+    """The state DB or folder exists but cannot be used as it is (empty, damaged, not ours, of a
+    newer schema, unreadable): an environment problem a person must resolve, never a new DB."""
+
+    exit_code = 2
+
+
 class StateLockedError(StateError):
     """Another process owns the state folder."""
 

@@ -1,4 +1,4 @@
-"""The commit: a run's spooled rows applied to the snapshot, history and stores, then pruning.
+"""The commit: a run's spooled rows applied to the snapshot, history and stores, then retention.
 
 The committed snapshot changes only here, in one transaction per run, so a crash anywhere leaves
 the last committed state intact.
@@ -12,7 +12,9 @@ from typing import Any
 
 from harvester.errors import StateError
 from harvester.state.connections import LOOKUP_CHUNK, Connections, marks
+from harvester.state.failures import sqlite_failure
 from harvester.state.ops import change_op
+from harvester.state.retention import prune
 from harvester.state.schema import transaction
 from harvester.timefmt import iso_utc
 
@@ -20,7 +22,12 @@ COMMIT_CACHE_KB = 64 * 1024
 
 
 def commit_run(
-    conns: Connections, run_id: str, rows: Iterable[Mapping[str, Any]], *, keep_runs: int
+    conns: Connections,
+    run_id: str,
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    keep_runs: int,
+    keep_failed_runs: int,
 ) -> bool:
     """Apply a run's spooled rows in one transaction; False, changing nothing, if committed."""
     conn = conns.new(readonly=False)
@@ -46,28 +53,12 @@ def commit_run(
                 "finished_at = ? WHERE id = ?",
                 (seq, iso_utc(), run_id),
             )
-            _prune(conn, run["target"], keep_runs)
+            prune(conn, run["target"], keep_runs=keep_runs, keep_failed_runs=keep_failed_runs)
         return True
     except sqlite3.Error as exc:
-        raise StateError(f"committing run {run_id} failed: {exc}") from exc
+        raise sqlite_failure(conns.path, f"committing run {run_id} to", exc) from exc
     finally:
         conn.close()
-
-
-def _prune(conn: sqlite3.Connection, target: str, keep_runs: int) -> None:
-    """Keep the newest `keep_runs` runs of `target` (and every pending one)."""
-    old = [
-        row["id"]
-        for row in conn.execute(
-            "SELECT id FROM runs WHERE target = ? AND status IN ('committed', 'failed') "
-            "AND pending = 0 ORDER BY started_at DESC LIMIT -1 OFFSET ?",
-            (target, keep_runs),
-        )
-    ]
-    for run_id in old:
-        conn.execute("DELETE FROM changes WHERE run_id = ?", (run_id,))
-        conn.execute("DELETE FROM run_stores WHERE run_id = ?", (run_id,))
-        conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
 
 
 class _Applier:

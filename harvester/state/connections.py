@@ -1,4 +1,5 @@
-"""The connections of one open state DB, and the error every SQLite failure becomes.
+"""The connections of one open state DB, and the error every SQLite failure becomes
+(`failures.sqlite_failure`).
 
 Reads use a read-only connection per thread and never wait for writes (WAL); small writes share
 one connection under a lock; a commit, a capture and streaming queries use connections of their
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harvester.errors import StateError
+from harvester.state.failures import sqlite_failure
 from harvester.state.schema import connect, transaction
 
 Params = Sequence[Any] | Mapping[str, Any]
@@ -52,11 +54,11 @@ class Connections:
 
     @contextlib.contextmanager
     def failing(self, doing: str) -> Iterator[None]:
-        """Turn a SQLite error into a `StateError` saying what failed."""
+        """Turn a SQLite error into a `StateError` saying what failed (a refusal, for damage)."""
         try:
             yield
         except sqlite3.Error as exc:
-            raise StateError(f"{doing} the state database {self.path} failed: {exc}") from exc
+            raise sqlite_failure(self.path, doing, exc) from exc
 
     def write(self, sql: str, params: Params = ()) -> int:
         """One statement on the shared connection; the rows it changed."""

@@ -7,23 +7,21 @@ lives in `runs` (a run's life), `commit` (the commit), `queries` (the read side)
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from harvester.errors import StateError
+from harvester.errors import StateError, UnusableStateError
 from harvester.redaction import Redactor, redact
 from harvester.state import commit, queries, runs
 from harvester.state.connections import Connections
+from harvester.state.integrity import check_db, check_file, check_missing, check_readable
+from harvester.state.paths import SPOOL_DIR, state_db_path
 from harvester.state.records import Change, Run, RunStatus, RunStore, SnapshotRecord, Store
-from harvester.state.schema import (
-    SPOOL_DIR,
-    check_readable,
-    create_file,
-    migrate,
-    state_db_path,
-)
+from harvester.state.retention import KEEP_FAILED_RUNS
+from harvester.state.schema import create_db, migrate
 from harvester.state.snapshot import SnapshotView
 
 
@@ -39,11 +37,13 @@ class StateDB:
         path: Path,
         *,
         keep_runs: int = 50,
+        keep_failed_runs: int = KEEP_FAILED_RUNS,
         readonly: bool = False,
         secrets: Iterable[str] = (),
     ) -> None:
         self.path = path
         self.keep_runs = keep_runs
+        self.keep_failed_runs = keep_failed_runs
         self.readonly = readonly
         # Run errors quote URLs, page text and Flink messages, any of which may hold a secret
         # from the config (a login URL, a password a page echoes, a statement's credentials).
@@ -56,21 +56,37 @@ class StateDB:
         state_dir: Path,
         *,
         keep_runs: int = 50,
+        keep_failed_runs: int = KEEP_FAILED_RUNS,
         readonly: bool = False,
         secrets: Iterable[str] = (),
     ) -> StateDB:
         """Open (and create or migrate, unless `readonly`) the state DB of `state_dir`.
 
-        `secrets`, and those of the process's log (`redaction.redact`), are masked in every run
-        error written.
+        Only a missing DB file is created; one that is empty, damaged, not a state DB or of a
+        newer schema raises `UnusableStateError` (`integrity`). `keep_runs` committed and
+        `keep_failed_runs` failed runs are kept per target (`retention`). `secrets`, and those
+        of the process's log (`redaction.redact`), are masked in every run error written.
         """
         path = state_db_path(state_dir)
         if readonly:
-            if not path.is_file():
+            if not os.path.lexists(path):
                 raise StateError(f"no state database at {path}; has a harvest run yet?")
             return cls.open_file(path, keep_runs=keep_runs)
-        create_file(path)
-        db = cls(path, keep_runs=keep_runs, secrets=secrets)
+        try:
+            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not os.path.lexists(path):
+                check_missing(path)
+                create_db(path)
+            check_file(path)
+            # Kept private even when the file was copied in with a wider mode.
+            path.chmod(0o600)
+        except OSError as exc:
+            raise UnusableStateError(
+                f"cannot use the state folder {state_dir}: {exc.strerror or exc} "
+                f"({exc.filename or state_dir}); check its owner, mode and free space"
+            ) from exc
+        check_db(path, every_page=True)
+        db = cls(path, keep_runs=keep_runs, keep_failed_runs=keep_failed_runs, secrets=secrets)
         try:
             migrate(db._conns.shared, path)
         except BaseException:
@@ -80,14 +96,13 @@ class StateDB:
 
     @classmethod
     def open_file(cls, path: Path, *, keep_runs: int = 50) -> StateDB:
-        """Open the state DB file `path`, whatever its name, read-only and at this schema."""
-        db = cls(path, keep_runs=keep_runs, readonly=True)
-        try:
-            check_readable(db._conns.shared, path)
-        except BaseException:
-            db.close()
-            raise
-        return db
+        """Open the state DB file `path`, whatever its name, read-only and at this schema.
+
+        A file that is not a usable state DB raises `UnusableStateError` (`integrity`).
+        """
+        check_file(path)
+        check_readable(path, check_db(path, every_page=False))
+        return cls(path, keep_runs=keep_runs, readonly=True)
 
     @property
     def spool_dir(self) -> Path:
@@ -156,11 +171,19 @@ class StateDB:
             origin=origin,
             stores=stores,
             problems=problems,
+            keep_runs=self.keep_runs,
+            keep_failed_runs=self.keep_failed_runs,
         )
 
     def drop_pending(self, run_id: str, error: str) -> None:
         """The run's spool is gone or unusable: it can never be sent, so it stops pending."""
-        runs.drop_pending(self._conns, run_id, self._redact(error))
+        runs.drop_pending(
+            self._conns,
+            run_id,
+            self._redact(error),
+            keep_runs=self.keep_runs,
+            keep_failed_runs=self.keep_failed_runs,
+        )
 
     def _redact(self, error: str) -> str:
         # The log's secrets include those of a config reloaded since this DB was opened.
@@ -173,7 +196,13 @@ class StateDB:
         the history holds only true changes. Returns False, changing nothing, when the run was
         already committed: a spool sent twice never commits twice.
         """
-        return commit.commit_run(self._conns, run_id, rows, keep_runs=self.keep_runs)
+        return commit.commit_run(
+            self._conns,
+            run_id,
+            rows,
+            keep_runs=self.keep_runs,
+            keep_failed_runs=self.keep_failed_runs,
+        )
 
     # ---- queries (read-only; what `harvester.inspect` builds on) -----------------------------
 

@@ -102,7 +102,7 @@ def iter_records(
         if run is None or run.target != target or run.seq is None:
             raise StateError(
                 f"run {as_of!r} is not a committed run of target {target!r} "
-                f"(the state DB keeps the last {keep_runs} runs per target)"
+                f"(the state DB keeps the last {keep_runs} committed runs per target)"
             )
         ident["seq"] = run.seq
         sql = f"""WITH later AS (

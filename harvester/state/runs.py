@@ -14,6 +14,7 @@ from harvester.errors import StateError
 from harvester.limits import MAX_PROBLEMS
 from harvester.state.connections import Connections
 from harvester.state.records import RunStore
+from harvester.state.retention import prune
 from harvester.timefmt import iso_utc
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -91,12 +92,14 @@ def _save_stores(conn: sqlite3.Connection, run_id: str, stores: Sequence[RunStor
     )
 
 
-def status(conn: sqlite3.Connection, run_id: str) -> str:
-    """The status of run `run_id`; an unknown run is an error."""
-    row = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+def _run(conn: sqlite3.Connection, run_id: str) -> sqlite3.Row:
+    """The target and status of run `run_id`; an unknown run is an error."""
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT target, status FROM runs WHERE id = ?", (run_id,)
+    ).fetchone()
     if row is None:
         raise StateError(f"no run {run_id!r} in the state database")
-    return str(row["status"])
+    return row
 
 
 def mark_read(
@@ -109,7 +112,7 @@ def mark_read(
     problems: Sequence[Mapping[str, Any]],
 ) -> None:
     with conns.writing() as conn:
-        now = status(conn, run_id)
+        now = _run(conn, run_id)["status"]
         if now != "running":
             raise StateError(f"run {run_id} is {now}, not running: cannot mark it read")
         _save_stores(conn, run_id, stores)
@@ -128,10 +131,16 @@ def fail_run(
     origin: str | None,
     stores: Sequence[RunStore] | None,
     problems: Sequence[Mapping[str, Any]] | None,
+    keep_runs: int,
+    keep_failed_runs: int,
 ) -> None:
-    """Mark a run `failed` with `error` (already redacted), unless it is committed."""
+    """Mark a run `failed` with `error` (already redacted), unless it is committed.
+
+    Failed runs are pruned here too: a target that never commits still keeps only so many.
+    """
     with conns.writing() as conn:
-        if status(conn, run_id) == "committed":
+        run = _run(conn, run_id)
+        if run["status"] == "committed":
             return
         if stores is not None:
             _save_stores(conn, run_id, stores)
@@ -145,12 +154,20 @@ def fail_run(
             "finished_at = ? WHERE id = ?",
             (error, origin, iso_utc(), run_id),
         )
+        prune(conn, run["target"], keep_runs=keep_runs, keep_failed_runs=keep_failed_runs)
 
 
-def drop_pending(conns: Connections, run_id: str, error: str) -> None:
+def drop_pending(
+    conns: Connections, run_id: str, error: str, *, keep_runs: int, keep_failed_runs: int
+) -> None:
     """Fail a run whose spool can never be sent (`error` already redacted): it stops pending."""
-    conns.write(
-        "UPDATE runs SET status = 'failed', pending = 0, error = ?, "
-        "finished_at = coalesce(finished_at, ?) WHERE id = ? AND status != 'committed'",
-        (error, iso_utc(), run_id),
-    )
+    with conns.writing() as conn:
+        run = _run(conn, run_id)
+        if run["status"] == "committed":
+            return
+        conn.execute(
+            "UPDATE runs SET status = 'failed', pending = 0, error = ?, "
+            "finished_at = coalesce(finished_at, ?) WHERE id = ?",
+            (error, iso_utc(), run_id),
+        )
+        prune(conn, run["target"], keep_runs=keep_runs, keep_failed_runs=keep_failed_runs)

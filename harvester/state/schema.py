@@ -1,4 +1,5 @@
-"""The state DB's file, its schema and migrations, and how every connection to it is opened.
+"""The state DB's schema and migrations, how a new DB file is made, and how every connection to
+it is opened.
 
 Every connection runs in autocommit mode with explicit transactions: Python's implicit BEGIN
 would otherwise hold a write transaction open across a capture's awaits.
@@ -9,14 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 from harvester.errors import StateError
+from harvester.state.failures import sqlite_failure
 
-DB_NAME = "state.db"
-SPOOL_DIR = "spool"
 # Writes wait this long for a commit in progress (a first snapshot of millions of records).
 BUSY_TIMEOUT_MS = 600_000
 WAL_LIMIT_BYTES = 64 * 1024 * 1024
@@ -115,11 +116,8 @@ _MIGRATIONS: tuple[str, ...] = (
     "ALTER TABLE changes ADD COLUMN old_value TEXT",
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
-
-
-def state_db_path(state_dir: Path) -> Path:
-    """Where the state DB of a state folder lives."""
-    return state_dir / DB_NAME
+# Tables every version has: a DB lacking one is not a state DB (or lost part of its schema).
+TABLES = ("runs", "run_stores", "stores", "snapshot", "changes")
 
 
 def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
@@ -136,16 +134,45 @@ def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
             # A first snapshot grows the WAL to the size of the store; give the disk back after.
             conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
     except sqlite3.Error as exc:
-        raise StateError(f"cannot open the state database {path}: {exc}") from exc
+        raise sqlite_failure(path, "opening", exc) from exc
     return conn
 
 
-def create_file(path: Path) -> None:
-    """Create the state folder (0700) and the DB file (0600) unless they exist."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # Created 0600 before SQLite opens it; SQLite gives its -wal and -shm the same mode.
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-    path.chmod(0o600)
+def create_db(path: Path) -> None:
+    """Make the DB file `path` (0600) at this schema version, unless another process just did.
+
+    The DB is built whole under a temporary name and then linked into place, so a `state.db`
+    that exists was always complete once: an empty or half-made one is damage, never a DB that
+    a crash interrupted in the making.
+    """
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".new")
+    os.close(fd)  # mkstemp made it 0600; SQLite gives the files it adds the same mode.
+    made = Path(name)
+    try:
+        # A rollback journal, not WAL: every page is in the file itself when it is linked.
+        conn = sqlite3.connect(made, isolation_level=None)
+        try:
+            conn.execute("PRAGMA synchronous = FULL")
+            migrate(conn, path)
+        finally:
+            conn.close()
+        # A link, unlike a rename, never replaces a DB another process made meanwhile.
+        with contextlib.suppress(FileExistsError):
+            os.link(made, path)
+    except sqlite3.Error as exc:
+        raise sqlite_failure(path, "creating", exc) from exc
+    finally:
+        made.unlink(missing_ok=True)
+    sync_folder(path.parent)
+
+
+def sync_folder(folder: Path) -> None:
+    """Make the names just made or moved in `folder` survive a power loss."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -164,24 +191,12 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-def check_readable(conn: sqlite3.Connection, path: Path) -> None:
-    """Refuse a DB at another schema version than this harvester's: its columns may differ."""
-    version = schema_version(conn)
-    if version != SCHEMA_VERSION:
-        raise StateError(
-            f"the state database {path} has schema version {version}, this harvester "
-            f"reads {SCHEMA_VERSION}: run `harvester harvest` once to migrate it"
-        )
-
-
 def migrate(conn: sqlite3.Connection, path: Path) -> None:
-    """Apply the migrations the DB lacks, each in a transaction of its own."""
+    """Apply the migrations the DB lacks, each in a transaction of its own.
+
+    The caller checked the DB first (`integrity.check_db`): it is ours, and not newer.
+    """
     version = schema_version(conn)
-    if version > SCHEMA_VERSION:
-        raise StateError(
-            f"the state database {path} has schema version {version}, newer than this "
-            f"harvester's {SCHEMA_VERSION}: upgrade idb-harvester"
-        )
     for number in range(version, SCHEMA_VERSION):
         try:
             conn.executescript(
