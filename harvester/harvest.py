@@ -19,15 +19,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from harvester.capture import Capture, StoreReadLike
+from harvester.config import format_duration
 from harvester.errors import HarvesterError, StateError
-from harvester.settings import format_duration
 from harvester.sinks import ChangeSink
 from harvester.spool import SPOOL_SUFFIX, SpoolFile, SpoolWriter, read_rows, spool_path
 from harvester.state import Run, RunStore, StateDB
 
 if TYPE_CHECKING:
+    from harvester.config import Settings, TargetSettings
     from harvester.reader import DatabaseSchema, Problem, StoreSchema
-    from harvester.settings import Settings, TargetSettings
 
 log = logging.getLogger(__name__)
 
@@ -118,12 +118,13 @@ async def read_target(
     """Read run `run_id` of `target` into a complete spool; the run ends `read`.
 
     On any failure (the page, the reader, `limits.harvest_timeout`, cancellation) the run is
-    marked failed, its spool removed, and the exception raised again. `full` spools every
+    marked failed, its spool removed, and the exception raised again. `limits.harvest_timeout`
+    is enforced here and only here, raising `TimeoutError` that names it. `full` spools every
     record as `+I` (a re-snapshot; `-D` still for records gone) and records the true diff
-    counts. State writes and the spool's fsync run in a thread: a commit of another run may
+    counts. State access and the spool's fsync run in a thread: a commit of another run may
     hold the DB for a while, and the event loop must not wait for it.
     """
-    pending = state.pending_runs(target.name)
+    pending = await asyncio.to_thread(state.pending_runs, target.name)
     if pending:
         reason = f"run {pending[0].id} of this target is not committed yet"
         await asyncio.to_thread(state.fail_run, run_id, reason)

@@ -8,24 +8,34 @@ import itertools
 import json
 import logging
 import random
+import subprocess
+import sys
+import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from harvester.daemon import Daemon, ReadResult, backoff_delay, missed_run
+from harvester import harvest
+from harvester.config import load_settings
+from harvester.daemon import Daemon, HarvestBackend, ReadResult
+from harvester.daemon.health import TargetStatus, backoff_delay
 from harvester.errors import ConfigError, PageError
+from harvester.sinks import JsonLinesSink
+from harvester.state import StateDB
+from tests.support.configs import write_config
 
 
 @dataclass(frozen=True)
 class _Limits:
-    harvest_timeout: timedelta = timedelta(seconds=5)
+    harvest_timeout: timedelta = timedelta(milliseconds=50)
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,7 @@ class FakeBackend:
         self.delay = delay
         self.delays: dict[str, float] = {}
         self.failing: set[str] = set()
+        self.timing_out: set[str] = set()
         self.last: dict[str, datetime] = {}
         self.ids = itertools.count(1)
         self.reads: list[str] = []
@@ -119,6 +130,9 @@ class FakeBackend:
             self.finished += 1
         if target.name in self.failing:
             raise PageError(f"{target.url}: connection refused")
+        if target.name in self.timing_out:
+            # What `read_target` raises at its deadline, the run already marked failed.
+            raise TimeoutError("harvest timed out after 50ms")
         return ReadResult(run_id, spool=run_id, counts={"+I": 2, "+U": 1})  # type: ignore[arg-type]
 
     def send(self, results: Sequence[ReadResult]) -> None:
@@ -198,17 +212,6 @@ async def _run_until(
 
 
 # ---- pure helpers ---------------------------------------------------------------------------
-
-
-def test_missed_run() -> None:
-    now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-    hourly = IntervalTrigger(hours=1, timezone="UTC")
-    assert missed_run(hourly, now - timedelta(hours=2), now)
-    assert not missed_run(hourly, now - timedelta(minutes=10), now)
-    assert not missed_run(hourly, None, now)
-    daily = CronTrigger(hour=6, minute=0, timezone="UTC")
-    assert missed_run(daily, datetime(2026, 11, 25, 6, 0, tzinfo=UTC), now)
-    assert not missed_run(daily, datetime(2026, 11, 26, 6, 0, tzinfo=UTC), now)
 
 
 def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
@@ -313,15 +316,58 @@ async def test_finished_reads_are_batched_into_one_send() -> None:
 
 
 @in_loop
-async def test_a_hung_read_is_cancelled_at_harvest_timeout() -> None:
+async def test_a_read_past_its_timeout_fails_with_the_timeouts_message() -> None:
     backend = FakeBackend()
-    backend.delays = {"hung": 60}
-    target = _Target("hung", schedule="1h", retries=0, limits=_Limits(timedelta(seconds=0.2)))
-    daemon = _daemon(_Settings(targets=(target,)), backend)
+    backend.timing_out.add("slow")
+    daemon = _daemon(_Settings(targets=(_Target("slow", schedule="1h", retries=0),)), backend)
     assert await _run_until(daemon, lambda: backend.failed) == 0
-    assert backend.cancelled_reads == ["hung-1"]
-    assert "timed out" in backend.failed["hung-1"]
+    assert backend.failed == {"slow-1": "harvest timed out after 50ms"}
+    assert daemon.status["slow"].last_error == "harvest timed out after 50ms"
     assert daemon.metrics.registry.get_sample_value("harvester_browsers_alive") == 0
+
+
+@in_loop
+async def test_the_daemon_puts_no_deadline_of_its_own_on_a_read() -> None:
+    # The read owns `harvest_timeout` (50 ms here); a second deadline would race it.
+    backend = FakeBackend(delay=0.3)
+    daemon = _daemon(_Settings(targets=(_Target("a", schedule="1h", retries=0),)), backend)
+    assert await _run_until(daemon, lambda: backend.committed) == 0
+    assert backend.committed == ["a-1"] and backend.failed == {} and backend.cancelled_reads == []
+
+
+@in_loop
+async def test_a_hung_page_fails_at_harvest_timeout_without_blocking_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    extra = "[targets.limits]\nharvest_timeout = '200ms'\n[daemon]\nrun_on_start = true\n"
+    settings = load_settings(write_config(tmp_path, extra=extra))
+
+    @asynccontextmanager
+    async def hung_page(*_args: Any) -> AsyncIterator[tuple[str, Any]]:
+        await asyncio.sleep(30)
+        yield "http://fake.test", None
+
+    monkeypatch.setattr(harvest, "open_reader", hung_page)
+    loop_thread = threading.get_ident()
+    on_the_loop: list[str] = []
+    with StateDB.open(settings.state.dir) as state:
+        for name in ("start_run", "pending_runs", "fail_run", "mark_read", "commit_run"):
+            method = getattr(state, name)
+
+            def watched(*args: Any, _name: str = name, _method: Any = method, **kw: Any) -> Any:
+                if threading.get_ident() == loop_thread:
+                    on_the_loop.append(_name)
+                return _method(*args, **kw)
+
+            monkeypatch.setattr(state, name, watched)
+        backend = HarvestBackend(settings, state, JsonLinesSink(tmp_path / "out"))
+        daemon = Daemon(settings, backend, serve_http=False)
+        app = daemon.status.setdefault("app", TargetStatus())
+        assert await _run_until(daemon, lambda: app.last_status == "failed") == 0
+        (run,) = state.list_runs(target="app")
+    assert (run.status, run.error) == ("failed", "harvest timed out after 200ms")
+    assert app.last_error == "harvest timed out after 200ms"
+    assert on_the_loop == []
 
 
 @in_loop
@@ -532,3 +578,30 @@ async def test_each_run_logs_one_start_and_one_finish_event() -> None:
     down = next(e for e in runs if e["event"] == "run_finished" and e["target"] == "down")
     assert down["status"] == "failed"
     assert "connection refused" in down["error"]
+
+
+def test_the_report_on_slash_is_the_one_given_with_secrets_masked() -> None:
+    settings = _Settings(targets=())
+    page = '<p>token s3cret, quoted "s3cr&amp;t"</p>'
+    daemon = _daemon(
+        settings,
+        FakeBackend(),
+        serve_http=True,
+        report=lambda: page,
+        secrets=lambda _s: ["s3cret", "s3cr&t"],
+    )
+    response = daemon.report(None)  # type: ignore[arg-type]
+    assert response.status == 200 and response.content_type.startswith("text/html")
+    assert response.body.decode() == '<p>token ****, quoted "****"</p>'
+    assert daemon.http is not None and "/" in daemon.http._routes
+    without = _daemon(settings, FakeBackend(), serve_http=True)
+    assert without.http is not None and "/" not in without.http._routes
+
+
+def test_the_daemon_does_not_import_the_inspector() -> None:
+    # The composition root hands it the report renderer; the daemon layer stays below it.
+    code = "import sys, harvester.daemon; print([m for m in sys.modules if 'inspect' in m])"
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "harvester.inspect" not in found, found

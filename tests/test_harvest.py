@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -12,32 +13,14 @@ from typing import Any
 import orjson
 import pytest
 
+from harvester.config import Settings, load_settings
 from harvester.errors import StateError
 from harvester.harvest import harvest_target, read_target, send_pending
-from harvester.settings import Settings, load_settings
 from harvester.sinks import JsonLinesSink
 from harvester.spool import SpoolFile, read_rows
 from harvester.state import StateDB
-from tests.test_capture import ORIGIN, Data, FakeReader, fake_opener, in_loop
-
-
-def write_config(folder: Path, url: str = "http://127.0.0.1:9/", extra: str = "") -> Path:
-    path = folder / "harvester.toml"
-    path.write_text(
-        f"""
-[state]
-dir = "state"
-data_dir = "data"
-
-[[targets]]
-name = "app"
-url = "{url}"
-schedule = "15m"
-{extra}
-""",
-        encoding="utf-8",
-    )
-    return path
+from tests.support.configs import SHOP_PAGE, write_config
+from tests.support.fake_reader import ORIGIN, Data, FakeReader, fake_opener, in_loop
 
 
 @pytest.fixture
@@ -231,37 +214,24 @@ def test_harvest_needs_targets_or_all(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "expected `flink`, `jsonl` or `jsonl:DIR`" in capsys.readouterr().err
 
 
-# ---- a real Chromium page -------------------------------------------------------------------
+def test_no_command_module_imports_another() -> None:
+    # Pieces two commands share live in the non-command modules `_sinks` and `_once`.
+    from harvester import commands
 
-PAGE = """<!doctype html><meta charset="utf-8"><title>shop</title>
-<script>
-// ?step=N: the page's data after N rounds of edits. Each load rewrites the stores whole.
-const step = Number(new URLSearchParams(location.search).get("step") || 0);
-function records() {
-  const orders = new Map();
-  for (let n = 1; n <= 20; n++) orders.set(n, {id: n, total: n * 10, when: new Date(86400000 * n)});
-  if (step >= 1) {
-    for (const n of [21, 22, 23]) orders.set(n, {id: n, total: 1, tags: new Set(["new"])});
-    orders.get(2).total = -1;
-    orders.get(5).when = new Date(0);
-    orders.delete(9);
-  }
-  return orders;
-}
-const open = indexedDB.open("shop", 1);
-open.onupgradeneeded = () => {
-  open.result.createObjectStore("orders", {keyPath: "id"}).createIndex("by_total", "total");
-  open.result.createObjectStore("notes");
-};
-open.onsuccess = () => {
-  const tx = open.result.transaction(["orders", "notes"], "readwrite");
-  const orders = tx.objectStore("orders");
-  orders.clear();
-  for (const value of records().values()) orders.put(value);
-  tx.objectStore("notes").put({text: "hello", big: 12345678901234567890n}, "greeting");
-  tx.oncomplete = () => { window.ready = true; };
-};
-</script>"""
+    names = {module.__name__ for module in commands.COMMANDS}
+    for module in commands.COMMANDS:
+        assert module.__file__ is not None
+        tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+        imported: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+            elif isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names}
+        assert not imported & names, module.__name__
+
+
+# ---- a real Chromium page -------------------------------------------------------------------
 
 
 def _page_config(tmp_path: Path, url: str, extra: str = "") -> Settings:
@@ -275,7 +245,7 @@ def _page_config(tmp_path: Path, url: str, extra: str = "") -> Settings:
 async def test_real_page_first_all_inserts_then_nothing_then_exactly_six_rows(
     tmp_path: Path, static_server: Any
 ) -> None:
-    static_server.add("shop.html", PAGE)
+    static_server.add("shop.html", SHOP_PAGE)
     sink = JsonLinesSink(tmp_path / "out")
 
     async def harvest(step: int, state: StateDB) -> list[dict[str, Any]]:
@@ -324,7 +294,7 @@ async def test_real_page_first_all_inserts_then_nothing_then_exactly_six_rows(
 async def test_real_page_store_cut_by_max_records_emits_no_deletes(
     tmp_path: Path, static_server: Any
 ) -> None:
-    static_server.add("shop.html", PAGE)
+    static_server.add("shop.html", SHOP_PAGE)
     sink = JsonLinesSink(tmp_path / "out")
     with StateDB.open(tmp_path / "state") as state:
         settings = _page_config(tmp_path, static_server.url("shop.html?step=0"))

@@ -20,7 +20,7 @@ from harvester.harvest import commit
 from harvester.reader import OriginReader
 from harvester.state import StateDB
 from harvester.surrogates import escape_surrogates
-from tests.hostile_pages import alive, harvest
+from tests.support.hostile_pages import alive, harvest
 from tests.support.reader import PRELUDE, Read, read_all, read_page
 from tests.support.server import StaticServer
 

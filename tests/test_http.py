@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from harvester.http import HttpServer, Request, Response
-from harvester.metrics import CONTENT_TYPE_LATEST, DaemonMetrics
+from harvester.daemon.http import HttpServer, Request, Response
+from harvester.daemon.metrics import CONTENT_TYPE_LATEST, DaemonMetrics
 
 
 class _Health:
@@ -152,7 +152,7 @@ def test_a_taken_port_is_a_config_error(server: HttpServer) -> None:
 def test_requests_run_on_a_few_long_lived_threads(server: HttpServer) -> None:
     import threading
 
-    from harvester.http import HANDLER_THREADS
+    from harvester.daemon.http import HANDLER_THREADS
 
     seen: set[int] = set()
 

@@ -20,20 +20,21 @@ import orjson
 import pytest
 
 from harvester.cli import main
+from harvester.config import load_settings
 from harvester.errors import StateLockedError
 from harvester.harvest import DIED_DURING_READ, commit, read_target, recover, send
 from harvester.lock import StateLock
-from harvester.settings import load_settings
 from harvester.sinks import JsonLinesSink
 from harvester.state import RunStore, StateDB
-from tests.test_capture import FakeReader, fake_opener, in_loop
-from tests.test_harvest import PAGE, write_config
+from tests.support.configs import SHOP_PAGE, write_config
+from tests.support.fake_reader import FakeReader, fake_opener, in_loop
 
 # argv: marker, where to hang ("read" or "send"), then the `harvester` arguments.
 CHILD = """
 import asyncio, sys, time
 from pathlib import Path
-from harvester import reader, spool
+from harvester import reader
+from harvester.sinks import jsonl
 from harvester.cli import main
 
 marker, where, argv = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
@@ -51,7 +52,7 @@ if where == "read":
 
     reader.StoreRead.__anext__ = hang_on_third_batch
 else:
-    send = spool.JsonLinesSink.send
+    send = jsonl.JsonLinesSink.send
 
     def hang(self, spools):
         if where == "after-send":
@@ -59,7 +60,7 @@ else:
         marker.touch()
         time.sleep(3600)
 
-    spool.JsonLinesSink.send = hang
+    jsonl.JsonLinesSink.send = hang
 sys.exit(main(argv))
 """
 
@@ -88,7 +89,7 @@ def _kill(child: subprocess.Popen[bytes]) -> None:
 
 
 def _setup(tmp_path: Path, static_server: Any) -> tuple[list[str], Path]:
-    static_server.add("shop.html", PAGE)
+    static_server.add("shop.html", SHOP_PAGE)
     extra = '[targets.ready]\nfunction = "window.ready === true"\n'
     extra += "[targets.limits]\nbatch_size = 4\n"
     config = write_config(tmp_path, url=static_server.url("shop.html"), extra=extra)

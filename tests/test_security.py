@@ -8,6 +8,7 @@ anything the harvester writes, and what it writes is private to its user.
 from __future__ import annotations
 
 import asyncio
+import functools
 import http.client
 import json
 import logging
@@ -15,7 +16,7 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,14 +25,15 @@ from playwright.sync_api import sync_playwright
 
 from harvester.browser import launch_args
 from harvester.cli import main
+from harvester.config import Settings, load_settings, secret_values
 from harvester.daemon import Daemon, HarvestBackend
+from harvester.daemon.http import HttpServer
 from harvester.errors import ConfigError
 from harvester.harvest import harvest_target
-from harvester.http import HttpServer
-from harvester.settings import Settings, load_settings, secret_values
+from harvester.inspect.report import render_report
 from harvester.sinks import JsonLinesSink
 from harvester.spool import spool_path
-from harvester.state import StateDB, new_run_id
+from harvester.state import StateDB, new_run_id, state_db_path
 from tests.support.server import StaticServer, free_port
 
 IMG = "<img src=x onerror=window.pwned=1>"
@@ -139,7 +141,12 @@ def test_hostile_strings_are_escaped_in_show_diff_and_the_daemon_report(
                 if fmt == "json":  # a table may cut long cells to fit the terminal
                     assert "window.pwned" in out  # the strings are shown, only made harmless
 
-        daemon = Daemon(settings, HarvestBackend(settings, state, sink), secrets=secret_values)
+        daemon = Daemon(
+            settings,
+            HarvestBackend(settings, state, sink),
+            secrets=secret_values,
+            report=_report_of(settings),
+        )
         assert daemon.http is not None
         daemon.http.start()
         try:
@@ -196,13 +203,22 @@ schedule = "1h"
     )
     settings = load_settings(config)
     with StateDB.open(settings.state.dir) as state:
-        daemon = Daemon(settings, HarvestBackend(settings, state, JsonLinesSink(tmp_path)))
+        daemon = Daemon(
+            settings,
+            HarvestBackend(settings, state, JsonLinesSink(tmp_path)),
+            report=_report_of(settings),
+        )
         assert daemon.http is not None
         daemon.http.start()
         try:
             yield daemon.http
         finally:
             daemon.http.stop()
+
+
+def _report_of(settings: Settings) -> Callable[[], str]:
+    """The report renderer the composition root gives the daemon (`harvester run`)."""
+    return functools.partial(render_report, state_db_path(settings.state.dir))
 
 
 def _ask(
@@ -398,6 +414,7 @@ def test_secrets_appear_in_no_output_log_record_or_file(secret_run: SecretRun) -
             HarvestBackend(secret_run.settings, state, JsonLinesSink(folder)),
             secrets=lambda _s: [SECRET],
             serve_http=False,
+            report=_report_of(secret_run.settings),
         )
         assert SECRET not in daemon.report(None).body.decode()  # type: ignore[arg-type]
 
@@ -412,9 +429,9 @@ def test_run_errors_are_masked_in_the_state_db(tmp_path: Path) -> None:
 def test_secrets_of_a_reloaded_config_are_masked_in_the_log_and_run_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from harvester.config import LogSettings
     from harvester.logs import setup_logging
     from harvester.redaction import remember_secrets
-    from harvester.settings import LogSettings
 
     logger = logging.getLogger("harvester.test_security")
     setup_logging(LogSettings(), [SECRET])

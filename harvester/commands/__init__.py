@@ -1,7 +1,10 @@
 """One module per CLI command; each exposes `register(subparsers, common)`.
 
 `register` adds the command's subparser (with `parents=[common]`, which carries `--config`) and
-sets `func` to a callable taking the parsed arguments and returning the exit code.
+sets `func` to a callable taking the parsed arguments and returning the exit code. Command modules
+never import each other: what two of them share lives in the `_`-prefixed modules (`_sinks`: the
+`--sink` choice; `_once`: one harvest with its summary). This package is the composition root,
+the one place that wires Flink, the inspector and the daemon together.
 """
 
 from __future__ import annotations

@@ -9,18 +9,21 @@ import sys
 import threading
 from pathlib import Path
 
-from harvester.commands.harvest import harvest_once
+from harvester.commands._once import harvest_once
+from harvester.config import Settings, load_settings, secret_values
 from harvester.demo import DEFAULT_PORT, serve_demo
 from harvester.errors import UsageError
 from harvester.logs import setup_logging
-from harvester.settings import Settings, load_settings, secret_values
 from harvester.state import state_db_path
 
 DEMO_CONFIG = Path("config/demo.toml")
 DEMO_TARGET = "demo"
 
 
-def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
     summary = "serve the bundled demo app and harvest it end to end"
     parser = subparsers.add_parser(
         "demo",

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 from pathlib import Path
 
-from harvester.commands.harvest import make_sink
+from harvester.commands._sinks import make_sink
+from harvester.config import load_settings, secret_values
 from harvester.daemon import Daemon, HarvestBackend
+from harvester.inspect.report import render_report
 from harvester.lock import StateLock
 from harvester.logs import setup_logging
-from harvester.settings import load_settings, secret_values
-from harvester.state import StateDB
+from harvester.state import StateDB, state_db_path
 
 log = logging.getLogger(__name__)
 
 
-def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
     parser = subparsers.add_parser(
         "run",
         parents=[common],
@@ -40,9 +45,9 @@ def run(args: argparse.Namespace) -> int:
     if settings.log.level != "debug":
         # Its per-fire INFO lines repeat the daemon's own run events.
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    with StateLock(settings.state.dir):
-        sink, where = make_sink(args.sink, settings)
-        log.info("changes go to %s", where)
+    # The daemon closes the sink and the state DB when it stops; `with` covers a failed start.
+    with StateLock(settings.state.dir), make_sink(args.sink, settings) as sink:
+        log.info("changes go to %s", sink.description)
         state = StateDB.open(
             settings.state.dir,
             keep_runs=settings.state.keep_runs,
@@ -54,5 +59,7 @@ def run(args: argparse.Namespace) -> int:
             config_path=settings.config_path,
             load=load_settings,
             secrets=secret_values,
+            # A `[state]` change waits for a restart, so the report reads this folder's DB.
+            report=functools.partial(render_report, state_db_path(settings.state.dir)),
         )
         return asyncio.run(daemon.run())

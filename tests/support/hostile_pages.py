@@ -11,11 +11,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from harvester.config import Settings, load_settings
 from harvester.harvest import PageReader, open_reader, read_target
-from harvester.settings import Settings, load_settings
 from harvester.spool import SpoolFile, read_rows
 from harvester.state import Run, StateDB
-from tests.test_harvest import write_config
+from tests.support.configs import write_config
 
 
 def _parents() -> dict[int, tuple[int, str]]:

@@ -7,7 +7,8 @@ in one process each have their own numbers, and keeps library metrics we did not
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -68,6 +69,24 @@ class DaemonMetrics:
     def count_pending_spools(self, counter: Callable[[], int]) -> None:
         """Compute the pending-spool gauge at scrape time, so it is never stale."""
         self.pending_spools.set_function(counter)
+
+    def run_finished(
+        self,
+        target: str,
+        *,
+        outcome: str,
+        seconds: float,
+        counts: Mapping[str, int],
+        failures: int,
+    ) -> None:
+        """Count one finished attempt of `target`; `failures`: its failures in a row now."""
+        self.runs.labels(target=target, status=outcome).inc()
+        self.run_duration.labels(target=target).observe(seconds)
+        if outcome == "committed":
+            self.last_success.labels(target=target).set(time.time())
+            for op, n in counts.items():
+                self.records.labels(target=target, op=op).inc(n)
+        self.consecutive_failures.labels(target=target).set(failures)
 
     def forget_target(self, target: str) -> None:
         """Drop the per-target gauges of a target removed from the config."""

@@ -1,9 +1,8 @@
-"""`harvester run`: harvest every enabled target on its schedule, for weeks, unattended.
+"""The `Daemon`: lifecycle and signals, scheduling, runs with retries, health, and reload.
 
 One asyncio loop runs APScheduler's `AsyncIOScheduler` (one job per target, `max_instances=1`),
-the reads (at most `daemon.max_concurrent_harvests` browsers at once), and one forwarder task that
-takes every finished read waiting, sends their spools to the sink in one call (in a thread: Flink
-blocks) and commits each run. `docs/daemon.md` explains the scheduling and shutdown choices.
+the reads (at most `daemon.max_concurrent_harvests` browsers at once) and the `Forwarder`.
+`docs/daemon.md` explains the scheduling and shutdown choices.
 """
 
 from __future__ import annotations
@@ -11,167 +10,40 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import signal
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 
-from harvester import harvest
+from harvester.config.schedule import missed_run
+from harvester.daemon.forwarder import Forwarder
+from harvester.daemon.health import (
+    BACKOFF_BASE,
+    BACKOFF_MAX,
+    UNHEALTHY_AFTER,
+    TargetStatus,
+    backoff_delay,
+    health_body,
+)
+from harvester.daemon.http import HttpServer, Request, Response
+from harvester.daemon.metrics import CONTENT_TYPE_LATEST, DaemonMetrics
 from harvester.errors import ConfigError
 from harvester.harvest import describe
-from harvester.http import HttpServer, Request, Response
-from harvester.inspect.report import render_report
-from harvester.metrics import CONTENT_TYPE_LATEST, DaemonMetrics
 from harvester.redaction import Redactor, remember_secrets
-from harvester.sinks import ChangeSink
-from harvester.state import state_db_path
 
 if TYPE_CHECKING:
-    from harvester.settings import Settings, TargetSettings
-    from harvester.spool import SpoolFile
-    from harvester.state import StateDB
+    from apscheduler.triggers.base import BaseTrigger
+
+    from harvester.config import Settings, TargetSettings
+    from harvester.daemon.backend import RunBackend
 
 log = logging.getLogger(__name__)
-
-# Failed attempts in a row after which a target is reported unhealthy (it keeps its schedule).
-UNHEALTHY_AFTER = 3
-BACKOFF_BASE = timedelta(seconds=5)
-BACKOFF_MAX = timedelta(minutes=5)
-
-
-@dataclass(frozen=True)
-class ReadResult:
-    """A finished read phase: the run's complete spool and its counts by op."""
-
-    run_id: str
-    spool: SpoolFile
-    counts: Mapping[str, int] = field(default_factory=dict)
-
-
-class RunBackend(Protocol):
-    """The harvest steps the daemon drives; `HarvestBackend` is the real one, tests use fakes."""
-
-    def recover(self) -> None:
-        """Send and commit the spools of runs read but not committed (blocking)."""
-
-    def start(self) -> None:
-        """Get the sink ready, e.g. warm Flink up while the first reads run (blocking)."""
-
-    async def pending(self, target: TargetSettings) -> list[ReadResult]:
-        """Earlier runs of `target` read but not committed; they go before a new read."""
-
-    async def begin(self, target: TargetSettings) -> str:
-        """Record a new run of `target`; its run id."""
-
-    async def read(self, target: TargetSettings, run_id: str) -> ReadResult:
-        """Browser → reader → capture → spool; the run ends in status `read`."""
-
-    def send(self, results: Sequence[ReadResult]) -> None:
-        """Send these runs' spools in one go, all or nothing (blocking)."""
-
-    def commit(self, result: ReadResult) -> None:
-        """Take the run's snapshot and mark it committed; removes its spool (blocking)."""
-
-    async def fail(self, run_id: str, reason: str) -> None:
-        """Mark the run failed with `reason`; a spool it wrote stays pending."""
-
-    def last_started(self, target: str) -> datetime | None:
-        """When the target's latest run started (for catch-up), None if it never ran."""
-
-    def pending_spools(self) -> int:
-        """How many spools wait to be sent."""
-
-    def writable(self) -> bool:
-        """True when the state DB accepts writes."""
-
-    def close(self) -> None:
-        """Release the sink and the state DB."""
-
-
-class HarvestBackend:
-    """The real `RunBackend`: `harvester.harvest`'s steps over the state DB and a sink."""
-
-    def __init__(self, settings: Settings, state: StateDB, sink: ChangeSink) -> None:
-        self.settings = settings
-        self.state = state
-        self.sink = sink
-
-    def recover(self) -> None:
-        found = harvest.recover(self.state, self.sink)
-        if found.died or found.sent or found.unsent or found.lost:
-            log.info(
-                "recovery: %d run(s) had died, %d pending run(s) sent and committed, "
-                "%d still pending, %d lost their spool",
-                len(found.died),
-                len(found.sent),
-                len(found.unsent),
-                len(found.lost),
-                extra={"event": "recovered", "sent": found.sent, "unsent": found.unsent},
-            )
-
-    def start(self) -> None:
-        start = getattr(self.sink, "start", None)
-        if callable(start):
-            start()
-
-    def _result(self, spool: SpoolFile) -> ReadResult:
-        run = self.state.get_run(spool.run_id)
-        counts = {}
-        if run is not None:
-            counts = {
-                "+I": run.inserted,
-                "+U": run.updated,
-                "-D": run.deleted,
-                "unchanged": run.unchanged,
-            }
-        return ReadResult(spool.run_id, spool, counts)
-
-    async def pending(self, target: TargetSettings) -> list[ReadResult]:
-        spools = await asyncio.to_thread(harvest.pending_spools, self.state, target.name)
-        return [await asyncio.to_thread(self._result, spool) for spool in spools]
-
-    async def begin(self, target: TargetSettings) -> str:
-        return await asyncio.to_thread(self.state.start_run, target.name)
-
-    async def read(self, target: TargetSettings, run_id: str) -> ReadResult:
-        spool = await harvest.read_target(
-            settings=self.settings, target=target, state=self.state, run_id=run_id
-        )
-        return await asyncio.to_thread(self._result, spool)
-
-    def send(self, results: Sequence[ReadResult]) -> None:
-        harvest.send(self.state, self.sink, [result.spool for result in results])
-
-    def commit(self, result: ReadResult) -> None:
-        harvest.commit(self.state, result.spool)
-
-    async def fail(self, run_id: str, reason: str) -> None:
-        await asyncio.to_thread(self.state.fail_run, run_id, reason)
-
-    def last_started(self, target: str) -> datetime | None:
-        runs = self.state.list_runs(target=target, limit=1)
-        return runs[0].started_at if runs else None
-
-    def pending_spools(self) -> int:
-        return len(self.state.pending_runs())
-
-    def writable(self) -> bool:
-        return self.state.writable()
-
-    def close(self) -> None:
-        close = getattr(self.sink, "close", None)
-        if callable(close):
-            close()
-        self.state.close()
 
 
 @dataclass
@@ -184,57 +56,12 @@ class _Attempt:
     read_s: float | None = None
 
 
-@dataclass
-class TargetStatus:
-    """What /healthz reports about one target."""
-
-    last_run_id: str | None = None
-    last_status: str | None = None
-    last_started: datetime | None = None
-    last_finished: datetime | None = None
-    last_error: str | None = None
-    last_success: datetime | None = None
-    consecutive_failures: int = 0
-    running: bool = False
-
-
-def missed_run(trigger: BaseTrigger, last_started: datetime | None, now: datetime) -> bool:
-    """True when the schedule had a run due between the target's last run and now."""
-    if last_started is None:
-        return False
-    if last_started.tzinfo is None:
-        last_started = last_started.replace(tzinfo=UTC)
-    if isinstance(trigger, IntervalTrigger):
-        return last_started + trigger.interval <= now
-    due = trigger.get_next_fire_time(None, last_started + timedelta(microseconds=1))
-    return due is not None and due <= now
-
-
-def backoff_delay(
-    attempt: int,
-    *,
-    base: timedelta = BACKOFF_BASE,
-    cap: timedelta = BACKOFF_MAX,
-    rng: random.Random | None = None,
-) -> timedelta:
-    """Delay before retry `attempt` (0-based): exponential, capped, half of it random.
-
-    The random half spreads targets that failed together (one network outage) apart.
-    """
-    full = min(cap.total_seconds(), base.total_seconds() * 2**attempt)
-    return timedelta(seconds=full / 2 + (rng or random).uniform(0, full / 2))
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat(timespec="milliseconds") if moment else None
-
-
 class Daemon:
-    """Schedules, runs, retries and reports the harvests of every enabled target."""
+    """Schedules, runs, retries and reports the harvests of every enabled target.
+
+    `report` renders the HTML report served on `/` (the composition root passes the
+    inspector's); without it `/` is not served.
+    """
 
     def __init__(
         self,
@@ -249,6 +76,7 @@ class Daemon:
         unhealthy_after: int = UNHEALTHY_AFTER,
         serve_http: bool = True,
         secrets: Callable[[Settings], Iterable[str]] = lambda _settings: (),
+        report: Callable[[], str] | None = None,
     ) -> None:
         self.settings = settings
         # /healthz shows run errors, which may quote a URL or page text holding a secret.
@@ -259,6 +87,7 @@ class Daemon:
         self.metrics.count_pending_spools(backend.pending_spools)
         self.config_path = config_path
         self._load = load
+        self._render_report = report
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
         self.unhealthy_after = unhealthy_after
@@ -274,13 +103,14 @@ class Daemon:
                 metrics=self.metrics.render,
                 metrics_content_type=CONTENT_TYPE_LATEST,
             )
-            self.http.register_route("/", self.report)
+            if report is not None:
+                self.http.register_route("/", self.report)
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
         self._stopping = False
         self._browsers = asyncio.Semaphore(settings.daemon.max_concurrent_harvests)
-        self._queue: asyncio.Queue[tuple[ReadResult, asyncio.Future[None]]] = asyncio.Queue()
-        self._forwarder: asyncio.Task[None] | None = None
+        self._forwarder = Forwarder(backend)
+        self._forwarding: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()
         self._reloads: set[asyncio.Task[bool]] = set()
 
@@ -295,7 +125,7 @@ class Daemon:
             self.http.start()
         try:
             await self._recover()
-            self._forwarder = asyncio.create_task(self._forward_loop(), name="forwarder")
+            self._forwarding = asyncio.create_task(self._forwarder.run(), name="forwarder")
             self.scheduler.start()
             self._schedule(self.settings, starting=True)
             log.info(
@@ -308,8 +138,8 @@ class Daemon:
         finally:
             if self.scheduler.running:
                 self.scheduler.shutdown(wait=False)
-            if self._forwarder is not None:
-                self._forwarder.cancel()
+            if self._forwarding is not None:
+                self._forwarding.cancel()
             await asyncio.to_thread(self.backend.close)
             if self.http is not None:
                 self.http.stop()
@@ -394,7 +224,7 @@ class Daemon:
                     self.status.pop(name, None)
                     self.metrics.forget_target(name)
                 log.info("target %s removed from the schedule", name, extra={"target": name})
-        now = _now()
+        now = datetime.now(UTC)
         for name, target in wanted.items():
             old = self.targets.get(name)
             self.targets[name] = target
@@ -436,6 +266,7 @@ class Daemon:
         return missed
 
     def next_run(self, name: str) -> datetime | None:
+        """When the target's job fires next; None when it has none (or nothing is scheduled)."""
         job = self.scheduler.get_job(name) if self.scheduler.running else None
         return job.next_run_time if job is not None else None
 
@@ -484,14 +315,18 @@ class Daemon:
                 pass
 
     async def _attempt(self, target: TargetSettings, attempt: int) -> bool:
-        """One read → send → commit of `target`; False when it failed (already recorded)."""
+        """One read → send → commit of `target`; False when it failed (already recorded).
+
+        The read is bounded by its own deadline (`limits.harvest_timeout`, in the backend), not
+        by one here: a second timeout racing it would cancel the read mid-write instead.
+        """
         status = self.status.setdefault(target.name, TargetStatus())
         status.running = True
         run = _Attempt(target)
         try:
             for earlier in await self.backend.pending(target):
                 # A new read would diff against a snapshot that lacks these runs' changes.
-                await self._forward(earlier)
+                await self._forwarder.forward(earlier)
             async with self._browsers:
                 if self._stopping:
                     # Stopped while waiting for a browser: this run never starts.
@@ -500,7 +335,7 @@ class Daemon:
                 # The run's duration counts from here, not from the wait for a browser.
                 run.started = time.monotonic()
                 run.run_id = await self.backend.begin(target)
-                status.last_run_id, status.last_started = run.run_id, _now()
+                status.started(run.run_id)
                 log.info(
                     "run started: target=%s run=%s attempt=%d",
                     target.name,
@@ -510,19 +345,14 @@ class Daemon:
                 )
                 self.metrics.browsers_alive.inc()
                 try:
-                    timeout = target.limits.harvest_timeout.total_seconds()
-                    result = await asyncio.wait_for(self.backend.read(target, run.run_id), timeout)
+                    result = await self.backend.read(target, run.run_id)
                 finally:
                     self.metrics.browsers_alive.dec()
             run.read_s = time.monotonic() - run.started
-            await self._forward(result)
+            await self._forwarder.forward(result)
         except asyncio.CancelledError:
             await self._finish(run, "cancelled", "cancelled at shutdown")
             raise
-        except TimeoutError as exc:
-            reason = str(exc) or f"harvest timed out after {target.limits.harvest_timeout}"
-            await self._finish(run, "failed", reason)
-            return False
         except Exception as exc:
             await self._finish(run, "failed", describe(exc))
             return False
@@ -539,25 +369,19 @@ class Daemon:
         name, run_id = run.target.name, run.run_id
         duration = time.monotonic() - run.started
         status = self.status.setdefault(name, TargetStatus())
-        status.running = False
-        status.last_status, status.last_error, status.last_finished = outcome, error, _now()
-        self.metrics.runs.labels(target=name, status=outcome).inc()
-        self.metrics.run_duration.labels(target=name).observe(duration)
-        if outcome == "committed":
-            status.consecutive_failures = 0
-            status.last_success = status.last_finished
-            self.metrics.last_success.labels(target=name).set(time.time())
-            for op, n in (counts or {}).items():
-                self.metrics.records.labels(target=name, op=op).inc(n)
-        else:
-            if outcome == "failed":
-                status.consecutive_failures += 1
-            if run_id is not None:
-                try:
-                    await self.backend.fail(run_id, error or outcome)
-                except Exception as exc:
-                    log.error("recording the failure of run %s failed: %s", run_id, describe(exc))
-        self.metrics.consecutive_failures.labels(target=name).set(status.consecutive_failures)
+        status.finished(outcome, error)
+        self.metrics.run_finished(
+            name,
+            outcome=outcome,
+            seconds=duration,
+            counts=counts or {},
+            failures=status.consecutive_failures,
+        )
+        if outcome != "committed" and run_id is not None:
+            try:
+                await self.backend.fail(run_id, error or outcome)
+            except Exception as exc:
+                log.error("recording the failure of run %s failed: %s", run_id, describe(exc))
         level = logging.INFO if outcome == "committed" else logging.WARNING
         read = f" (read {run.read_s:.1f}s)" if run.read_s is not None else ""
         log.log(
@@ -594,81 +418,31 @@ class Daemon:
                 extra={"event": "target_unhealthy", "target": name},
             )
 
-    async def _forward(self, result: ReadResult) -> None:
-        """Hand a finished read to the forwarder; returns once it is committed."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self._queue.put((result, done))
-        await done
-
-    async def _forward_loop(self) -> None:
-        """The one consumer of finished reads: send all waiting in one call, then commit each."""
-        try:
-            # Flink's first job pays for the JVM's start: pay it while the first reads run.
-            await asyncio.to_thread(self.backend.start)
-        except Exception as exc:
-            # The first send starts the sink again, and its failure fails the runs it carries.
-            log.warning("starting the sink failed: %s", describe(exc))
-        while True:
-            batch = [await self._queue.get()]
-            while not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            waiting = [(result, done) for result, done in batch if not done.done()]
-            try:
-                if waiting:
-                    await asyncio.to_thread(self.backend.send, [r for r, _ in waiting])
-            except Exception as exc:
-                for _, done in waiting:
-                    if not done.done():
-                        done.set_exception(exc)
-                continue
-            for result, done in waiting:
-                try:
-                    await asyncio.to_thread(self.backend.commit, result)
-                except Exception as exc:
-                    if not done.done():
-                        done.set_exception(exc)
-                else:
-                    if not done.done():
-                        done.set_result(None)
-
     # ---- health -----------------------------------------------------------------------------
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """(ok, body) for /healthz; ok while the scheduler runs and the state DB is writable."""
-        scheduling = self.scheduler.running and not self._stopping
         try:
             writable = self.backend.writable()
         except Exception:
             writable = False
-        targets = {}
-        for name, status in list(self.status.items()):
-            healthy = status.consecutive_failures < self.unhealthy_after
-            targets[name] = {
-                "last_run_id": status.last_run_id,
-                "last_status": status.last_status,
-                "last_started": _iso(status.last_started),
-                "last_finished": _iso(status.last_finished),
-                "last_success": _iso(status.last_success),
-                "last_error": self._redact(status.last_error) if status.last_error else None,
-                "next_run": _iso(self.next_run(name)),
-                "consecutive_failures": status.consecutive_failures,
-                "running": status.running,
-                "healthy": healthy,
-            }
-        ok = scheduling and writable
-        return ok, {
-            "status": "ok" if ok else "unavailable",
-            "scheduler_running": scheduling,
-            "state_writable": writable,
-            "targets": targets,
-        }
+        return health_body(
+            self.status,
+            scheduling=self.scheduler.running and not self._stopping,
+            writable=writable,
+            next_run=self.next_run,
+            unhealthy_after=self.unhealthy_after,
+            redact=self._redact,
+        )
 
     def report(self, _request: Request) -> Response:
         """`/`: the HTML report of the state DB (as `harvester report` writes it), secrets masked.
 
         Run errors in it may quote a secret; it is masked raw and as the report escapes it.
         """
-        html = render_report(state_db_path(self.settings.state.dir))
+        if self._render_report is None:
+            return Response(404, b"not found\n")
+        html = self._render_report()
         secrets = list(self._secrets(self.settings))
         html = Redactor([*secrets, *(escape(s, quote=True) for s in secrets)]).redact(html)
         return Response(200, html.encode(), "text/html; charset=utf-8")
