@@ -309,3 +309,21 @@ def test_harvest_on_an_emptied_state_db_exits_2_and_keeps_the_pending_spool(
     assert state_db_path(folder).stat().st_size == 0
     assert (folder / "spool" / "app-1.jsonl").is_file()
     assert not (tmp_path / "data").exists()  # nothing was harvested or sent
+
+
+@pytest.mark.browser
+def test_harvest_with_reset_state_moves_the_broken_folder_aside_and_starts_anew(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path)  # a target nothing listens on: the run itself fails
+    folder = _folder_with_a_pending_spool(tmp_path)
+    code = main(["harvest", "--config", str(config), "--all", "--sink", "jsonl", "--reset-state"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    (aside,) = tmp_path.glob("state.broken-*")
+    assert f"state folder {folder} moved aside to {aside}; starting a new one" in err
+    assert (aside / "spool" / "app-1.jsonl").is_file()
+    assert (aside / "state.db").stat().st_size == 0
+    with StateDB.open(folder) as state:
+        (run,) = state.list_runs()
+        assert run.status == "failed"

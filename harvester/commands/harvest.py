@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from harvester.commands._once import harvest_once
 from harvester.commands._sinks import DEFAULT_JSONL
+from harvester.commands._state import add_reset_option, reset_if_asked
 from harvester.config import Settings, TargetSettings, load_settings, secret_values
 from harvester.errors import UsageError
 from harvester.logs import setup_logging
@@ -42,6 +44,7 @@ def register(
         f"[flink] section), or `jsonl[:DIR]` (JSON lines appended to DIR/changes.jsonl; DIR "
         f"defaults to <state.data_dir>/{DEFAULT_JSONL}; no Java needed)",
     )
+    add_reset_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -61,4 +64,6 @@ def _targets(args: argparse.Namespace, settings: Settings) -> list[TargetSetting
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(Path(args.config) if args.config else None)
     setup_logging(settings.log, secret_values(settings))
-    return harvest_once(settings, _targets(args, settings), sink_spec=args.sink, full=args.full)
+    targets = _targets(args, settings)
+    reset_if_asked(args, settings.state.dir, lambda line: print(line, file=sys.stderr))
+    return harvest_once(settings, targets, sink_spec=args.sink, full=args.full)

@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 
 from harvester.commands._sinks import make_sink
+from harvester.commands._state import add_reset_option, reset_if_asked
 from harvester.config import load_settings, secret_values
 from harvester.daemon import Daemon, HarvestBackend
 from harvester.inspect.report import render_report
@@ -36,6 +37,7 @@ def register(
         help="where the changes go, as for `harvester harvest`: `flink`, or `jsonl[:DIR]` "
         "(JSON lines appended to DIR/changes.jsonl; no Java needed)",
     )
+    add_reset_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -45,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if settings.log.level != "debug":
         # Its per-fire INFO lines repeat the daemon's own run events.
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    reset_if_asked(args, settings.state.dir, log.warning)
     # The daemon closes the sink and the state DB when it stops; `with` covers a failed start.
     with StateLock(settings.state.dir), make_sink(args.sink, settings) as sink:
         log.info("changes go to %s", sink.description)
