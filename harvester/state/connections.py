@@ -9,11 +9,12 @@ own, so a slow consumer never holds a shared one.
 from __future__ import annotations
 
 import contextlib
+from abc import ABC, abstractmethod
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from harvester.errors import StateError
 from harvester.state.failures import sqlite_failure
@@ -28,6 +29,19 @@ LOOKUP_CHUNK = 500
 def marks(n: int) -> str:
     """The `?, ?, …` of an `IN (…)` of `n` values."""
     return ", ".join("?" * n)
+
+
+class Closing(ABC):
+    """`with` support for the state package's objects that hold connections: `close()` on exit."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
 
 class Connections:

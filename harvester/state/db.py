@@ -10,13 +10,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from harvester.errors import StateError, UnusableStateError
 from harvester.redaction import Redactor, redact
 from harvester.state import commit, queries, runs
-from harvester.state.connections import Connections
+from harvester.state.connections import Closing, Connections
 from harvester.state.integrity import check_db, check_file, check_missing, check_readable
 from harvester.state.paths import SPOOL_DIR, state_db_path
 from harvester.state.records import Change, Run, RunStatus, RunStore, SnapshotRecord, Store
@@ -25,7 +24,7 @@ from harvester.state.schema import create_db, migrate
 from harvester.state.snapshot import SnapshotView
 
 
-class StateDB:
+class StateDB(Closing):
     """One state folder's SQLite database.
 
     Methods may be called from several threads; reads never wait for writes (WAL). A write may
@@ -111,17 +110,6 @@ class StateDB:
 
     def close(self) -> None:
         self._conns.close()
-
-    def __enter__(self) -> StateDB:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def writable(self) -> bool:
         """True when the DB takes writes (a commit in progress counts as taking them)."""

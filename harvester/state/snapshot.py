@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
-from types import TracebackType
 
-from harvester.state.connections import LOOKUP_CHUNK, Connections, marks
+from harvester.state.connections import LOOKUP_CHUNK, Closing, Connections, marks
 from harvester.state.schema import connect
 
 SCAN_BATCH = 10_000
 _STORE = "target = ? AND origin = ? AND db = ? AND store = ?"
 
 
-class SnapshotView:
+class SnapshotView(Closing):
     """The snapshot of `target` at `origin`, read on a connection of its own; `close()` it."""
 
     def __init__(self, conns: Connections, *, target: str, origin: str) -> None:
@@ -29,17 +28,6 @@ class SnapshotView:
 
     def close(self) -> None:
         self._conn.close()
-
-    def __enter__(self) -> SnapshotView:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _rows(self, sql: str, params: Sequence[str]) -> list[sqlite3.Row]:
         with self._conns.failing("reading"):
