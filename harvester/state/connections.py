@@ -9,9 +9,9 @@ own, so a slow consumer never holds a shared one.
 from __future__ import annotations
 
 import contextlib
-from abc import ABC, abstractmethod
 import sqlite3
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
