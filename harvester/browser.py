@@ -209,6 +209,16 @@ async def _run_auth_steps(page: Page, target: TargetSettings, timeout_ms: float)
 READY_POLL = timedelta(milliseconds=100)
 
 
+def ready_expression(function: str) -> str:
+    """The script evaluated for `ready.function`: an expression, or a function to call, awaited
+    inside an async arrow function (check-config compiles the same text)."""
+    # The newline ends a `//` comment that `function` may close with.
+    return (
+        "(async () => { const v = (" + function + "\n);"
+        " return !!(await (typeof v === 'function' ? v() : v)); })()"
+    )
+
+
 async def _poll_function(page: Page, function: str) -> None:
     """Wait until `function` (an expression, or a function to call) is truthy in the page.
 
@@ -216,12 +226,7 @@ async def _poll_function(page: Page, function: str) -> None:
     page's world on the page's `Promise`, `JSON` and `Array.prototype`, which a page may have
     replaced; a bare `Runtime.evaluate` needs nothing of the page but `function` itself.
     """
-    # The newline ends a `//` comment that `function` may close with.
-    expression = (
-        "(async () => { const v = (" + function + "\n);"
-        " return !!(await (typeof v === 'function' ? v() : v)); })()"
-    )
-    params = {"expression": expression, "awaitPromise": True, "returnByValue": True}
+    params = {"expression": ready_expression(function), "awaitPromise": True, "returnByValue": True}
     session = await page.context.new_cdp_session(page)
     try:
         while True:

@@ -167,3 +167,96 @@ def test_flink_statements_that_do_not_parse_or_plan_are_config_errors(
 
     # --no-flink checks the rest without starting a JVM.
     assert main(["check-config", "--config", str(config), "--no-flink"]) == 0
+
+
+READY_FUNCTIONS = """
+[[targets]]
+name = "typo"
+url = "http://127.0.0.1:9/"
+schedule = "1h"
+[targets.ready]
+function = "window.appReady === "
+
+[[targets]]
+name = "fine"
+url = "http://127.0.0.1:9/"
+schedule = "1h"
+[targets.ready]
+function = "async () => (await fetch('/ready')).ok // a comment at the end"
+
+[[targets]]
+name = "unclosed"
+url = "http://127.0.0.1:9/"
+schedule = "1h"
+[targets.ready]
+function = "() => { return window.${secret:READY_FLAG}"
+"""
+
+
+def test_a_ready_function_that_does_not_compile_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("READY_FLAG", "hunter2 x")
+    config = tmp_path / "ready.toml"
+    config.write_text(READY_FUNCTIONS, encoding="utf-8")
+    assert main(["check-config", "--config", str(config), "--no-flink"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 2, lines
+    typo, unclosed = lines
+    assert typo == (
+        f"config error: {config}: targets[0].ready.function: JavaScript syntax error: "
+        "Unexpected token ')'; expected a JavaScript expression or function"
+    )
+    # V8 names the token it stopped at, here a piece of the secret: left out.
+    assert unclosed == (
+        f"config error: {config}: targets[2].ready.function: JavaScript syntax error: "
+        "Unexpected identifier; expected a JavaScript expression or function"
+    )
+    assert "hunter2" not in captured.err
+
+    fixed = READY_FUNCTIONS.replace("appReady === ", "appReady === true").replace(
+        "${secret:READY_FLAG}", "ready }"
+    )
+    config.write_text(fixed, encoding="utf-8")
+    assert main(["check-config", "--config", str(config), "--no-flink"]) == 0
+
+
+def test_targets_without_a_profile_or_storage_state_get_a_note(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "state.json").write_text('{"cookies": [], "origins": []}', encoding="utf-8")
+    config = tmp_path / "harvester.toml"
+    targets = [
+        ("fresh", ""),
+        ("kept", 'profile_dir = "profile"'),
+        ("given", 'storage_state = "state.json"'),
+    ]
+    config.write_text(
+        "".join(
+            f'[[targets]]\nname = "{name}"\nurl = "http://127.0.0.1:9/"\nschedule = "1h"\n'
+            f"[targets.auth]\n{auth}\n"
+            for name, auth in targets
+        ),
+        encoding="utf-8",
+    )
+    assert main(["check-config", "--config", str(config), "--no-flink"]) == 0
+    captured = capsys.readouterr()
+    assert tomllib.loads(captured.out)["targets"]
+    assert captured.err.splitlines() == [
+        "note: targets[0] (fresh): no auth.profile_dir or auth.storage_state, so every harvest "
+        "starts from an empty IndexedDB (what the page stores on a first visit)"
+    ]
+
+
+def test_without_node_the_ready_functions_are_noted_as_unchecked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("READY_FLAG", "flag")
+    monkeypatch.setenv("PLAYWRIGHT_NODEJS_PATH", str(tmp_path / "no-node"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    config = tmp_path / "ready.toml"
+    config.write_text(READY_FUNCTIONS, encoding="utf-8")
+    assert main(["check-config", "--config", str(config), "--no-flink"]) == 0
+    assert "note: ready.function not checked: Node.js not found" in capsys.readouterr().err

@@ -33,3 +33,11 @@ def test_every_key_is_described() -> None:
         for name, info in model.model_fields.items():
             is_table = isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
             assert is_table or info.description, f"{model.__name__}.{name} has no description"
+
+
+def test_types_read_as_words_and_a_missing_profile_is_explained() -> None:
+    reference = config_reference()
+    assert "pydantic" not in reference and "dict[" not in reference
+    assert "| `extra_http_headers` | table of secret strings |" in reference
+    (profile,) = [line for line in reference.splitlines() if line.startswith("| `profile_dir` |")]
+    assert "every harvest starts in a fresh browser whose IndexedDB is empty" in profile

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import sqlite3
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -208,7 +211,8 @@ def test_export_jsonl_and_csv(state_dir: tuple[Path, list[str]], tmp_path: Path)
         (["report", "--out", "/nonexistent/r.html"], "cannot write /nonexistent/r.html"),
         (
             ["export", TARGET, "--store", "x", "--out", "x.jsonl"],
-            "unknown store 'x' for target 'shop'; known: orders, users",
+            "unknown store 'x' for target 'shop'; known (as DB/STORE, or the store name alone): "
+            "shopdb/orders, shopdb/users",
         ),
     ],
 )
@@ -284,3 +288,167 @@ def test_the_schema_version_is_checked_whatever_the_file_is_called(
     with pytest.raises(StateError, match="has schema version 1, this harvester reads 2"):
         StateReader(copy)
     assert main(["runs", "--state", str(copy)]) == StateError.exit_code
+
+
+def test_export_to_dash_writes_stdout_not_a_file(
+    state_dir: tuple[Path, list[str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    folder, _runs = state_dir
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", TARGET, "--store", "users", "--state", str(folder), "--out", "-"]) == 0
+    captured = capsys.readouterr()
+    lines = [json.loads(line) for line in captured.out.splitlines()]
+    assert [r["key"] for r in lines] == list(SECOND["users"])
+    assert "exported 5 records to stdout" in captured.err
+    assert not (tmp_path / "-").exists() and not list(tmp_path.glob("-*"))
+    assert main(["export", TARGET, "--state", str(folder), "--out", "-", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.startswith("target,origin,db,store,key,value.")
+
+
+def test_export_takes_a_store_alone_or_as_db_slash_store(
+    state_dir: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    folder, _runs = state_dir
+    exported = {}
+    for name in ("users", "shopdb/users"):
+        out = tmp_path / f"{name.replace('/', '_')}.jsonl"
+        assert (
+            main(["export", TARGET, "--store", name, "--state", str(folder), "--out", str(out)])
+            == 0
+        )
+        exported[name] = [json.loads(line)["key"] for line in out.read_text().splitlines()]
+    assert exported["users"] == exported["shopdb/users"] == list(SECOND["users"])
+    # The forms mix; another database's name for the store is still unknown.
+    both = tmp_path / "both.jsonl"
+    argv = ["export", TARGET, "--state", str(folder), "--out", str(both)]
+    assert main([*argv, "--store", "shopdb/orders", "--store", "users"]) == 0
+    assert {json.loads(line)["store"] for line in both.read_text().splitlines()} == {
+        "orders",
+        "users",
+    }
+    assert main([*argv, "--store", "otherdb/users"]) == 2
+
+
+def _state_with_typed_values(folder: Path) -> None:
+    at = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    value = {"id": 1, "at": at, "meta": {"tags": ["a", "b"], "seen": at}, "note": "two\nlines"}
+    with StateDB.open(folder) as state:
+        commit_records(state, {"events": {at: value}}, {})
+
+
+def test_csv_cells_are_flat_with_dates_as_iso_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "state"
+    _state_with_typed_values(folder)
+    iso = "2026-01-02T03:04:05.678Z"
+
+    assert (
+        main(["show", TARGET, "shopdb", "events", "--state", str(folder), "--format", "csv"]) == 0
+    )
+    (row,) = list(csv.DictReader(capsys.readouterr().out.splitlines(keepends=True)))
+    assert row["key"] == iso
+    assert row["value"] == (
+        '{"at":{"$date":"2026-01-02T03:04:05.678Z"},"id":1,'
+        '"meta":{"seen":{"$date":"2026-01-02T03:04:05.678Z"},"tags":["a","b"]},'
+        '"note":"two\\nlines"}'
+    )
+
+    out = tmp_path / "events.csv"
+    assert main(["export", TARGET, "--state", str(folder), "--out", str(out)]) == 0
+    with out.open(newline="") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert (row["key"], row["value.at"], row["value.id"]) == (iso, iso, "1")
+    assert row["value.meta"] == '{"seen":{"$date":"2026-01-02T03:04:05.678Z"},"tags":["a","b"]}'
+    # A harvested string is data: it keeps its newline (CSV quotes it).
+    assert row["value.note"] == "two\nlines"
+
+    # The table and JSON forms are as they were: pretty, and lossless typed JSON.
+    base = ["show", TARGET, "shopdb", "events", "--state", str(folder), "--format"]
+    monkeypatch.setenv("COLUMNS", "200")  # wide enough that no cell is folded
+    assert main([*base, "table"]) == 0
+    table = capsys.readouterr().out
+    assert f"Date({iso})" in table and '"tags": [' in table
+    (record,) = run_json(capsys, *base[:-1])
+    assert record["value"]["at"] == {"$date": iso} and "\n" in record["value_text"]
+
+
+def test_runs_fit_one_line_each_at_80_columns_and_wide_shows_every_field(
+    state_dir: tuple[Path, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    folder, runs = state_dir
+    with StateDB.open(folder) as state:
+        failed = state.start_run(TARGET)
+        state.fail_run(failed, "net::ERR_CONNECTION_REFUSED at http://127.0.0.1:9/ " + "x" * 80)
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["runs", "--state", str(folder), "--format", "table"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    # Title, top, header, rule, a line per run, bottom: no run wraps, and each id is whole.
+    assert len(lines) == 5 + 3
+    for run_id in (failed, *runs):
+        assert sum(run_id in line for line in lines) == 1
+    assert "1/2/1" in next(line for line in lines if runs[1] in line)
+    assert "net::" in next(line for line in lines if failed in line)
+
+    assert main(["runs", "--state", str(folder), "--format", "table", "--wide"]) == 0
+    wide = capsys.readouterr().out.splitlines()
+    assert len(wide) == 5 + 3 and len(wide[1]) > 80
+    for title in ("target", "started", "finished", "unchanged", "incomplete stores", "problems"):
+        assert title in wide[2]
+    assert "x" * 80 in next(line for line in wide if failed in line)
+
+    assert main(["runs", "--state", str(folder), "--format", "csv"]) == 0
+    header = next(csv.reader(capsys.readouterr().out.splitlines()))
+    assert header[:3] == ["id", "target", "status"] and "incomplete_stores" in header
+
+
+def test_diff_csv_cells_are_flat_typed_nodes_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "state"
+    before = datetime(2026, 1, 2, tzinfo=UTC)
+    after = datetime(2026, 2, 3, tzinfo=UTC)
+    old = {"id": 1, "at": before, "a.b": {"c": 1}, "n": None, "gone": [1, 2]}
+    new = {"id": 1, "at": after, "a.b": {"c": 2}, "n": "x"}
+    one = {"events": {1: old, 2: {"id": 2}}}
+    with StateDB.open(folder) as state:
+        first = commit_records(state, one, {})
+        second = commit_records(state, {"events": {1: new, 3: {"id": 3, "at": after}}}, one)
+    assert main(["diff", first, second, "--state", str(folder), "--format", "csv"]) == 0
+    rows = list(csv.DictReader(capsys.readouterr().out.splitlines(keepends=True)))
+    cells = {(r["op"], r["key"], r["field"]): (r["old"], r["new"]) for r in rows}
+    assert cells == {
+        ("changed", "1", "at"): ("2026-01-02T00:00:00.000Z", "2026-02-03T00:00:00.000Z"),
+        ("changed", "1", "a.b.c"): ("1", "2"),
+        ("changed", "1", "n"): ("null", "x"),
+        ("changed", "1", "gone"): ("[1,2]", ""),
+        ("added", "3", ""): ("", '{"at":{"$date":"2026-02-03T00:00:00.000Z"},"id":3}'),
+        ("removed", "2", ""): ('{"id":2}', ""),
+    }
+
+
+@pytest.mark.parametrize(
+    "argv", [["runs"], ["stores"], ["diff", "--target", TARGET, "--last", "2"]]
+)
+def test_output_into_a_closed_pipe_ends_quietly(
+    state_dir: tuple[Path, list[str]],
+    argv: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # `harvester … --format csv | head`: the reader has gone before we write.
+    folder, _runs = state_dir
+    read, write = os.pipe()
+    os.close(read)
+    with os.fdopen(write, "w") as closed:
+        monkeypatch.setattr(sys, "stdout", closed)
+        code = main([*argv, "--state", str(folder), "--format", "csv"])
+        monkeypatch.undo()
+        assert code == 141
+        assert capsys.readouterr().err == ""

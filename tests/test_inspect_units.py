@@ -11,7 +11,7 @@ from harvester.errors import UsageError
 from harvester.inspect.diff import Change, FieldChange, field_changes, net_diff
 from harvester.inspect.filters import Where, key_texts
 from harvester.inspect.pretty import pretty, pretty_text
-from harvester.inspect.render import Column, safe_text, write_rows
+from harvester.inspect.render import Column, csv_cell, safe_text, write_rows
 from harvester.inspect.schema import infer
 
 
@@ -135,3 +135,31 @@ def test_tables_show_markup_and_escape_sequences_as_text() -> None:
     out = io.StringIO()
     write_rows([{"v": "a\ud800"}], [Column("v", "v")], "csv", out)
     assert out.getvalue() == "v\na\\ud800\n"
+
+
+def test_csv_cells_are_one_line_with_dates_as_iso_text() -> None:
+    iso = "2026-01-02T03:04:05.678Z"
+    assert csv_cell({"$date": iso}) == iso
+    assert csv_cell('a, "b"') == 'a, "b"'
+    assert csv_cell({"$date": None}) == '{"$date":null}'  # an Invalid Date stays typed
+    assert csv_cell({"$bigint": "12"}) == '{"$bigint":"12"}'
+    assert csv_cell({"a": [1, {"$date": iso}]}) == '{"a":[1,{"$date":"2026-01-02T03:04:05.678Z"}]}'
+    assert (csv_cell(1.5), csv_cell(None), csv_cell(True)) == ("1.5", "null", "true")
+    # A typed column writes its node in CSV, under the node's name; the table keeps the text.
+    rows = [{"v_text": "{\n  a: Date(…)\n}", "v": {"a": {"$date": iso}}}, {"v_text": "gone"}]
+    columns = [Column("v_text", "value", typed="v")]
+    out = io.StringIO()
+    write_rows(rows, columns, "csv", out)
+    assert out.getvalue() == 'v\n"{""a"":{""$date"":""2026-01-02T03:04:05.678Z""}}"\ngone\n'
+
+
+def test_a_cut_column_keeps_each_row_on_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    out = io.StringIO()
+    columns = [Column("id", "id", fit="keep"), Column("e", "error", fit="cut")]
+    rows = [{"id": "r-" + "1" * 40, "e": "first line " + "x" * 100 + "\nsecond line"}]
+    write_rows(rows, columns, "table", out)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 5 and all(len(line) <= 80 for line in lines)
+    assert "r-" + "1" * 40 in lines[3] and lines[3].endswith("… │")
+    assert "second" not in out.getvalue()

@@ -145,6 +145,34 @@ def test_the_four_problems_of_the_issue_are_all_named(tmp_path: Path) -> None:
     assert "-5" in by_path["targets[1].limits.batch_size"]
 
 
+def test_an_unknown_key_suggests_the_closest_key_of_its_table(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        [browser]
+        headles = true
+
+        [[targets]]
+        name = "a"
+        url = "https://a.example/"
+        shedule = "5m"
+        [targets.ready]
+        funtion = "true"
+        """,
+    )
+    by_path = {line.split(": ")[1]: line for line in problems(path)}
+    assert "targets[0].schedule" in by_path  # the key it was meant to be is missing
+    for where, meant in (
+        ("browser.headles", "headless"),
+        ("targets[0].shedule", "schedule"),
+        ("targets[0].ready.funtion", "function"),
+    ):
+        assert (
+            f": {where}: unknown key (did you mean {meant!r}?); expected one of: "
+            in (by_path[where])
+        )
+
+
 @pytest.mark.parametrize(
     ("toml", "where", "text"),
     [
@@ -265,7 +293,8 @@ def test_env_problems_name_the_variable(tmp_path: Path, monkeypatch: pytest.Monk
         [
             '$HARVESTER_FLINK__PARALLELISM: flink.parallelism: invalid value "lots"; '
             "expected integer > 0",
-            "$HARVESTER_FLINK__PARALELISM: flink.paralelism: unknown key; expected one of: "
+            "$HARVESTER_FLINK__PARALELISM: flink.paralelism: unknown key "
+            "(did you mean 'parallelism'?); expected one of: "
             "mode, runtime, address, parallelism, jars, max_rows_per_job, source, "
             "jobs_per_worker, statements",
         ]

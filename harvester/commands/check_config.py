@@ -4,10 +4,40 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from flink_jobs.statements import validate_statements
-from harvester.config import load_settings, to_toml
+from harvester.browser import ready_expression
+from harvester.config import Settings, load_settings, secret_values, to_toml
+from harvester.config.problems import format_problem
+from harvester.errors import ConfigError
+from harvester.redaction import Redactor
+
+# Compiles (never runs) each text of a JSON list read from stdin as a script, the way Chromium's
+# `Runtime.evaluate` takes it, and writes a JSON list: null, or the SyntaxError's message.
+_COMPILE_JS = """
+const vm = require("vm");
+let input = "";
+process.stdin.setEncoding("utf8");
+process.stdin.on("data", (chunk) => (input += chunk));
+process.stdin.on("end", () => {
+  const results = JSON.parse(input).map((code) => {
+    try {
+      new vm.Script(code, { filename: "ready.function" });
+      return null;
+    } catch (error) {
+      return String((error && error.message) || error);
+    }
+  });
+  process.stdout.write(JSON.stringify(results));
+});
+"""
+_COMPILE_TIMEOUT_S = 30
+_QUOTED = re.compile(r"\s*'[^']*'")
 
 
 def register(
@@ -30,11 +60,20 @@ def register(
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the effective config; a bad one, or a `flink.statements` entry that Flink cannot
-    parse or plan, raises ConfigError (exit 2, one line per problem)."""
+    """Print the effective config; a bad one, a `ready.function` that does not compile, or a
+    `flink.statements` entry that Flink cannot parse or plan, raises ConfigError (exit 2, one
+    line per problem). Notes that do not fail the check go to stderr."""
     settings = load_settings(Path(args.config) if args.config else None)
+    problems = ready_function_problems(settings)
     if not args.no_flink:
-        validate_statements(settings)
+        try:
+            validate_statements(settings)
+        except ConfigError as exc:
+            problems += exc.problems
+    if problems:
+        raise ConfigError(problems)
+    for note in notes(settings):
+        print(f"note: {note}", file=sys.stderr)
     data = settings.masked_dump()
     if args.format == "json":
         print(json.dumps(data, indent=2, ensure_ascii=False))
@@ -43,3 +82,85 @@ def run(args: argparse.Namespace) -> int:
         print(f"# effective config of {settings.config_path}, secrets masked")
         print(to_toml(data), end="")
     return 0
+
+
+def notes(settings: Settings) -> list[str]:
+    """What a valid config may still surprise its user with, one line each."""
+    return [
+        f"targets[{i}] ({target.name}): no auth.profile_dir or auth.storage_state, so every "
+        "harvest starts from an empty IndexedDB (what the page stores on a first visit)"
+        for i, target in enumerate(settings.targets)
+        if target.auth.profile_dir is None and target.auth.storage_state is None
+    ]
+
+
+def ready_function_problems(settings: Settings) -> list[str]:
+    """A problem line per `targets[i].ready.function` that is no valid JavaScript.
+
+    Compiled by Node.js: the one Playwright runs its driver with (so it is there wherever the
+    harvester can start Chromium), else `node` on PATH. Starting Chromium to compile instead
+    would cost about a second. Without Node.js, a note says the functions were not checked.
+    """
+    found = [(i, t.ready.function) for i, t in enumerate(settings.targets) if t.ready.function]
+    if not found:
+        return []
+    messages = _compile([ready_expression(function) for _i, function in found])
+    if messages is None:
+        return []
+    source = str(settings.config_path or "config")
+    secrets = secret_values(settings)
+    redactor = Redactor(secrets)
+    problems = []
+    for (i, function), message in zip(found, messages, strict=True):
+        if message is None:
+            continue
+        if any(secret in function for secret in secrets):
+            # V8 quotes the token it stopped at, which may be a piece of a `${secret:…}`.
+            message = _QUOTED.sub("", message)
+        problems.append(
+            format_problem(
+                source,
+                ("targets", i, "ready", "function"),
+                f"JavaScript syntax error: {redactor.redact(message)}",
+                "a JavaScript expression or function",
+            )
+        )
+    return problems
+
+
+def _compile(scripts: list[str]) -> list[str | None] | None:
+    """The SyntaxError message of each script (None: it compiles); None when Node.js is not
+    at hand or fails, after a note on stderr."""
+    node = _node()
+    if node is None:
+        print("note: ready.function not checked: Node.js not found", file=sys.stderr)
+        return None
+    try:
+        done = subprocess.run(
+            [node, "-e", _COMPILE_JS],
+            input=json.dumps(scripts),
+            capture_output=True,
+            text=True,
+            timeout=_COMPILE_TIMEOUT_S,
+            check=True,
+        )
+        results = json.loads(done.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        print(f"note: ready.function not checked: {node} failed: {exc}", file=sys.stderr)
+        return None
+    if not isinstance(results, list) or len(results) != len(scripts):
+        print(f"note: ready.function not checked: {node} answered {done.stdout!r}", file=sys.stderr)
+        return None
+    return [None if r is None else str(r) for r in results]
+
+
+def _node() -> str | None:
+    # Playwright's own Node.js (bundled, or $PLAYWRIGHT_NODEJS_PATH) is the one certain to be
+    # there; it is found through an API that is not public, so any failure means: look on PATH.
+    try:
+        from playwright._impl._driver import compute_driver_executable
+
+        node = str(compute_driver_executable()[0])
+    except Exception:
+        node = ""
+    return node if node and Path(node).is_file() else shutil.which("node")

@@ -15,15 +15,16 @@ from harvester.inspect.options import (
     state_options,
 )
 from harvester.inspect.render import Column, to_json, write_rows
+from harvester.inspect.schema import top_level_fields
 
 COLUMNS = (
     Column("db", "db"),
     Column("store", "store"),
     Column("op", "op"),
-    Column("key_text", "key"),
+    Column("key_text", "key", typed="key"),
     Column("field", "field"),
-    Column("old", "old"),
-    Column("new", "new"),
+    Column("old_text", "old", typed="old"),
+    Column("new_text", "new", typed="new"),
 )
 
 
@@ -47,27 +48,64 @@ def register(
 
 
 def _flat_rows(stores: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One table/CSV row per changed field (or per added/removed record)."""
+    """One table/CSV row per changed field (or per added/removed record): `old_text` and
+    `new_text` pretty for tables, `old` and `new` the typed-JSON nodes CSV writes flat."""
     rows: list[dict[str, Any]] = []
     for store in stores:
         base = {"db": store["db"], "store": store["store"]}
         for op in ("added", "changed", "removed"):
             for record in store[op]:
-                row = {**base, "op": op, "key_text": record["key_text"]}
+                row = {**base, "op": op, "key": record["key"], "key_text": record["key_text"]}
                 if op == "changed" and record["fields"] is not None:
-                    rows += [{**row, **f} for f in record["fields"]]
+                    rows += [{**row, **_field_row(record, f)} for f in record["fields"]]
                 elif op == "changed":
                     new = record["new_text"] or f"hash {record['new_hash']}"
-                    rows.append({**row, "old": "(value before not kept)", "new": new})
+                    rows.append(
+                        {
+                            **row,
+                            "old_text": "(value before not kept)",
+                            "new_text": new,
+                            "new": record["new_value"],
+                        }
+                    )
                 else:
                     rows.append({**row, **_whole(record, op)})
     return rows
 
 
-def _whole(record: dict[str, Any], op: str) -> dict[str, str | None]:
+def _field_row(record: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    path = change["field"]
+    return {
+        "field": path,
+        "old_text": change["old"],
+        "new_text": change["new"],
+        # A side where the field is absent has no node (and its text is None too).
+        "old": None if change["old"] is None else _node_at(record["old_value"], path),
+        "new": None if change["new"] is None else _node_at(record["new_value"], path),
+    }
+
+
+def _node_at(node: Any, path: str) -> Any:
+    """The node at a field path dotted through nested objects ("" = the whole value), None if
+    there is none. A field name may hold a dot itself, so each way of splitting is tried."""
+    if path == "":
+        return node
+    fields = top_level_fields(node) or {}
+    if path in fields:
+        return fields[path]
+    for at, char in enumerate(path):
+        if char == "." and path[:at] in fields:
+            found = _node_at(fields[path[:at]], path[at + 1 :])
+            if found is not None:
+                return found
+    return None
+
+
+def _whole(record: dict[str, Any], op: str) -> dict[str, Any]:
     side = "new" if op == "added" else "old"
-    value = record[f"{side}_text"]
-    return {side: value if value is not None else f"hash {record[f'{side}_hash']}"}
+    text = record[f"{side}_text"]
+    shown = text if text is not None else f"hash {record[f'{side}_hash']}"
+    return {f"{side}_text": shown, side: record[f"{side}_value"]}
 
 
 def run(args: argparse.Namespace) -> int:

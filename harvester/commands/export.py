@@ -12,6 +12,7 @@ from typing import Any, TextIO
 from harvester.errors import UsageError
 from harvester.inspect.options import open_state, state_options, write_atomically
 from harvester.inspect.queries import StateReader
+from harvester.inspect.render import csv_cell
 from harvester.inspect.schema import top_level_fields
 from harvester.state import Store
 from harvester.surrogates import escape_surrogates
@@ -29,13 +30,26 @@ def register(
         description=(
             "Write the committed records of a target to FILE: JSON lines (one record per line, "
             "key and value as typed JSON) or CSV (one column per top-level field of the values, "
-            "each cell the field's typed JSON, strings unquoted)."
+            "strings as they are, dates as ISO-8601 text, anything else as compact one-line "
+            "typed JSON). FILE - writes to stdout."
         ),
     )
     parser.add_argument("target", metavar="TARGET")
     parser.add_argument("--db", action="append", default=[], help="only this database (repeatable)")
-    parser.add_argument("--store", action="append", default=[], help="only this store (repeatable)")
-    parser.add_argument("--out", metavar="FILE", type=Path, required=True, help="output file")
+    parser.add_argument(
+        "--store",
+        action="append",
+        default=[],
+        metavar="[DB/]STORE",
+        help="only this store, named alone or as DB/STORE like the config's globs (repeatable)",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="FILE",
+        type=Path,
+        required=True,
+        help="output file; - writes to stdout (./- names a file called -)",
+    )
     parser.add_argument(
         "--format",
         choices=("jsonl", "csv"),
@@ -47,33 +61,50 @@ def register(
 
 def _cell(node: Any) -> str:
     # CSV is UTF-8, which cannot hold a lone surrogate: it is written as its JSON escape.
-    if isinstance(node, str):
-        return escape_surrogates(node)
-    return escape_surrogates(json.dumps(node, ensure_ascii=False, separators=(",", ":")))
+    return escape_surrogates(csv_cell(node))
+
+
+def _store_names(store: Store) -> tuple[str, str]:
+    """What `--store` may call `store`: its name, or `db/store` as the config's globs do."""
+    return store.store, f"{store.db}/{store.store}"
+
+
+def _check_known(args: argparse.Namespace, stores: list[Store]) -> None:
+    dbs = sorted({s.db for s in stores})
+    unknown = [n for n in args.db if n not in dbs]
+    if unknown:
+        raise UsageError(
+            f"unknown database {unknown[0]!r} for target {args.target!r}; "
+            f"known: {', '.join(dbs) or '(none)'}"
+        )
+    names = {name for s in stores for name in _store_names(s)}
+    unknown = [n for n in args.store if n not in names]
+    if unknown:
+        known = sorted(_store_names(s)[1] for s in stores)
+        raise UsageError(
+            f"unknown store {unknown[0]!r} for target {args.target!r}; "
+            f"known (as DB/STORE, or the store name alone): {', '.join(known) or '(none)'}"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
+    to_stdout = args.out == Path("-")
     fmt = args.format or ("csv" if args.out.suffix.lower() == ".csv" else "jsonl")
     with open_state(args) as reader:
         stores = reader.stores(target=args.target)
-        for name, kind, known in (
-            (args.db, "database", sorted({s.db for s in stores})),
-            (args.store, "store", sorted({s.store for s in stores})),
-        ):
-            unknown = [n for n in name if n not in known]
-            if unknown:
-                raise UsageError(
-                    f"unknown {kind} {unknown[0]!r} for target {args.target!r}; "
-                    f"known: {', '.join(known) or '(none)'}"
-                )
+        _check_known(args, stores)
         stores = [
             s
             for s in stores
-            if (not args.db or s.db in args.db) and (not args.store or s.store in args.store)
+            if (not args.db or s.db in args.db)
+            and (not args.store or any(n in args.store for n in _store_names(s)))
         ]
         writer = _write_jsonl if fmt == "jsonl" else _write_csv
-        count = write_atomically(args.out, lambda out: writer(out, reader, stores))
-    print(f"exported {count:,} records to {args.out}", file=sys.stderr)
+        if to_stdout:
+            count = writer(sys.stdout, reader, stores)
+        else:
+            count = write_atomically(args.out, lambda out: writer(out, reader, stores))
+    print(f"exported {count:,} records to {'stdout' if to_stdout else args.out}", file=sys.stderr)
     return 0
 
 

@@ -18,8 +18,8 @@ from harvester.inspect.pretty import pretty_text
 from harvester.inspect.render import Column, write_rows
 
 COLUMNS = (
-    Column("key_text", "key"),
-    Column("value_text", "value"),
+    Column("key_text", "key", typed="key"),
+    Column("value_text", "value", typed="value"),
     Column("last_changed_run", "last changed run"),
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -56,13 +57,19 @@ def explain(
                 yield loc, f"removed; use {replacement}", None
             else:
                 keys = ", ".join(parent.model_fields) if parent else "none"
-                yield loc, "unknown key", f"one of: {keys}"
+                yield loc, _unknown_key(str(loc[-1]) if loc else "", parent), f"one of: {keys}"
         elif error["type"] == "missing":
             yield loc, "required key is missing", _expected(field)
         else:
             shown = show(templates[loc]) if loc in templates else show(error["input"])
             expected = _expected(field) if field else error["msg"][:1].lower() + error["msg"][1:]
             yield loc, f"invalid value {shown}", expected
+
+
+def _unknown_key(key: str, model: type[BaseModel] | None) -> str:
+    """`unknown key`, with the closest key of that table when one is close (a typo)."""
+    close = difflib.get_close_matches(key, model.model_fields if model else [], n=1)
+    return f"unknown key (did you mean {close[0]!r}?)" if close else "unknown key"
 
 
 def _removed_keys(model: type[BaseModel] | None) -> Mapping[str, str]:

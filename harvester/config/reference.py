@@ -18,10 +18,14 @@ _REFERENCE_INTRO = """\
      edit the models' descriptions, not this file. -->
 
 The harvester reads one TOML file: `--config PATH`, else `$HARVESTER_CONFIG`, else
-`./harvester.toml`. `harvester check-config` validates it and prints the effective config.
+`./harvester.toml`. `harvester check-config` validates it (Flink parses and plans
+`flink.statements`, each `ready.function` is compiled) and prints the effective config; on
+stderr it notes each target without `auth.profile_dir` or `auth.storage_state`, whose harvests
+each start from an empty IndexedDB.
 
 - **Unknown keys are errors**, and every problem is reported at once, one line each:
   `<file>: <path like targets[1].schedule>: <what is wrong>; expected <what>`; the exit code is 2.
+  An unknown key names the closest key of its table: `unknown key (did you mean 'schedule'?)`.
 - **Environment overrides**: `HARVESTER_<TABLE>__<KEY>` beats the file, e.g.
   `HARVESTER_FLINK__PARALLELISM=2`, `HARVESTER_LOG__LEVEL=debug`. Lists and tables are given as
   JSON (`HARVESTER_BROWSER__ARGS='["--lang=de"]'`); `HARVESTER_TARGETS` replaces all targets.

@@ -229,7 +229,10 @@ def type_name(annotation: Any, metadata: Sequence[Any] = ()) -> str:
         return " | ".join(json.dumps(choice) for choice in get_args(annotation))
     if origin is list:
         (item,) = get_args(annotation)
-        return "array of tables" if model_of(item) else f"list of {type_name(item)}"
+        return "array of tables" if model_of(item) else f"list of {_plural(type_name(item))}"
+    if origin is dict:
+        _key, item = get_args(annotation)
+        return f"table of {_plural(type_name(item))}"
     if model_of(annotation):
         return "table"
     names = {str: "string", int: "integer", bool: "boolean", float: "number"}
@@ -243,3 +246,9 @@ def type_name(annotation: Any, metadata: Sequence[Any] = ()) -> str:
         if isinstance(item, annotated_types.MinLen) and item.min_length > 0:
             name = f"non-empty {name}"
     return f"{name} {', '.join(bounds)}" if bounds else name
+
+
+def _plural(name: str) -> str:
+    # `secret string` → `secret strings`; a name with bounds or choices (`integer > 0`,
+    # `"a" | "b"`) is left as it is rather than guessed at.
+    return f"{name}s" if name.replace(" ", "").replace("-", "").isalpha() else name

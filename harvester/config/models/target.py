@@ -100,7 +100,10 @@ class AuthSettings(ConfigModel):
     )
     profile_dir: ResolvedPath | None = Field(
         None,
-        description="A persistent Chromium profile, kept between harvests like a user's browser.",
+        description="A persistent Chromium profile, kept between harvests like a user's browser "
+        "(cookies, storage and IndexedDB included). Without it, every harvest starts in a "
+        "fresh browser whose IndexedDB is empty (but for what a `storage_state` file holds): "
+        "what is read is what the page stores on a first visit.",
     )
     steps: list[AuthStep] = Field([], description="Login steps, run in order.")
     http_credentials: HttpCredentials | None = Field(
