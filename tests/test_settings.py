@@ -139,7 +139,8 @@ def test_the_four_problems_of_the_issue_are_all_named(tmp_path: Path) -> None:
         "targets[1].limits.batch_size",
     }
     assert all(line.startswith(f"{path}: ") and "; expected " in line for line in lines)
-    assert "unknown key; expected one of: dir, data_dir, keep_runs" in by_path["state.colour"]
+    known = "dir, data_dir, keep_runs, keep_failed_runs"
+    assert f"unknown key; expected one of: {known}" in by_path["state.colour"]
     assert '"61 * * * *"' in by_path["targets[1].schedule"]
     assert "required key is missing" in by_path["targets[1].url"]
     assert "-5" in by_path["targets[1].limits.batch_size"]

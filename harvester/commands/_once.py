@@ -92,6 +92,7 @@ def harvest_once(
         StateDB.open(
             settings.state.dir,
             keep_runs=settings.state.keep_runs,
+            keep_failed_runs=settings.state.keep_failed_runs,
             secrets=secret_values(settings),
         ) as state,
         make_sink(sink_spec, settings) as sink,

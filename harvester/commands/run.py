@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         state = StateDB.open(
             settings.state.dir,
             keep_runs=settings.state.keep_runs,
+            keep_failed_runs=settings.state.keep_failed_runs,
             secrets=secret_values(settings),
         )
         daemon = Daemon(

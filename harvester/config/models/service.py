@@ -27,7 +27,15 @@ class StateSettings(ConfigModel):
         Path("state"), description="The state DB, spool files, lock and logs live here."
     )
     data_dir: ResolvedPath = Field(Path("data"), description="Output folder of the default sinks.")
-    keep_runs: int = Field(50, gt=0, description="Runs (and their history) kept per target.")
+    keep_runs: int = Field(
+        50, gt=0, description="Committed runs (and their history) kept per target."
+    )
+    keep_failed_runs: int = Field(
+        100,
+        gt=0,
+        description="Failed runs kept per target, apart from the committed ones: failures never "
+        "push committed history out.",
+    )
 
 
 class LogSettings(ConfigModel):
