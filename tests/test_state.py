@@ -131,9 +131,13 @@ async def test_fail_run_keeps_a_pending_spool_pending_and_a_commit_committed(
     )
     assert [r.id for r in state.pending_runs("app")] == [run_id]
     assert state.commit_run(run_id, rows)
+    run = state.get_run(run_id)
+    # The failed send's error is not the committed run's.
+    assert run is not None and (run.status, run.pending, run.error) == ("committed", False, None)
     state.fail_run(run_id, "too late")
     run = state.get_run(run_id)
     assert run is not None and run.status == "committed" and not run.pending
+    assert run.error is None
 
 
 @in_loop

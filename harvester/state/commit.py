@@ -48,8 +48,9 @@ def commit_run(
             applier.apply(rows)
             applier.commit_stores()
             seq = conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM runs").fetchone()[0]
+            # An earlier attempt's error (a failed send) no longer describes the run.
             conn.execute(
-                "UPDATE runs SET status = 'committed', pending = 0, seq = ?, "
+                "UPDATE runs SET status = 'committed', pending = 0, error = NULL, seq = ?, "
                 "finished_at = ? WHERE id = ?",
                 (seq, iso_utc(), run_id),
             )
