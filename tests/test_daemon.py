@@ -241,6 +241,29 @@ async def test_targets_run_on_their_schedule_and_commit() -> None:
     ) == 2 * len(backend.committed_of("a"))
 
 
+def test_fires_skipped_during_a_long_run_are_counted_and_noted_once_per_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    backend = FakeBackend(delay=3.5)  # each run spans several 1 s fires
+    daemon = _daemon(_Settings(targets=(_Target("a", schedule="1s"),)), backend)
+
+    def skipped() -> float:
+        value = daemon.metrics.registry.get_sample_value(
+            "harvester_runs_skipped_total", {"target": "a"}
+        )
+        return value or 0
+
+    async def go() -> None:
+        assert await _run_until(daemon, lambda: skipped() >= 2 and backend.committed) == 0
+
+    asyncio.run(go())
+    assert not [r for r in caplog.records if "maximum number of running instances" in r.message]
+    notes = [r for r in caplog.records if getattr(r, "event", None) == "run_skipped"]
+    # One line per run that had skips, however many fires it skipped.
+    assert 1 <= len(notes) <= len(backend.reads)
+
+
 @in_loop
 async def test_a_failing_target_retries_with_backoff_and_others_go_on() -> None:
     backend = FakeBackend()

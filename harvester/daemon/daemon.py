@@ -33,6 +33,7 @@ from harvester.daemon.health import (
 )
 from harvester.daemon.http import HttpServer, Request, Response
 from harvester.daemon.metrics import CONTENT_TYPE_LATEST, DaemonMetrics
+from harvester.daemon.skips import SkippedFires
 from harvester.errors import ConfigError
 from harvester.harvest import describe
 from harvester.redaction import Redactor, remember_secrets
@@ -94,6 +95,8 @@ class Daemon:
         self.status: dict[str, TargetStatus] = {}
         self.targets: dict[str, TargetSettings] = {}
         self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self._skips = SkippedFires(metrics=self.metrics)
+        self._skips.attach(self.scheduler)
         self.http: HttpServer | None = None
         if serve_http:
             self.http = HttpServer(
@@ -276,6 +279,7 @@ class Daemon:
         """The APScheduler job: one run of `name` with its retries."""
         if self._stopping or name not in self.targets:
             return
+        self._skips.run_started(name)
         task = asyncio.create_task(self._run_with_retries(name), name=f"harvest {name}")
         self._runs[name] = task
         task.add_done_callback(lambda _: self._runs.pop(name, None))

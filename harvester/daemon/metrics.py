@@ -36,6 +36,12 @@ class DaemonMetrics:
             ["target", "op"],
             registry=self.registry,
         )
+        self.runs_skipped = Counter(
+            "harvester_runs_skipped",
+            "Scheduled runs skipped because the target's previous run was still going.",
+            ["target"],
+            registry=self.registry,
+        )
         self.run_duration = Histogram(
             "harvester_run_duration_seconds",
             "Wall time of a harvest attempt, read to commit.",
