@@ -38,11 +38,6 @@ class Redactor:
 _process = Redactor()
 
 
-def process_redactor() -> Redactor:
-    """The redactor of this process's secrets."""
-    return _process
-
-
 def reset_process_secrets(secrets: Iterable[str]) -> Redactor:
     """Forget the process's secrets and know `secrets` instead; returns the new redactor."""
     global _process
