@@ -13,15 +13,18 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple, assert_never
+from urllib.parse import urlsplit
 
 import orjson
-from py4j.protocol import Py4JJavaError
+from py4j.protocol import Py4JError, Py4JJavaError
 from pyflink.common import Types
 from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.java_gateway import get_gateway
 from pyflink.table import DataTypes, Schema, StatementSet, StreamTableEnvironment
 from pyflink.util.exceptions import JavaException
 
+from flink_jobs import failures
+from flink_jobs.failures import UserSink
 from flink_jobs.protocol import JobSpec, SpoolSlice
 from harvester.spool import ROW_FIELDS, ROW_SCHEMA, FieldKind
 
@@ -76,11 +79,11 @@ def sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _column_list() -> str:
+def column_list() -> str:
     return ", ".join(f"{quote(name)} {kind}" for name, kind in COLUMNS)
 
 
-def _select_list() -> str:
+def select_list() -> str:
     return ", ".join(quote(name) for name in NAMES)
 
 
@@ -98,10 +101,43 @@ def table_env(env: StreamExecutionEnvironment, spec: JobSpec) -> StreamTableEnvi
     return t_env
 
 
+class Job(NamedTuple):
+    """A job ready to execute, and the tables the user's INSERTs write."""
+
+    statement_set: StatementSet
+    sinks: tuple[UserSink, ...]
+
+
 def build_job(
     env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, spec: JobSpec
 ) -> StatementSet:
     """Register the tables and sinks of `spec` and return the one statement set to execute."""
+    return build(env, t_env, spec).statement_set
+
+
+def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, spec: JobSpec) -> Job:
+    """`build_job`, with the tables the user's INSERTs write."""
+    streaming = spec.runtime == "streaming"
+    register_source(env, t_env, spec)
+    statements = default_sinks(t_env, spec.data_dir, streaming=streaming)
+    statement_set = t_env.create_statement_set()
+    for sql in statements:
+        statement_set.add_insert_sql(sql)
+    sinks = []
+    for index, sql in enumerate(map(clean_statement, spec.statements)):
+        operation = parse(t_env, sql)
+        if _is_modify(operation):
+            statement_set.add_insert_sql(sql)
+            sinks.append(user_sink(operation, index, sql))
+        else:
+            t_env.execute_sql(sql)
+    return Job(statement_set, tuple(sinks))
+
+
+def register_source(
+    env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, spec: JobSpec
+) -> None:
+    """`change_log` from the job's spools (and `changes` from it in streaming runtime)."""
     streaming = spec.runtime == "streaming"
     if spec.source == "file":
         register_file_source(t_env, spec.slices, streaming=streaming)
@@ -109,16 +145,6 @@ def build_job(
         register_collection_source(env, t_env, spec.slices, streaming=streaming)
     if streaming:
         register_changes(t_env)
-    statements = default_sinks(t_env, spec.data_dir, streaming=streaming)
-    statement_set = t_env.create_statement_set()
-    for sql in statements:
-        statement_set.add_insert_sql(sql)
-    for sql in map(clean_statement, spec.statements):
-        if is_insert(t_env, sql):
-            statement_set.add_insert_sql(sql)
-        else:
-            t_env.execute_sql(sql)
-    return statement_set
 
 
 _FIELDS = operator.itemgetter(*ROW_FIELDS)
@@ -173,11 +199,11 @@ def register_file_source(
             raise ValueError(f"the file source reads whole spools, not {part}")
         name = f"harvester_spool_{index}"
         t_env.execute_sql(
-            f"CREATE TEMPORARY TABLE {name} ({_column_list()}{watermark}) WITH ("
+            f"CREATE TEMPORARY TABLE {name} ({column_list()}{watermark}) WITH ("
             f"'connector' = 'filesystem', 'path' = {sql_string(part.path.as_uri())}, "
             f"'format' = 'json', {_ISO}, 'json.fail-on-missing-field' = 'true')"
         )
-        selects.append(f"SELECT {_select_list()} FROM {name}")
+        selects.append(f"SELECT {select_list()} FROM {name}")
     t_env.execute_sql("CREATE TEMPORARY VIEW change_log AS " + " UNION ALL ".join(selects))
 
 
@@ -248,17 +274,49 @@ def remove_staging(data_dir: Path) -> None:
             shutil.rmtree(staging, ignore_errors=True)
 
 
+def parse(t_env: StreamTableEnvironment, sql: str) -> Any:
+    """Flink's operation for one statement; parsing validates it against the tables so far."""
+    return t_env._j_tenv.getParser().parse(sql).get(0)
+
+
 def is_insert(t_env: StreamTableEnvironment, sql: str) -> bool:
     """True when `sql` writes to a table (goes into the statement set), False for DDL and SET.
 
-    Flink's own parser decides (comments, INSERT OVERWRITE, …); parsing also validates the
-    statement against the tables registered so far.
+    Flink's own parser decides (comments, INSERT OVERWRITE, …).
     """
-    operations = t_env._j_tenv.getParser().parse(sql)
+    return _is_modify(parse(t_env, sql))
+
+
+def _is_modify(operation: Any) -> bool:
     modify = get_gateway().jvm.java.lang.Class.forName(
         "org.apache.flink.table.operations.ModifyOperation"
     )
-    return bool(modify.isInstance(operations.get(0)))
+    return bool(modify.isInstance(operation))
+
+
+def user_sink(operation: Any, index: int, sql: str) -> UserSink:
+    """The table a user's INSERT writes, with its folder when it is a local filesystem sink."""
+    sink_class = get_gateway().jvm.java.lang.Class.forName(
+        "org.apache.flink.table.operations.SinkModifyOperation"
+    )
+    if not sink_class.isInstance(operation):  # CREATE TABLE … AS SELECT
+        return UserSink(index, sql, "", "", None)
+    table = operation.getContextResolvedTable()
+    identifier = table.getIdentifier()
+    options = table.getResolvedTable().getOptions()
+    path = None
+    if options.get("connector") == "filesystem" and options.get("path"):
+        location = urlsplit(str(options.get("path")))
+        if location.scheme in ("", "file"):
+            # Flink resolves a relative path against the working folder, which we share.
+            path = Path.cwd() / location.path
+    return UserSink(
+        index,
+        sql,
+        str(identifier.asSummaryString()),
+        str(identifier.asSerializableString()),
+        path,
+    )
 
 
 def check_statements(t_env: StreamTableEnvironment, spec: JobSpec) -> list[str]:
@@ -295,46 +353,25 @@ def clean_statement(sql: str) -> str:
 
 
 def useful_line(exc: BaseException) -> str:
-    """The line of a Flink failure worth showing.
+    """The line of a Flink failure worth showing (`failures.root_line`)."""
+    return failures.root_line(failures.chain(trace_text(exc))) or type(exc).__name__
 
-    That is the root cause (the deepest Java exception with a message), except when Flink's
-    table API wrapped it with context for users (`SQL parse failed. …`): then that wrapper.
+
+def trace_text(exc: BaseException) -> str:
+    """The Java stack trace behind a PyFlink error, causes included, or the Python error's text.
+
+    PyFlink re-raises some Java exceptions as `JavaException`, holding the trace as text; py4j's
+    `Py4JJavaError` prints it after a line about the call that failed.
     """
-    java = _java_throwable(exc)
-    if java is None:
-        return _summary(str(exc)) or type(exc).__name__
-    chain: list[Any] = []  # Java throwables, outermost first
-    while java is not None and len(chain) < 50:
-        chain.append(java)
-        java = java.getCause()
-    described = [(throwable, _summary(throwable.getMessage() or "")) for throwable in chain]
-    described = [(throwable, message) for throwable, message in described if message]
-    if not described:
-        return str(chain[0].getClass().getName())
-    root, root_message = described[-1]
-    for throwable, message in described:
-        name = throwable.getClass().getName()
-        if name.startswith("org.apache.flink.table.api.") and root_message in message:
-            root, root_message = throwable, message
-            break
-    return f"{root.getClass().getSimpleName()}: {root_message}"
-
-
-def _summary(message: str) -> str:
-    """The first line of a Flink message, plus its `Cause:` line when it has one."""
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    if not lines:
-        return ""
-    cause = next((line for line in lines[1:] if line.startswith("Cause:")), None)
-    return f"{lines[0]} {cause}" if cause else lines[0]
-
-
-def _java_throwable(exc: BaseException) -> Any:
-    """The Java exception behind a PyFlink error, or None (PyFlink re-raises some as
-    JavaException)."""
     current: BaseException | None = exc
     while current is not None:
+        if isinstance(current, JavaException):
+            return str(current.stack_trace)
         if isinstance(current, Py4JJavaError):
-            return current.java_exception
+            try:
+                text = str(current)
+            except Py4JError:  # the gateway is gone: only the exception's own line is left
+                return str(current.java_exception)
+            return text.partition("\n: ")[2] or text
         current = current.__cause__ or current.__context__
-    return None
+    return f"{type(exc).__name__}: {exc}"

@@ -4,7 +4,7 @@ Both sides of the process boundary import this module, so it imports nothing hea
 pydantic, no PyFlink). The pipe carries tuples: the worker first sends `("ready", jvm_pid)` or
 `("fatal", message)`; then each request `("run", JobSpec)`, `("check", JobSpec)` or
 `("warm-up", JobSpec)` gets `("ok", JobResult | problems | None)` or
-`("failed", message, root_cause)`.
+`("failed", message, root_cause, broken)`, `broken` True when the worker should be replaced.
 """
 
 from __future__ import annotations

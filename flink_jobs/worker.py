@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import getpass
 import io
 import logging
 import os
 import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -32,7 +34,8 @@ from pyflink.java_gateway import get_gateway
 from pyflink.pyflink_gateway_server import launch_gateway_server_process
 from pyflink.util.exceptions import JavaException
 
-from flink_jobs import pipeline
+from flink_jobs import failures, pipeline, probes
+from flink_jobs.failures import UserSink
 from flink_jobs.protocol import JobResult, JobSpec, SpoolSlice
 
 logger = logging.getLogger("flink_jobs.worker")
@@ -100,12 +103,70 @@ def _launch_gateway(tmp_dir: Path) -> int:
     return pid
 
 
+class JobFailure(Exception):
+    """A job that failed once built; the Flink error is its `__cause__`."""
+
+    def __init__(self, sinks: tuple[UserSink, ...], *, running: bool, seconds: float) -> None:
+        super().__init__("Flink job failed")
+        self.sinks = sinks
+        self.running = running  # submitted, then failed at run time
+        self.seconds = seconds  # from the start of the request to the failure
+
+
+def explain(exc: BaseException, kind: str) -> tuple[str, str]:
+    """Flink's line for a failure, and the whole trace to look for causes in."""
+    if isinstance(exc, Py4JError | JavaException):
+        line = pipeline.useful_line(exc)
+        logger.warning("Flink %s failed: %s", kind, line)
+        return line, pipeline.trace_text(exc)
+    traceback.print_exc()
+    line = f"{type(exc).__name__}: {exc}"
+    return line, line
+
+
+class FlinkLog:
+    """The JVM's log4j file, to read what Flink logged while a request ran (it logs some causes,
+    such as a full disk during a job's upload, only there)."""
+
+    _LIMIT = 256 << 10
+
+    def __init__(self) -> None:
+        # Where and how PyFlink's launcher names the file (pyflink_gateway_server.py); without
+        # FLINK_LOG_DIR (the harvester always sets it) the log is in PyFlink's own folder.
+        folder = os.environ.get("FLINK_LOG_DIR")
+        ident = os.environ.get("FLINK_IDENT_STRING") or getpass.getuser()
+        name = f"flink-{ident}-python-{socket.gethostname()}.log"
+        self.folder = Path(folder) if folder else None
+        self.path = self.folder / name if self.folder else None
+
+    def size(self) -> int:
+        try:
+            return self.path.stat().st_size if self.path else 0
+        except OSError:
+            return 0
+
+    def since(self, offset: int) -> str:
+        """What was logged after `offset` (all of it, once the file rolled), at most 256 KB."""
+        if self.path is None:
+            return ""
+        try:
+            with self.path.open("rb") as log:
+                end = log.seek(0, os.SEEK_END)
+                start = offset if offset <= end else 0
+                log.seek(max(start, end - self._LIMIT))
+                return log.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+
 class Session:
     """The gateway, the MiniCluster (embedded) and where jobs are submitted."""
 
     def __init__(self, target: str, tmp_dir: Path, slots: int) -> None:
         self.tmp_dir = tmp_dir
         self.py_tmp = tmp_dir / "py"
+        self.flink_log = FlinkLog()
+        self.prober = probes.Prober(self.environment)
         self.jvm_pid = _launch_gateway(tmp_dir)
         self.gateway = get_gateway()
         self._mini_cluster: Any = None
@@ -170,12 +231,18 @@ class Session:
         started = time.monotonic()
         env = self.environment(spec)
         t_env = pipeline.table_env(env, spec)
-        statement_set = pipeline.build_job(env, t_env, spec)
+        job = pipeline.build(env, t_env, spec)
         built = time.monotonic()
-        result = statement_set.execute()
+        try:
+            result = job.statement_set.execute()
+        except (Py4JError, JavaException) as exc:
+            raise JobFailure(job.sinks, running=False, seconds=0.0) from exc
         submitted = time.monotonic()
         job_id = str(result.get_job_client().get_job_id())
-        result.wait()
+        try:
+            result.wait()
+        except (Py4JError, JavaException) as exc:
+            raise JobFailure(job.sinks, running=True, seconds=time.monotonic() - started) from exc
         return JobResult(
             job_id=job_id,
             run_ids=tuple(dict.fromkeys(part.run_id for part in spec.slices)),
@@ -223,6 +290,7 @@ class Session:
 
     def handle(self, message: tuple[Any, ...]) -> tuple[Any, ...]:
         kind, spec = message
+        log_start = self.flink_log.size()
         try:
             if kind == "run":
                 return ("ok", self.run(spec))
@@ -231,18 +299,51 @@ class Session:
             if kind == "warm-up":
                 self.warm_up(spec)
                 return ("ok", None)
-            return ("failed", f"unknown request {kind!r}", f"unknown request {kind!r}")
-        except (Py4JError, JavaException) as exc:
-            line = pipeline.useful_line(exc)
-            logger.warning("Flink %s failed: %s", kind, line)
+            return ("failed", f"unknown request {kind!r}", f"unknown request {kind!r}", False)
         except Exception as exc:
-            traceback.print_exc()
-            line = f"{type(exc).__name__}: {exc}"
+            reply = self.failed(kind, spec, exc, log_start)
         finally:
             self.clean()
         if kind == "run":
             pipeline.remove_staging(spec.data_dir)
-        return ("failed", f"Flink job failed: {line}", line)
+        return reply
+
+    def failed(
+        self, kind: str, spec: JobSpec, exc: Exception, log_start: int
+    ) -> tuple[str, str, str, bool]:
+        """The reply for a failed request: what failed, where, Flink's line for it, and whether
+        this worker should be replaced.
+
+        A full disk or an unwritable folder is named from anywhere in the exception chain or
+        Flink's log since the request came; a failure is put down to one of the user's
+        statements when it names that statement's table or folder or, failing that, when a
+        run-time failure happens again with that statement alone (`probes`).
+        """
+        sinks = exc.sinks if isinstance(exc, JobFailure) else ()
+        cause = exc.__cause__ if isinstance(exc, JobFailure) and exc.__cause__ else exc
+        root, trace = explain(cause, kind)
+        links = failures.chain(trace)
+        places = failures.places(self.tmp_dir, self.flink_log.folder, spec, sinks)
+        problem = failures.disk_problem([trace, self.flink_log.since(log_start)], places)
+        culprits: list[UserSink] = []
+        if problem is not None:
+            culprits = [problem.place.sink] if problem.place and problem.place.sink else []
+        elif sinks:
+            culprits = failures.named_sinks([trace], sinks)
+            if not culprits and isinstance(exc, JobFailure) and exc.running:
+                culprit = self.prober.culprit(spec, sinks, root, 2 * exc.seconds + 30)
+                culprits = [culprit] if culprit else []
+        text = failures.message(
+            "the Flink worker could not start" if kind == "warm-up" else "Flink job failed",
+            root,
+            problem=problem.text if problem else None,
+            culprits=[sink.label for sink in culprits],
+        )
+        # A JVM that could not write its temp files may have classes that failed to load for
+        # good ("Could not initialize class …"): a new worker tries afresh.
+        broken = problem is not None and (problem.place is None or problem.place == places[0])
+        broken |= any(name.endswith("ExceptionInInitializerError") for name, _ in links)
+        return ("failed", text, root, broken)
 
     def clean(self) -> None:
         """Remove what the last job left in our temp folder (PyFlink never deletes its files)."""
@@ -289,18 +390,28 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     conn = Connection(args.conn_fd)
-    tmp_dir = _prepare_tmp(args.tmp_root)
+    flink_log = FlinkLog()
+    log_start = flink_log.size()
     try:
-        session = Session(args.target, tmp_dir, args.slots)
+        session = Session(args.target, _prepare_tmp(args.tmp_root), args.slots)
     except Exception as exc:
-        traceback.print_exc()
-        conn.send(("fatal", f"{type(exc).__name__}: {exc}"))
+        root, trace = explain(exc, "start")
+        places = failures.places(args.tmp_root / str(os.getpid()), flink_log.folder, None)
+        problem = failures.disk_problem([trace, flink_log.since(log_start)], places)
+        what = "the Flink worker could not start"
+        text = failures.message(what, root, problem=problem.text if problem else None)
+        conn.send(("fatal", text))
         return 1
     if args.warm_up != "none":
         runtime, _, source = args.warm_up.partition("/")
         started = time.monotonic()
         reply = session.handle(("warm-up", session.warm_up_spec(runtime, source)))
         logger.info("warm-up: %s in %.1f s", reply[0], time.monotonic() - started)
+        if reply[0] != "ok":
+            # A tiny job without user statements failed: no job would run here.
+            conn.send(("fatal", reply[1]))
+            session.close()
+            return 1
     # After the warm-up: a worker that says it is ready takes a job at once.
     conn.send(("ready", session.jvm_pid))
     while True:

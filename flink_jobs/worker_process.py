@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flink_jobs.protocol import WorkerStats, source_of
+from flink_jobs import failures
+from flink_jobs.protocol import JobSpec, WorkerStats, source_of
 from harvester.errors import FlinkError, FlinkJobError
 
 if TYPE_CHECKING:
@@ -51,6 +52,11 @@ def _read_proc_status(pid: int) -> dict[str, str]:
     return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
 
 
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines()]
+    return next((line for line in reversed(lines) if line), "the Flink worker process ended")
+
+
 def _rss(status: dict[str, str]) -> int:
     return int(status.get("VmRSS", "0 kB").split()[0]) * 1024
 
@@ -65,20 +71,17 @@ class WorkerProcess:
         flink = settings.flink
         self.log_dir = state_dir / "flink-logs"
         tmp_root = state_dir / "flink-tmp"
-        # The state folder too: `parents=True` would make it with the umask's mode.
-        for folder in (state_dir, self.log_dir):
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.jobs = 0
         self.dead = False
         self.jvm_pid: int | None = None
-        properties = self.log_dir / "log4j-worker.properties"
-        if not properties.exists() or properties.read_text() != _LOG4J:
-            fd = os.open(properties, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as out:
-                out.write(_LOG4J)
         self.out_path = self.log_dir / f"{name}.out"
-        if self.out_path.exists() and self.out_path.stat().st_size > _WORKER_LOG_LIMIT:
-            self.out_path.replace(self.out_path.with_suffix(".out.1"))
+        try:
+            properties = self._prepare_logs(state_dir)
+        except OSError as exc:
+            places = [failures.state_place(state_dir), failures.log_place(self.log_dir)]
+            problem = failures.disk_problem([str(exc)], places)
+            cause = problem.text if problem else f"cannot use {exc.filename}: {exc.strerror}"
+            raise FlinkError(f"the Flink worker could not start: {cause}") from exc
         env = dict(os.environ)
         env.pop("PYFLINK_GATEWAY_PORT", None)
         env.update(
@@ -99,8 +102,7 @@ class WorkerProcess:
             f"--slots={max(flink.parallelism, 1)}",
             f"--warm-up={flink.runtime}/{source_of(flink)}" if warm_up else "--warm-up=none",
         ]
-        out_fd = os.open(self.out_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        with os.fdopen(out_fd, "ab") as out:
+        with self.out_path.open("ab") as out:
             # The JVM inherits these: its output lands in the log file and never blocks on a
             # pipe nobody reads.
             self._process = subprocess.Popen(
@@ -120,6 +122,21 @@ class WorkerProcess:
         self.tmp_dir = tmp_root / str(self._process.pid)
         self._ready = False
 
+    def _prepare_logs(self, state_dir: Path) -> Path:
+        """The state and log folders, the log4j config and worker.out (rolled when big)."""
+        # The state folder too: `parents=True` would make it with the umask's mode.
+        for folder in (state_dir, self.log_dir):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        properties = self.log_dir / "log4j-worker.properties"
+        if not properties.exists() or properties.read_text() != _LOG4J:
+            fd = os.open(properties, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(_LOG4J)
+        if self.out_path.exists() and self.out_path.stat().st_size > _WORKER_LOG_LIMIT:
+            self.out_path.replace(self.out_path.with_suffix(".out.1"))
+        os.close(os.open(self.out_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+        return properties
+
     def alive(self) -> bool:
         """False once the worker failed, was closed, or exited on its own."""
         if not self.dead and self._process.poll() is not None:
@@ -132,7 +149,7 @@ class WorkerProcess:
         reply = self._receive(START_TIMEOUT, what="start")
         if reply[0] != "ready":
             self._fail_dead()
-            raise FlinkError(f"the Flink worker could not start: {reply[1]}")
+            raise FlinkError(str(reply[1]))
         self.jvm_pid = reply[1]
         self._ready = True
 
@@ -150,15 +167,21 @@ class WorkerProcess:
             self._conn.send(message)
         except OSError as exc:
             self._fail_dead()
-            raise FlinkJobError("the Flink worker is gone", root_cause=self._log_tail()) from exc
-        reply = self._receive(timeout, what=message[0])
+            raise FlinkJobError(
+                "the Flink worker is gone", root_cause=_last_line(self._out_tail())
+            ) from exc
+        reply = self._receive(timeout, what=message[0], spec=message[1])
         if message[0] == "run":
             self.jobs += 1
         if reply[0] == "ok":
             return reply[1]
+        if reply[3]:
+            self._fail_dead()
         raise FlinkJobError(reply[1], root_cause=reply[2])
 
-    def _receive(self, timeout: float, *, what: str) -> tuple[Any, ...]:
+    def _receive(
+        self, timeout: float, *, what: str, spec: JobSpec | None = None
+    ) -> tuple[Any, ...]:
         try:
             if not self._conn.poll(timeout):
                 self._fail_dead()
@@ -169,8 +192,13 @@ class WorkerProcess:
             reply: tuple[Any, ...] = self._conn.recv()
         except (EOFError, OSError) as exc:
             self._fail_dead()
+            tail = self._out_tail()
+            # A worker that could not write its output or temp files may die of it.
+            places = failures.places(self.tmp_dir, self.log_dir, spec)
+            problem = failures.disk_problem([tail], places)
+            died = f"the Flink worker died during its {what}"
             raise FlinkJobError(
-                f"the Flink worker died during its {what}", root_cause=self._log_tail()
+                f"{died}: {problem.text}" if problem else died, root_cause=_last_line(tail)
             ) from exc
         return reply
 
@@ -178,15 +206,14 @@ class WorkerProcess:
         self.dead = True
         self._kill()
 
-    def _log_tail(self) -> str:
-        """The last line of the worker's output: usually the JVM's fatal error."""
+    def _out_tail(self) -> str:
+        """The end of the worker's output: usually the JVM's or the worker's fatal error."""
         try:
             with self.out_path.open("rb") as out:
                 out.seek(max(out.seek(0, os.SEEK_END) - 8192, 0))
-                lines = [line.strip() for line in out.read().decode(errors="replace").splitlines()]
+                return out.read().decode(errors="replace")
         except OSError:
-            return "the Flink worker process ended"
-        return next((line for line in reversed(lines) if line), "the Flink worker process ended")
+            return ""
 
     def stats(self) -> WorkerStats:
         python = _read_proc_status(self._process.pid)

@@ -257,6 +257,11 @@ def test_a_failing_job_raises_its_root_cause(
 
     assert "not-a-folder" in failure.value.root_cause
     assert "\n" not in failure.value.root_cause
+    # The statement whose sink it is, found by the path Flink's error names.
+    assert failure.value.args[0].startswith(
+        "Flink job failed in flink.statements[1] "
+        "(INSERT INTO broken SELECT `key` FROM change_log): "
+    )
     assert spool.path.exists()
     assert not list(config.state.data_dir.glob("*/.staging_*"))
 

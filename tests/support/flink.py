@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from harvester.config import Settings
 from harvester.spool import ROW_FIELDS, SpoolFile
@@ -75,3 +81,34 @@ def read_rows(folder: Path) -> list[dict[str, Any]]:
 def runs(rows: list[dict[str, Any]], *run_ids: str) -> list[dict[str, Any]]:
     """The rows of these runs."""
     return [row for row in rows if row["run_id"] in run_ids]
+
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, size: str, *, read_only: bool = False) -> Iterator[Path]:
+    """A small tmpfs mounted at `folder` (a disk that fills up, or a read-only one), unmounted
+    afterwards; skips the test where mounting is not allowed (it needs root)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if shutil.which("mount") is None:
+        pytest.skip("cannot mount a tmpfs: no mount command")
+    options = f"size={size}" + (",ro" if read_only else "")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs at {folder} (needs root): {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        # Lazy: a worker killed a moment ago may still hold files there.
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+def fill(folder: Path, leave: int) -> None:
+    """Fill the file system of `folder` up to `leave` bytes free."""
+    stats = os.statvfs(folder)
+    free = stats.f_bavail * stats.f_frsize
+    with (folder / "filler").open("wb") as out:
+        out.write(b"\0" * max(free - leave, 0))
