@@ -49,11 +49,13 @@ def make_spool(folder: Path, run_id: str, rows: int, target: str = "bench") -> S
     with path.open("wb") as out:
         for index in range(rows):
             op = "-D" if index % 10 == 9 else "+U" if index % 3 == 1 else "+I"
-            value = None
+            value = old = None
             if op != "-D":
                 value = orjson.dumps(
                     {"id": index, "name": f"item {index}", "price": index % 997 / 10, "tags": ["a"]}
                 ).decode()
+            if op != "+I":
+                old = orjson.dumps({"id": index, "name": f"item {index}", "tags": []}).decode()
             row = {
                 "run_id": run_id,
                 "target": target,
@@ -64,6 +66,7 @@ def make_spool(folder: Path, run_id: str, rows: int, target: str = "bench") -> S
                 "key": str(index),
                 "op": op,
                 "value": value,
+                "old_value": old,
                 "value_hash": f"{index:064x}",
                 "harvested_at": f"2026-11-26T15:{index // 60000 % 60:02d}:00.{index % 1000:03d}Z",
             }

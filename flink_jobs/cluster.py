@@ -18,11 +18,12 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
-
-from ruamel.yaml import YAML
+from typing import TYPE_CHECKING, Any
 
 from harvester.errors import FlinkError
+
+if TYPE_CHECKING:
+    from harvester.config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,9 @@ class LocalCluster:
         for source in (dist / "conf").iterdir():
             if source.name != "config.yaml":
                 shutil.copy(source, conf / source.name)
+        # Imported here: only the local-cluster mode needs a YAML writer.
+        from ruamel.yaml import YAML
+
         yaml = YAML(typ="safe")
         config: dict[str, Any] = yaml.load((dist / "conf" / "config.yaml").read_text())
         config["rest"] = {"address": self.host, "bind-address": self.host, "port": self.port}
@@ -164,3 +168,35 @@ class LocalCluster:
         self._started = False
         self._script("stop-cluster.sh")
         self._wait_gone()
+
+
+def check_reachable(address: str) -> None:
+    """Raise `FlinkError` naming `address` unless a Flink cluster answers there."""
+    try:
+        with urllib.request.urlopen(f"http://{address}/overview", timeout=5) as reply:
+            reply.read()
+    except (OSError, urllib.error.URLError) as exc:
+        raise FlinkError(
+            f"the Flink cluster at {address} is unreachable ({exc}); "
+            "check flink.address and that the cluster runs"
+        ) from exc
+
+
+def start_cluster(settings: Settings) -> tuple[str, LocalCluster | None]:
+    """Where jobs go in the configured mode: `embedded`, or a cluster's host:port (a local
+    cluster started here, returned too so that the caller stops it)."""
+    flink = settings.flink
+    if flink.mode == "local-cluster":
+        cluster = LocalCluster(
+            settings.state.dir / "flink-cluster",
+            address=flink.address or "localhost:8081",
+            slots=max(flink.parallelism, 2),
+        )
+        cluster.start()
+        return cluster.address, cluster
+    if flink.mode == "remote":
+        # FlinkSettings rejects mode = "remote" without an address.
+        assert flink.address is not None
+        check_reachable(flink.address)
+        return flink.address, None
+    return "embedded", None

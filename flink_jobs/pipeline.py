@@ -126,7 +126,7 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, spec: 
     sinks = []
     for index, sql in enumerate(map(clean_statement, spec.statements)):
         operation = parse(t_env, sql)
-        if _is_modify(operation):
+        if is_modify(operation):
             statement_set.add_insert_sql(sql)
             sinks.append(user_sink(operation, index, sql))
         else:
@@ -266,8 +266,10 @@ def remove_staging(data_dir: Path) -> None:
     """Delete what a failed batch job staged for the default sinks (`.staging_*` folders).
 
     Flink moves staged files into place only when the job succeeds and leaves the folder
-    behind otherwise; the retry writes the rows again, so nothing there is wanted. Only our
-    worker writes these folders, one job at a time.
+    behind otherwise; the retry writes the rows again, so nothing there is wanted. Removing
+    every one is safe because each is this harvester's own: its runner sends one job at a time,
+    and it holds data_dir's `DataDirLock` (`flink_jobs.data_lock`) so that no other harvester
+    stages files there (whose job would then "succeed" with its rows gone).
     """
     for sink in ("changes", "run_stats"):
         for staging in (data_dir / sink).glob(".staging_*"):
@@ -284,10 +286,10 @@ def is_insert(t_env: StreamTableEnvironment, sql: str) -> bool:
 
     Flink's own parser decides (comments, INSERT OVERWRITE, …).
     """
-    return _is_modify(parse(t_env, sql))
+    return is_modify(parse(t_env, sql))
 
 
-def _is_modify(operation: Any) -> bool:
+def is_modify(operation: Any) -> bool:
     modify = get_gateway().jvm.java.lang.Class.forName(
         "org.apache.flink.table.operations.ModifyOperation"
     )

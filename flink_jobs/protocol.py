@@ -5,16 +5,20 @@ pydantic, no PyFlink). The pipe carries tuples: the worker first sends `("ready"
 `("fatal", message)`; then each request `("run", JobSpec)`, `("check", JobSpec)` or
 `("warm-up", JobSpec)` gets `("ok", JobResult | problems | None)` or
 `("failed", message, root_cause, broken)`, `broken` True when the worker should be replaced.
+The continuous job has `("stream", StreamSpec)` (submits it and answers at once with
+`StreamStarted`) and `("check-stream", StreamSpec)` (problems).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from flink_jobs.failures import UserSink
     from harvester.config import FlinkSettings, Settings
 
 
@@ -93,6 +97,72 @@ def job_spec(settings: Settings, slices: Sequence[SpoolSlice], rows: int) -> Job
         rows=rows,
         runtime=flink.runtime,
         source=source_of(flink),
+        parallelism=flink.parallelism,
+        statements=tuple(statement.sql for statement in flink.statements),
+        data_dir=settings.state.data_dir,
+        jars=tuple(flink.jars),
+    )
+
+
+# Bumped whenever the continuous job's own tables or sinks change shape: a checkpoint of an
+# older shape cannot be resumed, like one taken with other `flink.statements`.
+PIPELINE_VERSION = 1
+JOB_NAME_PREFIX = "idb-harvester continuous"
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """The continuous job (pickled over the pipe to the worker)."""
+
+    name: str
+    log_dir: Path
+    checkpoint_dir: Path
+    restore: str | None  # the checkpoint to resume from
+    interval_ms: int
+    parallelism: int
+    statements: tuple[str, ...]
+    data_dir: Path
+    jars: tuple[Path, ...]
+    runtime: str = "streaming"
+
+
+@dataclass(frozen=True)
+class StreamStarted:
+    """The continuous job, submitted."""
+
+    job_id: str
+    rest_address: str  # host:port of the cluster running it
+    sinks: tuple[UserSink, ...]
+
+
+def fingerprint(settings: Settings) -> str:
+    """What a checkpoint of the continuous job depends on: its SQL and the pipeline's shape."""
+    text = "\n\0".join(
+        (str(PIPELINE_VERSION), *(statement.sql.strip() for statement in settings.flink.statements))
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def job_name_prefix(settings: Settings) -> str:
+    """What the name of every continuous job on this log starts with, whatever its SQL."""
+    return f"{JOB_NAME_PREFIX} {settings.flink.log_dir} ["
+
+
+def job_name(settings: Settings) -> str:
+    """The continuous job's name: found again by it on a cluster, with the SQL it runs."""
+    return f"{job_name_prefix(settings)}{fingerprint(settings)}]"
+
+
+def stream_spec(settings: Settings, restore: str | None) -> StreamSpec:
+    flink = settings.flink
+    # Settings fill both folders in from state.dir when the config leaves them unset.
+    assert flink.log_dir is not None and flink.checkpoint_dir is not None
+    return StreamSpec(
+        name=job_name(settings),
+        log_dir=flink.log_dir,
+        checkpoint_dir=flink.checkpoint_dir,
+        restore=restore,
+        interval_ms=max(int(flink.checkpoint_interval.total_seconds() * 1000), 100),
         parallelism=flink.parallelism,
         statements=tuple(statement.sql for statement in flink.statements),
         data_dir=settings.state.data_dir,

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import logging
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from flink_jobs.cluster import check_reachable, start_cluster
+from flink_jobs.data_lock import DataDirLock
 from flink_jobs.protocol import JobResult, SpoolSlice, WorkerStats, job_spec
 from flink_jobs.statements import check_in
 from flink_jobs.worker_process import WorkerProcess
-from harvester.errors import FlinkError
 
 if TYPE_CHECKING:
     from flink_jobs.cluster import LocalCluster
@@ -40,7 +39,8 @@ JOB_TIMEOUT = 3600.0
 class FlinkRunner:
     """Runs jobs in the configured mode; `run` blocks until the job finished.
 
-    Thread-safe: calls are serialized. `close` stops the worker and a cluster started here.
+    Thread-safe: calls are serialized. From the start to `close` it holds `state.data_dir`'s
+    `DataDirLock`; `close` stops the worker and a cluster started here.
     """
 
     def __init__(
@@ -60,6 +60,7 @@ class FlinkRunner:
         self._outgoing: WorkerProcess | None = None
         self._retiring: list[threading.Thread] = []
         self._cluster: LocalCluster | None = None
+        self._data_lock = DataDirLock(settings.state.data_dir, settings.state.dir)
         self._target = "embedded"
         self._started = False
 
@@ -70,7 +71,8 @@ class FlinkRunner:
         self.close()
 
     def start(self) -> None:
-        """Start the cluster (local-cluster), check the remote one, warm up a worker."""
+        """Lock data_dir, start the cluster (local-cluster), check the remote one, warm up a
+        worker."""
         with self._lock:
             self._start()
 
@@ -78,23 +80,9 @@ class FlinkRunner:
         if self._started:
             self._check_reachable()
             return
-        flink = self.settings.flink
-        if flink.mode == "local-cluster":
-            # Imported here: only this mode needs the cluster's YAML writer.
-            from flink_jobs.cluster import LocalCluster
-
-            self._cluster = LocalCluster(
-                self.settings.state.dir / "flink-cluster",
-                address=flink.address or "localhost:8081",
-                slots=max(flink.parallelism, 2),
-            )
-            self._cluster.start()
-            self._target = self._cluster.address
-        elif flink.mode == "remote":
-            # FlinkSettings rejects mode = "remote" without an address.
-            assert flink.address is not None
-            self._target = flink.address
-            self._check_reachable()
+        # Before anything that writes there: a second harvester fails here, with no JVM started.
+        self._data_lock.acquire()
+        self._target, self._cluster = start_cluster(self.settings)
         if self._target != "embedded":
             self.dashboard_url = f"http://{self._target}/"
             logger.info("Flink dashboard: %s", self.dashboard_url)
@@ -102,16 +90,8 @@ class FlinkRunner:
         self._worker = WorkerProcess(settings=self.settings, target=self._target, warm_up=True)
 
     def _check_reachable(self) -> None:
-        if self._target == "embedded":
-            return
-        try:
-            with urllib.request.urlopen(f"http://{self._target}/overview", timeout=5) as reply:
-                reply.read()
-        except (OSError, urllib.error.URLError) as exc:
-            raise FlinkError(
-                f"the Flink cluster at {self._target} is unreachable ({exc}); "
-                "check flink.address and that the cluster runs"
-            ) from exc
+        if self._target != "embedded":
+            check_reachable(self._target)
 
     def run(self, slices: Sequence[SpoolSlice], rows: int) -> JobResult:
         """Run one job over `slices`; raises `FlinkJobError` with Flink's root cause."""
@@ -196,7 +176,7 @@ class FlinkRunner:
         self._retiring.append(retiring)
 
     def close(self) -> None:
-        """Stop the worker and, in local-cluster mode, the cluster."""
+        """Stop the worker and, in local-cluster mode, the cluster; then unlock data_dir."""
         with self._lock:
             for worker in (self._outgoing, self._worker):
                 if worker is not None:
@@ -209,3 +189,5 @@ class FlinkRunner:
                 self._cluster.stop()
                 self._cluster = None
             self._started = False
+            # Last: until here a worker or the cluster could still write into data_dir.
+            self._data_lock.release()

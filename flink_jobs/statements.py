@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from flink_jobs.protocol import job_spec
+from flink_jobs.protocol import job_spec, stream_spec
 from flink_jobs.worker_process import START_TIMEOUT, WorkerProcess
 from harvester.errors import ConfigError
 
@@ -16,8 +16,8 @@ def validate_statements(settings: Settings) -> None:
     """Raise `ConfigError` with a line per broken `flink.statements` entry, e.g.
     `harvester.toml: flink.statements[2]: SqlParseException: …`.
 
-    Each statement is parsed and planned by Flink against `change_log` (and `changes` in
-    streaming runtime) in a short-lived worker; nothing runs.
+    Each statement is parsed and planned by Flink against the tables of the configured delivery
+    (the continuous job's, or a per-harvest job's) in a short-lived worker; nothing runs.
     """
     if not settings.flink.statements:
         return
@@ -30,7 +30,11 @@ def validate_statements(settings: Settings) -> None:
 
 def check_in(worker: WorkerProcess, settings: Settings) -> None:
     """`validate_statements` in a worker the caller already has (no extra JVM start)."""
-    problems: list[str] = worker.request(("check", job_spec(settings, (), 0)), START_TIMEOUT)
+    if settings.flink.delivery == "continuous":
+        request: tuple[str, object] = ("check-stream", stream_spec(settings, None))
+    else:
+        request = ("check", job_spec(settings, (), 0))
+    problems: list[str] = worker.request(request, START_TIMEOUT)
     if problems:
         source = settings.config_path or "config"
         raise ConfigError([f"{source}: {problem}" for problem in problems])

@@ -15,6 +15,7 @@ import io
 import logging
 import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -23,20 +24,24 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import orjson
 from py4j.protocol import Py4JError
+from pyflink.common import Configuration
 from pyflink.datastream import RuntimeExecutionMode, StreamExecutionEnvironment
 from pyflink.java_gateway import get_gateway
 from pyflink.pyflink_gateway_server import launch_gateway_server_process
+from pyflink.table import StreamTableEnvironment
 from pyflink.util.exceptions import JavaException
 
-from flink_jobs import failures, pipeline, probes
+from flink_jobs import failures, pipeline, probes, streaming
 from flink_jobs.failures import UserSink
-from flink_jobs.protocol import JobResult, JobSpec, SpoolSlice
+from flink_jobs.protocol import JobResult, JobSpec, SpoolSlice, StreamSpec, StreamStarted
+from flink_jobs.worker_process import set_parent_death_signal
 
 logger = logging.getLogger("flink_jobs.worker")
 
@@ -52,6 +57,7 @@ _SAMPLE = [
         "key": str(index),
         "op": op,
         "value": None if op == "-D" else '{"n": 1}',
+        "old_value": None if op == "+I" else '{"n": 0}',
         "value_hash": "0" * 64,
         "harvested_at": "2000-01-01T00:00:00.000Z",
     }
@@ -72,6 +78,28 @@ def _exit_with(jvm: subprocess.Popen[bytes]) -> None:
     status = jvm.wait()
     print(f"the Flink JVM exited with status {status}", file=sys.stderr, flush=True)
     os._exit(3)
+
+
+def _die_with_parent() -> None:
+    """Kill this worker's process group (it and its JVM) within 0.1 s of its parent's end, even
+    while the main thread waits in a py4j call for a whole job (it would see the closed pipe
+    only after the job wrote its files).
+
+    The kernel's parent-death SIGKILL (set by `WorkerProcess`) covered the start until here. It
+    is turned off: it would kill this process alone, and an orphaned JVM lives on (0.4 s, or
+    10 s while it starts). `getppid()` changes once the parent process is gone, whichever of its
+    threads forked us; the worker leads its own process group.
+    """
+    # In this order: until `watch` can see a parent gone, the kernel's signal is still set.
+    parent = os.getppid()
+    set_parent_death_signal(0)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.1)
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
 def _launch_gateway(tmp_dir: Path) -> int:
@@ -198,11 +226,19 @@ class Session:
         self.host = "127.0.0.1"
         self.port = self._mini_cluster.getRestAddress().get().getPort()
 
-    def environment(self, spec: JobSpec) -> StreamExecutionEnvironment:
-        """A StreamExecutionEnvironment submitting to our cluster (local, unused for checks)."""
+    def environment(
+        self, spec: JobSpec | StreamSpec, config: Mapping[str, str] | None = None
+    ) -> StreamExecutionEnvironment:
+        """A StreamExecutionEnvironment submitting to our cluster (local, unused for checks),
+        with `config` in the job's configuration."""
         jvm = self.gateway.jvm
+        j_config = jvm.org.apache.flink.configuration.Configuration()
+        for key, value in (config or {}).items():
+            j_config.setString(key, value)
         if self.host is None:
-            env = StreamExecutionEnvironment.get_execution_environment()
+            env = StreamExecutionEnvironment.get_execution_environment(
+                Configuration(j_configuration=j_config)
+            )
         else:
             # `execution.target: remote` alone silently stays local: the Java factory is what
             # submits to a cluster. Our jobs need no flink-python jar there; user jars travel
@@ -212,9 +248,7 @@ class Session:
                 jars[index] = str(jar)
             j_env = jvm.org.apache.flink.streaming.api.environment.StreamExecutionEnvironment
             env = StreamExecutionEnvironment(
-                j_env.createRemoteEnvironment(
-                    self.host, self.port, jvm.org.apache.flink.configuration.Configuration(), jars
-                )
+                j_env.createRemoteEnvironment(self.host, self.port, j_config, jars)
             )
         env.set_parallelism(spec.parallelism)
         env.set_python_executable(sys.executable)
@@ -222,7 +256,8 @@ class Session:
             env.set_runtime_mode(RuntimeExecutionMode.STREAMING)
             # File sinks commit only on checkpoints; the final one comes at the next interval
             # after the input ends, so a short interval ends the job soon after its data.
-            env.enable_checkpointing(CHECKPOINT_INTERVAL_MS)
+            interval = spec.interval_ms if isinstance(spec, StreamSpec) else CHECKPOINT_INTERVAL_MS
+            env.enable_checkpointing(interval)
         else:
             env.set_runtime_mode(RuntimeExecutionMode.BATCH)
         return env
@@ -288,8 +323,30 @@ class Session:
         t_env = pipeline.table_env(env, spec)
         pipeline.build_job(env, t_env, spec).explain()
 
+    def handle_stream(self, kind: str, spec: StreamSpec) -> tuple[Any, ...]:
+        """Submit the continuous job (answering at once) or check its statements."""
+        config = streaming.job_config(spec)
+        try:
+            t_env = StreamTableEnvironment.create(self.environment(spec, config))
+            streaming.apply_config(t_env, config)
+            if kind == "check-stream":
+                return ("ok", streaming.check(t_env, spec))
+            job = streaming.build(t_env, spec)
+            job_id = str(job.statement_set.execute().get_job_client().get_job_id())
+            return ("ok", StreamStarted(job_id, f"{self.host}:{self.port}", job.sinks))
+        except Exception as exc:
+            root, _ = explain(exc, kind)
+            return (
+                "failed",
+                failures.message("the continuous Flink job failed", root),
+                root,
+                False,
+            )
+
     def handle(self, message: tuple[Any, ...]) -> tuple[Any, ...]:
         kind, spec = message
+        if kind in ("stream", "check-stream"):
+            return self.handle_stream(kind, spec)
         log_start = self.flink_log.size()
         try:
             if kind == "run":
@@ -387,6 +444,7 @@ def _prepare_tmp(tmp_root: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _die_with_parent()
     args = _parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     conn = Connection(args.conn_fd)

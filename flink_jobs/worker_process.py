@@ -3,17 +3,23 @@
 Starts the worker with its logs and temp files under the state folder, waits until it is
 ready, sends it requests of the job protocol (`flink_jobs.protocol`), reads its memory from
 /proc, and stops it, killing its process group (the worker and its JVM) when it hangs or fails.
+A worker dies with the harvester, even one killed with SIGKILL: while it starts the kernel kills
+it (`PR_SET_PDEATHSIG`, Linux), then its watchdog kills its process group, the JVM included
+(`flink_jobs.worker`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing
 import os
 import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +48,14 @@ appender.rolling.strategy.type = DefaultRolloverStrategy
 appender.rolling.strategy.max = 3
 """
 _WORKER_LOG_LIMIT = 10 << 20
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# Looked up here, not in a forked child, where loading a library could deadlock.
+_PRCTL = ctypes.CDLL(None).prctl if sys.platform == "linux" else None
+# PR_SET_PDEATHSIG signals the child when the *thread* that forked it ends, not the process: the
+# runner starts workers from whichever thread asks (asyncio.to_thread's pool, a caller's own
+# thread), and the end of such a thread would kill a worker in use. So this one thread forks
+# every worker; it lives as long as the process, so the signal comes when the harvester dies.
+_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flink-worker-spawner")
 
 
 def _read_proc_status(pid: int) -> dict[str, str]:
@@ -59,6 +73,27 @@ def _last_line(text: str) -> str:
 
 def _rss(status: dict[str, str]) -> int:
     return int(status.get("VmRSS", "0 kB").split()[0]) * 1024
+
+
+def set_parent_death_signal(signum: int) -> None:
+    """Have the kernel send `signum` (0: none) to this process when the thread that forked it
+    ends (Linux only)."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signum)
+
+
+def _die_with_us() -> Callable[[], None]:
+    """The worker's `preexec_fn`: the kernel SIGKILLs it when its forking thread, `_SPAWNER`'s,
+    ends, so even a SIGKILLed harvester takes a starting worker along. The worker's watchdog
+    takes over once it runs (`flink_jobs.worker`), since this signal would leave its JVM."""
+    parent = os.getpid()
+
+    def preexec() -> None:
+        set_parent_death_signal(signal.SIGKILL)
+        if os.getppid() != parent:  # the harvester died before that: no signal will come
+            os._exit(1)
+
+    return preexec
 
 
 class WorkerProcess:
@@ -105,18 +140,22 @@ class WorkerProcess:
         with self.out_path.open("ab") as out:
             # The JVM inherits these: its output lands in the log file and never blocks on a
             # pipe nobody reads.
-            self._process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                pass_fds=(child.fileno(),),
-                env=env,
-                start_new_session=True,
-                # Flink (the worker and its JVM) creates the sinks' files in data_dir, its logs
-                # and temp files with the umask: harvested data stays private to our user.
-                umask=0o077,
-            )
+            def spawn() -> subprocess.Popen[bytes]:
+                return subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=out,
+                    pass_fds=(child.fileno(),),
+                    env=env,
+                    start_new_session=True,
+                    # Flink (the worker and its JVM) creates the sinks' files in data_dir, its
+                    # logs and temp files with the umask: harvested data stays private to our user.
+                    umask=0o077,
+                    preexec_fn=_die_with_us(),
+                )
+
+            self._process = _SPAWNER.submit(spawn).result()
         child.close()
         # The worker's own folder: it wipes it at start and leaves its siblings to other workers.
         self.tmp_dir = tmp_root / str(self._process.pid)

@@ -4,8 +4,10 @@ Memory stays bounded by one batch: each batch's keys are looked up in the snapsh
 queries, and the snapshot rows matched are marked in a bitmap over snapshot row ids (one bit per
 id: 125 KB per million), so that after a complete read the rows never seen are found by one
 streamed scan of the store's keys. A bitmap, not the temporary table of seen ids tried first:
-inserting every matched id cost more than the lookups themselves. The capture reads the snapshot
-through `state.SnapshotView`, read-only: nothing it does can touch the committed snapshot.
+inserting every matched id cost more than the lookups themselves. The `+U` and `-D` rows carry
+the committed value they replace (`old_value`), fetched by row id for those rows only, a chunk
+at a time. The capture reads the snapshot through `state.SnapshotView`, read-only: nothing it
+does can touch the committed snapshot.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import AsyncIterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from harvester.spool import SpoolWriter
-from harvester.state import RunStore, StateDB, change_op
+from harvester.state import LOOKUP_CHUNK, Op, RunStore, StateDB, change_op
 from harvester.surrogates import escape_surrogates
 from harvester.timefmt import iso_utc
 
@@ -82,6 +84,8 @@ class Capture:
             # Keys must be valid UTF-8 for SQLite; the escape is what the spool writes too.
             keys = [escape_surrogates(record.key) for record in batch]
             found = self._snapshot.lookup(db, name, keys)
+            ops: list[Op | None] = []
+            replaced: list[int] = []  # snapshot row ids of the batch's +U keys
             for key, record in zip(keys, batch, strict=True):
                 old_hash = None
                 hit = found.get(key)
@@ -93,16 +97,25 @@ class Capture:
                         seen[row_id >> 3] |= bit
                         matched += 1
                 op = change_op(old_hash, record.value_hash)
+                ops.append(op)
                 if op is None:
                     unchanged += 1
                 elif op == "+I":
                     inserted += 1
                 else:
                     updated += 1
-                if full:
-                    write(key, "+I", record.value, record.value_hash, at)
-                elif op is not None:
-                    write(key, op, record.value, record.value_hash, at)
+                    replaced.append(found[key][0])
+            if full:
+                # Every record is spooled as +I, which carries no before-image.
+                for key, record in zip(keys, batch, strict=True):
+                    write(key, "+I", record.value, None, record.value_hash, at)
+                continue
+            # Only the replaced values are read: values can be large, and most keys are unchanged.
+            old = self._snapshot.values(db, name, replaced) if replaced else {}
+            for key, record, op in zip(keys, batch, ops, strict=True):
+                if op is not None:
+                    before = old.get(found[key][0]) if op == "+U" else None
+                    write(key, op, record.value, before, record.value_hash, at)
         if read.complete:
             deleted = self._deletions(db, name, seen, matched)
         return RunStore(
@@ -125,13 +138,24 @@ class Capture:
         )
 
     def _deletions(self, db: str, store: str, seen: bytearray, matched: int) -> int:
-        """Spool `-D` for every snapshot key of the store that this read did not see."""
+        """Spool `-D`, with the value it deletes, for every snapshot key of the store that this
+        read did not see."""
         if self._snapshot.count(db, store) == matched:
             return 0
         at = iso_utc()
         deleted = 0
+        gone: list[tuple[int, str]] = []  # (row id, key), a chunk at a time: bounded memory
         for row_id, key in self._snapshot.ids(db, store):
             if not seen[row_id >> 3] & (1 << (row_id & 7)):
-                self.spool.write(key, "-D", None, None, at)
-                deleted += 1
-        return deleted
+                gone.append((row_id, key))
+                if len(gone) >= LOOKUP_CHUNK:
+                    deleted += self._spool_deletes(db, store, gone, at)
+                    gone = []
+        return deleted + (self._spool_deletes(db, store, gone, at) if gone else 0)
+
+    def _spool_deletes(self, db: str, store: str, gone: list[tuple[int, str]], at: str) -> int:
+        """Spool `-D` for the snapshot rows `gone` (row id, key) with their values; how many."""
+        old = self._snapshot.values(db, store, [row_id for row_id, _ in gone])
+        for row_id, key in gone:
+            self.spool.write(key, "-D", None, old.get(row_id), None, at)
+        return len(gone)

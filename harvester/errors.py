@@ -80,3 +80,9 @@ class FlinkJobError(FlinkError):
     def __init__(self, message: str, *, root_cause: str | None = None) -> None:
         self.root_cause = root_cause or message
         super().__init__(message)
+
+
+class PipelineChangedError(FlinkError):
+    """The continuous job's checkpoints were taken with other SQL: resuming them would be wrong."""
+
+    exit_code = 2

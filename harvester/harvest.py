@@ -199,13 +199,19 @@ async def read_target(
 def send(state: StateDB, sink: ChangeSink, spools: Sequence[SpoolFile]) -> None:
     """Hand the spools with rows to `sink` in one call (blocking).
 
-    When the sink fails, every one of the runs is marked failed with the reason, its spool kept
-    and still pending, and the exception raised again.
+    A sink with a changelog log gets each spool appended to the log first, under the run's
+    `log_seq`: that is the hand-off, idempotent, so a run sent again after a crash is never in
+    the log twice. When the sink fails, every one of the runs is marked failed with the reason,
+    its spool kept and still pending, and the exception raised again.
     """
     with_rows = [spool for spool in spools if spool.rows]
     if not with_rows:
         return
     try:
+        if (changelog := sink.changelog) is not None:
+            for spool in with_rows:
+                seq = state.hand_off(spool.run_id, above=changelog.top_seq())
+                changelog.append(spool, seq)
         sink.send(with_rows)
     except Exception as exc:
         for spool in spools:
@@ -213,10 +219,14 @@ def send(state: StateDB, sink: ChangeSink, spools: Sequence[SpoolFile]) -> None:
         raise
 
 
-def commit(state: StateDB, spool: SpoolFile) -> bool:
-    """Commit the run of a sent spool and remove the spool; False if it was committed before."""
+def commit(state: StateDB, spool: SpoolFile, *, delivered: bool = True) -> bool:
+    """Commit the run of a sent spool and remove the spool; False if it was committed before.
+
+    `delivered` is False for a sink with a changelog log: the run is delivered only once the
+    log's consumer acknowledges it (`harvester.delivery`).
+    """
     try:
-        committed = state.commit_run(spool.run_id, read_rows(spool.path))
+        committed = state.commit_run(spool.run_id, read_rows(spool.path), delivered=delivered)
     except Exception as exc:
         # The spool stays pending: sent again later, the commit is tried again.
         state.fail_run(spool.run_id, f"commit failed: {describe(exc)}")
@@ -247,7 +257,7 @@ def send_pending(state: StateDB, sink: ChangeSink, target: str | None = None) ->
     spools = pending_spools(state, target)
     send(state, sink, spools)
     for spool in spools:
-        commit(state, spool)
+        commit(state, spool, delivered=sink.changelog is None)
     return [spool.run_id for spool in spools]
 
 
@@ -288,7 +298,7 @@ def recover(state: StateDB, sink: ChangeSink) -> Recovery:
         return recovery
     for spool in spools:
         try:
-            commit(state, spool)
+            commit(state, spool, delivered=sink.changelog is None)
         except Exception as exc:
             # Recorded in the run; the spool stays pending, and the other runs still commit.
             recovery.unsent[spool.run_id] = describe(exc)
@@ -324,7 +334,9 @@ async def harvest_target(
             opener=opener,
         )
         await asyncio.to_thread(send, state, sink, [spool])
-        await asyncio.to_thread(commit, state, spool)
+        await asyncio.to_thread(
+            functools.partial(commit, state, spool, delivered=sink.changelog is None)
+        )
     except Exception as exc:
         log.warning("run %s of %s failed: %s", run_id, target.name, describe(exc))
     return summary(state, run_id)

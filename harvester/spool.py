@@ -22,7 +22,8 @@ SPOOL_SUFFIX = ".jsonl"
 PART_SUFFIX = ".jsonl.part"
 # The changelog row, in spool order: each field and the kind of its JSON value. The one
 # definition: the writer below and Flink's `change_log` columns (flink_jobs.pipeline) follow it.
-# `text` may be null (`value` and `value_hash` of a `-D`); `timestamp` is an ISO-8601 UTC string.
+# `text` may be null (`value` and `value_hash` of a `-D`, `old_value` of a `+I`); `timestamp` is
+# an ISO-8601 UTC string.
 FieldKind = Literal["text", "integer", "timestamp"]
 ROW_SCHEMA: tuple[tuple[str, FieldKind], ...] = (
     ("run_id", "text"),
@@ -34,6 +35,7 @@ ROW_SCHEMA: tuple[tuple[str, FieldKind], ...] = (
     ("key", "text"),
     ("op", "text"),
     ("value", "text"),
+    ("old_value", "text"),
     ("value_hash", "text"),
     ("harvested_at", "timestamp"),
 )
@@ -105,9 +107,16 @@ class SpoolWriter:
         self._head = head[:-1] + b',"key":'
 
     def write(
-        self, key: str, op: str, value: str | None, value_hash: str | None, harvested_at: str
+        self,
+        key: str,
+        op: str,
+        value: str | None,
+        old_value: str | None,
+        value_hash: str | None,
+        harvested_at: str,
     ) -> None:
-        """Append one changelog row (`value` and `value_hash` are None for `-D`)."""
+        """Append one changelog row: `value` and `value_hash` are None for `-D`, `old_value` (the
+        committed value a `+U` or `-D` replaces) for `+I`."""
         self._file.write(
             b"".join(
                 (
@@ -117,6 +126,8 @@ class SpoolWriter:
                     op.encode(),
                     b'","value":',
                     _dumps(value),
+                    b',"old_value":',
+                    _dumps(old_value),
                     b',"value_hash":',
                     _dumps(value_hash),
                     b',"harvested_at":"',

@@ -30,6 +30,11 @@ def ops(rows: list[dict[str, Any]]) -> list[tuple[str, str, Any]]:
     return [(row["op"], row["store"], json.loads(row["key"])) for row in ordered]
 
 
+def before(row: dict[str, Any]) -> Any:
+    """A row's `old_value`, parsed."""
+    return None if row["old_value"] is None else json.loads(row["old_value"])
+
+
 @pytest.fixture
 def state(tmp_path: Path) -> Iterator[StateDB]:
     db = StateDB.open(tmp_path / "state")
@@ -86,6 +91,15 @@ async def test_three_added_two_changed_one_deleted_gives_exactly_six_rows(state:
     ]
     changed = next(r for r in rows if r["op"] == "+U" and r["store"] == "orders")
     assert json.loads(changed["value"]) == {"id": 3, "x": "changed"}
+    # The rows carry the committed value they replace, like the history below.
+    assert {(r["op"], r["key"]): before(r) for r in rows} == {
+        ("+I", "10"): None,
+        ("+I", "11"): None,
+        ("+I", "12"): None,
+        ("+U", '"n1"'): {"id": "n1", "x": 1},
+        ("+U", "3"): {"id": 3, "x": "order 3"},
+        ("-D", "7"): {"id": 7, "x": "order 7"},
+    }
     history = {(c.op, c.key): c for c in state.run_changes(run_id)}
     assert json.loads(history["+U", "3"].old_value or "") == {"id": 3, "x": "order 3"}
     assert json.loads(history["-D", "7"].old_value or "") == {"id": 7, "x": "order 7"}
@@ -136,6 +150,11 @@ async def test_full_run_spools_every_record_as_insert_and_keeps_the_true_diff(
     run_id, rows, stores = await capture_run(state, FakeReader(data), full=True)
     assert ops(rows).count(("-D", "orders", 2)) == 1
     assert sorted(r["op"] for r in rows) == ["+I"] * 14 + ["-D"]
+    # A +I has no before-image, even for a record that changed; a -D still has its value.
+    assert {r["key"]: before(r) for r in rows if r["op"] == "-D"} == {
+        "2": {"id": 2, "x": "order 2"}
+    }
+    assert all(r["old_value"] is None for r in rows if r["op"] == "+I")
     orders = next(s for s in stores if s.store == "orders")
     assert (orders.inserted, orders.updated, orders.deleted, orders.unchanged) == (0, 1, 1, 8)
     assert orders.rows == 10
@@ -170,7 +189,22 @@ async def test_batches_larger_than_one_lookup(state: StateDB) -> None:
     data["db"]["big"][5] = {"id": 5, "x": 1}
     _, rows, stores = await capture_run(state, FakeReader(data, batch=1000))
     assert ops(rows) == [("+U", "big", 5), ("-D", "big", 1233)]
+    assert [before(r) for r in rows] == [{"id": 5}, {"id": 1233}]
     assert stores[0].unchanged == 1232
+
+
+@in_loop
+async def test_old_values_of_more_rows_than_one_lookup(state: StateDB) -> None:
+    data: Data = {"db": {"big": {n: {"id": n} for n in range(2000)}}}
+    await capture_run(state, FakeReader(data, batch=1000))
+    for n in range(0, 1400, 2):
+        data["db"]["big"][n] = {"id": n, "new": True}
+    for n in range(1, 2000, 2):
+        del data["db"]["big"][n]
+    # One batch of 1000 records: 700 old values of updates, then 1000 of deletes, to fetch.
+    _, rows, stores = await capture_run(state, FakeReader(data, batch=2000))
+    assert (stores[0].updated, stores[0].deleted) == (700, 1000)
+    assert all(before(r) == {"id": json.loads(r["key"])} for r in rows)
 
 
 @in_loop

@@ -110,6 +110,7 @@ def test_change_log_columns_are_the_spool_fields_in_order() -> None:
         "key": "STRING",
         "op": "STRING",
         "value": "STRING",
+        "old_value": "STRING",
         "value_hash": "STRING",
         "harvested_at": "TIMESTAMP_LTZ(3)",
     }
@@ -119,7 +120,8 @@ def test_change_log_columns_are_the_spool_fields_in_order() -> None:
 
 
 def test_collection_source_rows_follow_the_spool_fields(tmp_path: Path) -> None:
-    spool = write_spool(tmp_path, "run-rows", "shop", [change(1, "+I", "x"), change(2, "-D")])
+    rows = [change(1, "+I", "x"), change(2, "-D", old="y")]
+    spool = write_spool(tmp_path, "run-rows", "shop", rows)
     rows = list(pipeline._rows([SpoolSlice("run-rows", "shop", spool.path, 1)]))
     # Row kind INSERT, the fields in spool order, the timestamp as epoch microseconds.
     assert rows == [
@@ -134,6 +136,7 @@ def test_collection_source_rows_follow_the_spool_fields(tmp_path: Path) -> None:
             "2",
             "-D",
             None,
+            '"y"',
             "0" * 64,
             1_795_705_200_123_000,
         )
@@ -209,8 +212,8 @@ def test_collection_and_file_sources_give_the_same_tables(
 ) -> None:
     rows = [
         change(1, "+I", {"big": 2**53, "s": 'quote " and \\ and \u2028'}),
-        change(2, "+U", [1, None, True]),
-        change(3, "-D"),
+        change(2, "+U", [1, None, True], old=[1]),
+        change(3, "-D", old={"was": 3}),
     ]
     via_collection = write_spool(tmp_path, "via-collection", "same", rows)
     via_file = write_spool(tmp_path, "via-file", "same2", rows)

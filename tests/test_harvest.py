@@ -274,6 +274,12 @@ async def test_real_page_first_all_inserts_then_nothing_then_exactly_six_rows(
             ("+U", "5"),
             ("-D", "9"),
         ]
+        # A +U or -D carries the value the first harvest committed; a +I none.
+        committed = {(r["store"], r["key"]): r["value"] for r in first}
+        assert [r["old_value"] for r in changes] == [
+            None if r["op"] == "+I" else committed[r["store"], r["key"]] for r in changes
+        ]
+        assert sum(r["old_value"] is not None for r in changes) == 3
         (store,) = [s for s in state.list_stores() if s.store == "orders"]
         assert store.records == 22 and store.key_path == "id"
         assert store.indexes[0]["name"] == "by_total"
@@ -285,6 +291,7 @@ async def test_real_page_first_all_inserts_then_nothing_then_exactly_six_rows(
         )
         again = [orjson.loads(line) for line in sink.path.read_bytes().splitlines()[before:]]
         assert {r["op"] for r in again} == {"+I"} and len(again) == 23
+        assert {r["old_value"] for r in again} == {None}
         assert (full.run.full, full.run.unchanged, full.run.rows) == (True, 23, 23)
         assert list(state.run_changes(full.run.id)) == []
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
+import re
 import shutil
 import sqlite3
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,11 @@ import pytest
 
 from harvester.cli import main
 from harvester.codec import canonical, value_hash
+from harvester.commands.runs import delivered
 from harvester.errors import StateError
 from harvester.inspect.diff import FieldChange
 from harvester.inspect.queries import StateReader
-from harvester.state import StateDB
+from harvester.state import SCHEMA_VERSION, StateDB
 from tests.support.inspect_data import (
     FIRST,
     ORIGIN,
@@ -55,6 +58,75 @@ def test_runs(state_dir: tuple[Path, list[str]], capsys: pytest.CaptureFixture[s
     assert {r["status"] for r in runs} == {"committed"}
     assert all(r["duration_s"] >= 0 and r["target"] == TARGET for r in runs)
     assert run_json(capsys, "runs", "--state", str(folder), "--limit", "1")[0]["id"] == second
+
+
+def _logged_run(folder: Path, rows: int) -> str:
+    """A run handed off to the changelog log and committed, its rows not acknowledged yet."""
+    with StateDB.open(folder) as state:
+        run_id = state.start_run(TARGET)
+        state.mark_read(run_id, origin=ORIGIN, stores=[], rows=rows)
+        state.hand_off(run_id)
+        assert state.commit_run(run_id, [], delivered=False)
+    return run_id
+
+
+def test_runs_show_delivery(
+    state_dir: tuple[Path, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    folder, (first, second) = state_dir
+    logged = _logged_run(folder, 3)
+    with StateDB.open(folder) as state:
+        failed = state.start_run(TARGET)
+        state.fail_run(failed, "page error")
+    by_id = {r["id"]: r for r in run_json(capsys, "runs", "--state", str(folder))}
+    waiting, sent = by_id[logged], by_id[second]
+    assert (waiting["log_seq"], waiting["consumed_at"], waiting["consumed_rows"]) == (1, None, 0)
+    assert datetime.fromisoformat(waiting["handed_off_at"]) <= datetime.now(UTC)
+    assert (sent["log_seq"], sent["handed_off_at"], sent["consumed_rows"]) == (None, None, 4)
+    assert sent["consumed_at"] == sent["finished_at"] and "delivered" not in sent
+
+    monkeypatch.setenv("COLUMNS", "300")
+    assert main(["runs", "--state", str(folder), "--format", "table", "--wide"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "delivered" in lines[2] and "handed off" in lines[2] and "consumed rows" in lines[2]
+    cells = {run_id: next(line for line in lines if run_id in line) for run_id in by_id}
+    assert "│ ✓ " in cells[first] and "│ ✓ " in cells[second]
+    assert re.search(r"│ waiting \d+s ", cells[logged])
+    assert "│ — " in cells[failed]
+
+    assert main(["runs", "--state", str(folder), "--format", "csv"]) == 0
+    table = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    assert {row["id"]: row["delivered"] for row in table}[second] == "✓"
+    assert {"log_seq", "handed_off_at", "consumed_at", "consumed_rows"} <= set(table[0])
+
+
+def test_the_delivery_cell_says_how_long_a_run_has_waited(
+    state_dir: tuple[Path, list[str]],
+) -> None:
+    folder, (first, _second) = state_dir
+    logged = _logged_run(folder, 3)
+    empty = _logged_run(folder, 0)
+    with StateReader(folder) as reader:
+        run, done, nothing = reader.run(logged), reader.run(first), reader.run(empty)
+    assert run.handed_off_at is not None
+    at = run.handed_off_at
+    ages = [timedelta(seconds=s) for s in (-5, 12, 59, 60, 3599, 3600, 47 * 3600, 49 * 3600)]
+    assert [delivered(run, at + age) for age in ages] == [
+        "waiting 0s",
+        "waiting 12s",
+        "waiting 59s",
+        "waiting 1m",
+        "waiting 59m",
+        "waiting 1h",
+        "waiting 47h",
+        "waiting 2d",
+    ]
+    assert (delivered(done, at), delivered(nothing, at)) == ("✓", "—")
+    # Committed for the log, but never handed off (no time to count from): it waits all the same.
+    unsent = dataclasses.replace(run, handed_off_at=None, log_seq=None)
+    assert delivered(unsent, at) == "waiting"
 
 
 def test_stores_with_schema(
@@ -285,7 +357,9 @@ def test_the_schema_version_is_checked_whatever_the_file_is_called(
     conn = sqlite3.connect(copy)
     conn.execute("PRAGMA user_version = 1")
     conn.close()
-    with pytest.raises(StateError, match="has schema version 1, this harvester reads 2"):
+    with pytest.raises(
+        StateError, match=f"has schema version 1, this harvester reads {SCHEMA_VERSION}"
+    ):
         StateReader(copy)
     assert main(["runs", "--state", str(copy)]) == StateError.exit_code
 

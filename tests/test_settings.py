@@ -296,7 +296,8 @@ def test_env_problems_name_the_variable(tmp_path: Path, monkeypatch: pytest.Monk
             "expected integer > 0",
             "$HARVESTER_FLINK__PARALELISM: flink.paralelism: unknown key "
             "(did you mean 'parallelism'?); expected one of: "
-            "mode, runtime, address, parallelism, jars, max_rows_per_job, source, "
+            "mode, delivery, runtime, log_dir, checkpoint_dir, checkpoint_interval, "
+            "log_retention, max_lag, address, parallelism, jars, max_rows_per_job, source, "
             "jobs_per_worker, statements",
         ]
     )

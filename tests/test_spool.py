@@ -30,8 +30,8 @@ def _writer(tmp_path: Path, run_id: str = "t-1") -> SpoolWriter:
 
 def test_rows_have_exactly_the_changelog_fields_in_order(tmp_path: Path) -> None:
     writer = _writer(tmp_path)
-    writer.write('"k1"', "+I", '{"a":1}', "h1", "2026-01-02T03:04:05.678Z")
-    writer.write("2", "-D", None, None, "2026-01-02T03:04:05.678Z")
+    writer.write('"k1"', "+I", '{"a":1}', None, "h1", "2026-01-02T03:04:05.678Z")
+    writer.write("2", "-D", None, '"was"', None, "2026-01-02T03:04:05.678Z")
     assert writer.part.exists() and not writer.path.exists()
     spool = writer.finish()
     assert spool == SpoolFile(run_id="t-1", target="t", path=writer.path, rows=2)
@@ -49,10 +49,12 @@ def test_rows_have_exactly_the_changelog_fields_in_order(tmp_path: Path) -> None
         "key": '"k1"',
         "op": "+I",
         "value": '{"a":1}',
+        "old_value": None,
         "value_hash": "h1",
         "harvested_at": "2026-01-02T03:04:05.678Z",
     }
     assert second["op"] == "-D" and second["value"] is None and second["value_hash"] is None
+    assert second["old_value"] == '"was"'
 
 
 def test_spool_files_are_private(tmp_path: Path) -> None:
@@ -63,7 +65,7 @@ def test_spool_files_are_private(tmp_path: Path) -> None:
 
 def test_discard_removes_the_part_file(tmp_path: Path) -> None:
     writer = _writer(tmp_path)
-    writer.write("1", "+I", "1", "h", iso_utc())
+    writer.write("1", "+I", "1", None, "h", iso_utc())
     writer.discard()
     assert list((tmp_path / "spool").iterdir()) == []
 
@@ -72,11 +74,11 @@ def test_escaped_surrogates_stay_byte_exact_and_raw_ones_never_crash(tmp_path: P
     escaped = '"a\\ud800b"'  # how JSON.stringify writes a lone surrogate: ASCII text
     raw = '"a\ud800b\udfff"'  # a raw lone surrogate, which UTF-8 cannot hold
     writer = _writer(tmp_path)
-    writer.write(escaped, "+I", escaped, "h", iso_utc())
-    writer.write(raw, "+U", raw, "h", iso_utc())
+    writer.write(escaped, "+I", escaped, None, "h", iso_utc())
+    writer.write(raw, "+U", raw, raw, "h", iso_utc())
     rows = list(read_rows(writer.finish().path))
     assert rows[0]["key"] == escaped and rows[0]["value"] == escaped
-    assert rows[1]["key"] == rows[1]["value"] == '"a\\ud800b\\udfff"'
+    assert rows[1]["key"] == rows[1]["value"] == rows[1]["old_value"] == '"a\\ud800b\\udfff"'
     # The escape means the same JSON string as the raw text did.
     assert json.loads(rows[1]["value"]) == json.loads(raw)
 
@@ -99,7 +101,7 @@ def test_jsonl_sink_appends_and_is_all_or_nothing(tmp_path: Path) -> None:
     spools: list[SpoolFile] = []
     for n in range(2):
         writer = _writer(tmp_path, run_id=f"t-{n}")
-        writer.write(str(n), "+I", str(n), "h", iso_utc())
+        writer.write(str(n), "+I", str(n), None, "h", iso_utc())
         spools.append(writer.finish())
     sink = JsonLinesSink(tmp_path / "out")
     sink.send(spools[:1])

@@ -15,6 +15,7 @@ from harvester.errors import StateError
 from harvester.limits import MAX_PROBLEMS
 from harvester.state import SCHEMA_VERSION, StateDB, change_op, state_db_path
 from harvester.state.records import Run, from_row
+from harvester.state.schema import _MIGRATIONS
 from tests.support.fake_reader import ORIGIN, Data, FakeReader, capture_run, in_loop
 
 
@@ -51,19 +52,57 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         StateDB.open(folder)
 
 
+def _db_at(folder: Path, version: int) -> sqlite3.Connection:
+    """A state DB as the release of schema `version` made it (its migrations only), open."""
+    folder.mkdir(mode=0o700)
+    conn = sqlite3.connect(state_db_path(folder), isolation_level=None)
+    for number, script in enumerate(_MIGRATIONS[:version], start=1):
+        conn.executescript(f"{script}; PRAGMA user_version = {number};")
+    return conn
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+
+
 def test_an_older_schema_is_migrated(tmp_path: Path) -> None:
     folder = tmp_path / "state"
-    StateDB.open(folder).close()
-    conn = sqlite3.connect(state_db_path(folder))
-    conn.executescript("ALTER TABLE changes DROP COLUMN old_value; PRAGMA user_version = 1;")
-    conn.close()
+    _db_at(folder, 1).close()
     with pytest.raises(StateError, match="run `harvester harvest` once"):
         StateDB.open(folder, readonly=True)
     StateDB.open(folder).close()
     conn = sqlite3.connect(state_db_path(folder))
     assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
-    assert "old_value" in [row[1] for row in conn.execute("PRAGMA table_info(changes)")]
+    assert "old_value" in _columns(conn, "changes")
+    assert {"log_seq", "handed_off_at", "consumed_at", "consumed_rows"} <= set(
+        _columns(conn, "runs")
+    )
     conn.close()
+
+
+def test_runs_committed_before_schema_3_count_as_delivered(tmp_path: Path) -> None:
+    folder = tmp_path / "state"
+    conn = _db_at(folder, 2)
+    conn.executemany(
+        "INSERT INTO runs (id, target, status, pending, started_at, finished_at, seq, rows) "
+        "VALUES (?, 'app', ?, ?, '2026-11-26T15:00:00.000Z', ?, ?, ?)",
+        [
+            ("sent", "committed", 0, "2026-11-26T15:00:09.000Z", 1, 7),
+            ("empty", "committed", 0, "2026-11-26T15:01:00.000Z", 2, 0),
+            ("unsent", "failed", 1, "2026-11-26T15:02:00.000Z", None, 3),
+        ],
+    )
+    conn.close()
+    with StateDB.open(folder) as state:
+        runs = {run.id: run for run in state.list_runs()}
+        sent, empty, unsent = runs["sent"], runs["empty"], runs["unsent"]
+        assert (sent.consumed_at, sent.consumed_rows) == (sent.finished_at, 7)
+        assert (empty.consumed_at, empty.consumed_rows) == (empty.finished_at, 0)
+        assert (unsent.consumed_at, unsent.consumed_rows) == (None, 0)
+        assert {(run.log_seq, run.handed_off_at) for run in runs.values()} == {(None, None)}
+        # What they were sent by was the delivery: nothing waits for a consumer.
+        assert state.undelivered() == []
+        assert state.hand_off("unsent") == 1
 
 
 def test_readonly_needs_an_existing_db_and_cannot_write(tmp_path: Path) -> None:
@@ -278,7 +317,9 @@ def test_records_are_built_from_columns_by_name() -> None:
         0 AS incomplete_stores, 4 AS unchanged, 3 AS deleted, 2 AS updated, 1 AS inserted,
         10 AS rows, 99 AS bytes, 10 AS records, 1 AS pending, NULL AS seq, NULL AS finished_at,
         '2026-11-26T15:00:01.000Z' AS read_at, '2026-11-26T15:00:00.000Z' AS started_at,
-        'http://o.test' AS origin, 0 AS full, 'read' AS status, 'app' AS target, 'r1' AS id"""
+        'http://o.test' AS origin, 0 AS full, 'read' AS status, 'app' AS target, 'r1' AS id,
+        3 AS log_seq, '2026-11-26T15:00:02.000Z' AS handed_off_at, NULL AS consumed_at,
+        4 AS consumed_rows"""
     ).fetchone()
     run = from_row(Run, row)
     assert (run.id, run.target, run.status, run.full, run.pending) == (
@@ -295,6 +336,8 @@ def test_records_are_built_from_columns_by_name() -> None:
     )
     assert (run.records, run.inserted, run.updated, run.deleted, run.unchanged) == (10, 1, 2, 3, 4)
     assert run.problems == [{"db": "d", "message": "m"}] and run.error is None
+    assert (run.log_seq, run.consumed_at, run.consumed_rows) == (3, None, 4)
+    assert run.handed_off_at is not None and run.handed_off_at.second == 2
     conn.close()
 
 

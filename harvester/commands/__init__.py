@@ -17,6 +17,7 @@ from harvester.commands import (
     diff,
     dump,
     export,
+    flink,
     harvest,
     report,
     run,
@@ -37,4 +38,5 @@ COMMANDS: list[ModuleType] = [
     diff,
     export,
     report,
+    flink,
 ]

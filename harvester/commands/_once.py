@@ -11,6 +11,7 @@ from rich.table import Table
 
 from harvester.commands._sinks import make_sink
 from harvester.config import secret_values
+from harvester.delivery import Tracker
 from harvester.harvest import RunSummary, describe, harvest_target, recover
 from harvester.lock import StateLock
 from harvester.state import StateDB
@@ -82,6 +83,28 @@ def _table(summaries: list[RunSummary]) -> Table:
     return table
 
 
+def _wait_delivered(settings: Settings, state: StateDB, sink: ChangeSink, err: Console) -> bool:
+    """For a sink with a log: wait until its consumer has taken every handed-off run (at most
+    `flink.max_lag`), so that the command ends with its rows processed; False if it did not."""
+    if sink.changelog is None:
+        return True
+    tracker = Tracker(state, sink.changelog, retention=settings.flink.log_retention)
+    if not state.undelivered():
+        return True
+    err.print("waiting for Flink to consume the runs handed off to the log …")
+    waited = tracker.wait(sink, settings.flink.max_lag.total_seconds())
+    if not waited.waiting:
+        sink.flush(settings.flink.max_lag.total_seconds())
+        err.print("Flink consumed every run; its sinks committed them")
+        return True
+    err.print(
+        f"{len(waited.waiting)} run(s) are in the log ({sink.changelog.folder}) but Flink has "
+        f"not consumed them within flink.max_lag: {waited.problem or 'no error reported'}. "
+        "They are committed and stay in the log: the pipeline takes them when it next runs."
+    )
+    return False
+
+
 def harvest_once(
     settings: Settings, targets: list[TargetSettings], *, sink_spec: str | None, full: bool
 ) -> int:
@@ -107,12 +130,18 @@ def harvest_once(
             err.print(f"run {run_id}: its spool file is gone; its changes come with the next run")
         for run_id, reason in recovery.unsent.items():
             err.print(f"run {run_id}: still pending, sending failed: {reason}")
+        sink.start()
         summaries, unsent = asyncio.run(_harvest_all(settings, targets, state, sink, full=full))
+        delivered = _wait_delivered(settings, state, sink, err)
     Console(file=sys.stdout, width=160).print(_table(summaries))
     for name, reason in unsent.items():
         err.print(f"target {name}: not harvested, an earlier run could not be sent: {reason}")
-    ok = not unsent and all(
-        s.run.status == "committed" and s.run.incomplete_stores == 0 and not s.run.problems
-        for s in summaries
+    ok = (
+        delivered
+        and not unsent
+        and all(
+            s.run.status == "committed" and s.run.incomplete_stores == 0 and not s.run.problems
+            for s in summaries
+        )
     )
     return 0 if ok else 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flink_jobs.continuous import ContinuousForwarder
 from flink_jobs.forwarder import FlinkForwarder
 from harvester.errors import UsageError
 from harvester.sinks import ChangeSink, JsonLinesSink
@@ -24,7 +25,8 @@ def make_sink(spec: str | None, settings: Settings) -> ChangeSink:
     """
     sink: ChangeSink
     if spec is None or spec == "flink":
-        sink = FlinkForwarder(settings)
+        continuous = settings.flink.delivery == "continuous"
+        sink = ContinuousForwarder(settings) if continuous else FlinkForwarder(settings)
     elif spec == "jsonl" or spec.startswith("jsonl:"):
         rest = spec.partition(":")[2]
         sink = JsonLinesSink(

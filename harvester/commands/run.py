@@ -11,7 +11,7 @@ from pathlib import Path
 from harvester.commands._sinks import make_sink
 from harvester.commands._state import add_reset_option, reset_if_asked
 from harvester.config import load_settings, secret_values
-from harvester.daemon import Daemon, HarvestBackend
+from harvester.daemon import Daemon, DaemonMetrics, DeliveryWatch, HarvestBackend
 from harvester.inspect.report import render_report
 from harvester.lock import StateLock
 from harvester.logs import setup_logging
@@ -57,9 +57,21 @@ def run(args: argparse.Namespace) -> int:
             keep_failed_runs=settings.state.keep_failed_runs,
             secrets=secret_values(settings),
         )
+        metrics = DaemonMetrics()
+        delivery = None
+        if sink.changelog is not None:
+            delivery = DeliveryWatch(
+                state=state,
+                sink=sink,
+                max_lag=settings.flink.max_lag,
+                retention=settings.flink.log_retention,
+                metrics=metrics,
+            )
         daemon = Daemon(
             settings,
             HarvestBackend(settings, state, sink),
+            metrics=metrics,
+            delivery=delivery,
             config_path=settings.config_path,
             load=load_settings,
             secrets=secret_values,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 
 from harvester.inspect.options import (
     format_options,
@@ -14,9 +15,11 @@ from harvester.inspect.options import (
 )
 from harvester.inspect.queries import run_dict
 from harvester.inspect.render import Column, write_rows
+from harvester.state import Run
 
 # The default table fits a run on one line of 80 columns: the id (which holds the target and
-# the start time) whole, the counts in one cell, the error cut to the width left.
+# the start time) whole, the counts in one cell, the error cut to the width left. Delivery is
+# left to `--wide`: beside these, its cell leaves no width for the error.
 COLUMNS = (
     Column("id", "run", fit="keep"),
     Column("status", "status", fit="keep"),
@@ -30,6 +33,7 @@ WIDE_COLUMNS = (
     Column("id", "run", fit="keep"),
     Column("target", "target"),
     Column("status", "status"),
+    Column("delivered", "delivered"),
     Column("full", "full"),
     Column("origin", "origin"),
     Column("started_at", "started"),
@@ -38,6 +42,10 @@ WIDE_COLUMNS = (
     Column("duration_s", "seconds", "right"),
     Column("seq", "seq", "right"),
     Column("pending", "pending"),
+    Column("log_seq", "log seq", "right"),
+    Column("handed_off_at", "handed off"),
+    Column("consumed_at", "consumed"),
+    Column("consumed_rows", "consumed rows", "right"),
     Column("records", "records", "right"),
     Column("bytes", "bytes", "right"),
     Column("rows", "rows", "right"),
@@ -49,6 +57,32 @@ WIDE_COLUMNS = (
     Column("problems", "problems"),
     Column("error", "error"),
 )
+
+
+# (below, unit, its seconds): an age under `below` seconds shows in `unit`, then days.
+_AGE_UNITS = ((60, "s", 1), (3600, "m", 60), (48 * 3600, "h", 3600))
+
+
+def _age(seconds: float) -> str:
+    """A duration in whole units, short enough for a cell: `59s`, `1m`, `59m`, `47h`, `2d`."""
+    whole = max(0, int(seconds))
+    for below, unit, size in _AGE_UNITS:
+        if whole < below:
+            return f"{whole // size}{unit}"
+    return f"{whole // 86400}d"
+
+
+def delivered(run: Run, now: datetime) -> str:
+    """`✓` once the run's rows were delivered, `waiting 12s` since its hand-off to the
+    changelog log while the consumer has not acknowledged them all, `—` with nothing to deliver
+    (no rows, or not committed)."""
+    if run.status != "committed" or run.rows == 0:
+        return "—"
+    if run.consumed_at is not None:
+        return "✓"
+    if run.handed_off_at is None:
+        return "waiting"
+    return f"waiting {_age((now - run.handed_off_at).total_seconds())}"
 
 
 def register(
@@ -81,5 +115,10 @@ def run(args: argparse.Namespace) -> int:
         columns = COLUMNS
         for row in rows:
             row["changes"] = f"{row['inserted']}/{row['updated']}/{row['deleted']}"
+    elif fmt != "json":
+        # JSON has the times themselves; a cell's age is only true when it is printed.
+        now = datetime.now(UTC)
+        for row, r in zip(rows, runs, strict=True):
+            row["delivered"] = delivered(r, now)
     write_rows(rows, columns, fmt, sys.stdout, title="runs", wide=args.wide)
     return 0

@@ -6,5 +6,7 @@ one) and hands finished reads to one `Forwarder`; `HttpServer` serves `/healthz`
 
 from harvester.daemon.backend import HarvestBackend, ReadResult, RunBackend
 from harvester.daemon.daemon import Daemon
+from harvester.daemon.delivery import DeliveryWatch
+from harvester.daemon.metrics import DaemonMetrics
 
-__all__ = ["Daemon", "HarvestBackend", "ReadResult", "RunBackend"]
+__all__ = ["Daemon", "DaemonMetrics", "DeliveryWatch", "HarvestBackend", "ReadResult", "RunBackend"]

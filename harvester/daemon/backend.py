@@ -126,7 +126,7 @@ class HarvestBackend:
         harvest.send(self.state, self.sink, [result.spool for result in results])
 
     def commit(self, result: ReadResult) -> None:
-        harvest.commit(self.state, result.spool)
+        harvest.commit(self.state, result.spool, delivered=self.sink.changelog is None)
 
     async def fail(self, run_id: str, reason: str) -> None:
         await asyncio.to_thread(self.state.fail_run, run_id, reason)

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
     from harvester.config import Settings, TargetSettings
     from harvester.daemon.backend import RunBackend
+    from harvester.daemon.delivery import DeliveryWatch
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ class Daemon:
         serve_http: bool = True,
         secrets: Callable[[Settings], Iterable[str]] = lambda _settings: (),
         report: Callable[[], str] | None = None,
+        delivery: DeliveryWatch | None = None,
     ) -> None:
         self.settings = settings
         # /healthz shows run errors, which may quote a URL or page text holding a secret.
@@ -114,6 +116,8 @@ class Daemon:
         self._browsers = asyncio.Semaphore(settings.daemon.max_concurrent_harvests)
         self._forwarder = Forwarder(backend)
         self._forwarding: asyncio.Task[None] | None = None
+        self.delivery = delivery
+        self._tracking: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()
         self._reloads: set[asyncio.Task[bool]] = set()
 
@@ -129,6 +133,8 @@ class Daemon:
         try:
             await self._recover()
             self._forwarding = asyncio.create_task(self._forwarder.run(), name="forwarder")
+            if self.delivery is not None:
+                self._tracking = asyncio.create_task(self.delivery.run(), name="delivery")
             self.scheduler.start()
             self._schedule(self.settings, starting=True)
             log.info(
@@ -141,8 +147,9 @@ class Daemon:
         finally:
             if self.scheduler.running:
                 self.scheduler.shutdown(wait=False)
-            if self._forwarding is not None:
-                self._forwarding.cancel()
+            for task in (self._forwarding, self._tracking):
+                if task is not None:
+                    task.cancel()
             await asyncio.to_thread(self.backend.close)
             if self.http is not None:
                 self.http.stop()
@@ -430,7 +437,7 @@ class Daemon:
             writable = self.backend.writable()
         except Exception:
             writable = False
-        return health_body(
+        ok, body = health_body(
             self.status,
             scheduling=self.scheduler.running and not self._stopping,
             writable=writable,
@@ -438,6 +445,11 @@ class Daemon:
             unhealthy_after=self.unhealthy_after,
             redact=self._redact,
         )
+        if self.delivery is not None:
+            flink_ok, body["flink"] = self.delivery.health(self._redact)
+            ok = ok and flink_ok
+            body["status"] = "ok" if ok else "unavailable"
+        return ok, body
 
     def report(self, _request: Request) -> Response:
         """`/`: the HTML report of the state DB (as `harvester report` writes it), secrets masked.

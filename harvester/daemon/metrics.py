@@ -66,11 +66,36 @@ class DaemonMetrics:
             "Browsers currently open for reads.",
             registry=self.registry,
         )
+        self.handed_off = Gauge(
+            "harvester_runs_handed_off",
+            "Committed runs of the target (of those the state DB keeps) handed off to the log.",
+            ["target"],
+            registry=self.registry,
+        )
+        self.consumed = Gauge(
+            "harvester_runs_consumed",
+            "Runs handed off to the log that the continuous Flink job has consumed.",
+            ["target"],
+            registry=self.registry,
+        )
+        self.delivery_lag = Gauge(
+            "harvester_delivery_lag_seconds",
+            "How long the target's oldest run not yet consumed by Flink has waited (0: none).",
+            ["target"],
+            registry=self.registry,
+        )
         self.pending_spools = Gauge(
             "harvester_pending_spools",
             "Spool files read but not yet committed.",
             registry=self.registry,
         )
+
+    def delivery(self, target: str, *, handed_off: int, consumed: int, lag: float) -> None:
+        """The target's runs handed off to the log and consumed by Flink, and how long the
+        oldest run not consumed has waited."""
+        self.handed_off.labels(target=target).set(handed_off)
+        self.consumed.labels(target=target).set(consumed)
+        self.delivery_lag.labels(target=target).set(lag)
 
     def count_pending_spools(self, counter: Callable[[], int]) -> None:
         """Compute the pending-spool gauge at scrape time, so it is never stale."""
@@ -96,7 +121,14 @@ class DaemonMetrics:
 
     def forget_target(self, target: str) -> None:
         """Drop the per-target gauges of a target removed from the config."""
-        for gauge in (self.last_success, self.consecutive_failures):
+        gauges = (
+            self.last_success,
+            self.consecutive_failures,
+            self.handed_off,
+            self.consumed,
+            self.delivery_lag,
+        )
+        for gauge in gauges:
             with contextlib.suppress(KeyError):
                 gauge.remove(target)
 

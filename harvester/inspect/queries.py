@@ -33,7 +33,7 @@ def _unknown(kind: str, wanted: str, known: Sequence[str], where: str = "") -> U
 def run_dict(run: Run) -> dict[str, Any]:
     """A run as JSON-ready data, with its duration in seconds."""
     data = asdict(run)
-    for name in ("started_at", "read_at", "finished_at"):
+    for name in ("started_at", "read_at", "finished_at", "handed_off_at", "consumed_at"):
         moment = data[name]
         data[name] = None if moment is None else iso_utc(moment)
     duration = None

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Self
 
 if TYPE_CHECKING:
+    from harvester.sinks.log import ChangeLog
     from harvester.spool import SpoolFile
 
 
@@ -18,6 +19,10 @@ class ChangeSink(ABC):
     """
 
     description: str = "a sink"  # where the changes go, for the user
+    # Set when `send` only hands the rows off to a log that a consumer acknowledges later (the
+    # continuous Flink pipeline): a run then counts as delivered once its acks say so, not when
+    # `send` returns.
+    changelog: ChangeLog | None = None
 
     def start(self) -> None:  # noqa: B027 (a no-op unless a sink holds resources)
         """Get ready now (start a worker, connect) rather than at the first `send`."""
@@ -28,6 +33,14 @@ class ChangeSink(ABC):
     @abstractmethod
     def send(self, spools: Sequence[SpoolFile]) -> None:
         """Deliver every row of `spools`, in order, or raise and deliver nothing durable."""
+
+    def flush(self, timeout: float) -> None:  # noqa: B027 (a no-op where send is the delivery)
+        """Wait (at most `timeout` seconds) until what the consumer has taken is committed
+        downstream; for sinks with a log, after their runs are acknowledged."""
+
+    def problem(self) -> str | None:
+        """What keeps the sink from delivering right now (a failed Flink job), or None."""
+        return None
 
     def close(self) -> None:  # noqa: B027 (a no-op unless a sink holds resources)
         """Release what the sink holds; safe to call more than once."""

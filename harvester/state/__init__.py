@@ -1,10 +1,11 @@
 """The state DB: runs, stores, the committed snapshot and the change history (SQLite).
 
 The only code that writes SQL. `StateDB` is the API; the records it returns, the schema's
-constants, the one diff rule (`change_op`) and `reset_state` (`--reset-state`) are exported
-with it.
+constants (and `LOOKUP_CHUNK`, the keys of one keyed query), the one diff rule (`change_op`) and
+`reset_state` (`--reset-state`) are exported with it.
 """
 
+from harvester.state.connections import LOOKUP_CHUNK
 from harvester.state.db import StateDB
 from harvester.state.ops import Op, change_op
 from harvester.state.paths import DB_NAME, SPOOL_DIR, state_db_path
@@ -16,6 +17,7 @@ from harvester.state.records import (
     RunStore,
     SnapshotRecord,
     Store,
+    TargetDelivery,
 )
 from harvester.state.reset import reset_state
 from harvester.state.retention import KEEP_FAILED_RUNS
@@ -26,6 +28,7 @@ from harvester.state.snapshot import SnapshotView
 __all__ = [
     "DB_NAME",
     "KEEP_FAILED_RUNS",
+    "LOOKUP_CHUNK",
     "RUN_STATUSES",
     "SCHEMA_VERSION",
     "SPOOL_DIR",
@@ -38,6 +41,7 @@ __all__ = [
     "SnapshotView",
     "StateDB",
     "Store",
+    "TargetDelivery",
     "change_op",
     "new_run_id",
     "reset_state",

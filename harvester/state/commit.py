@@ -26,10 +26,15 @@ def commit_run(
     run_id: str,
     rows: Iterable[Mapping[str, Any]],
     *,
+    delivered: bool,
     keep_runs: int,
     keep_failed_runs: int,
 ) -> bool:
-    """Apply a run's spooled rows in one transaction; False, changing nothing, if committed."""
+    """Apply a run's spooled rows in one transaction; False, changing nothing, if committed.
+
+    `delivered`: the rows were delivered by the send before it, so the run is consumed now; else
+    it waits for the consumer's acknowledgement (`delivery.mark_consumed`), unless it has no rows.
+    """
     conn = conns.new(readonly=False)
     # A big first snapshot dirties index pages all over; spilling them early costs twice.
     conn.execute(f"PRAGMA cache_size = -{COMMIT_CACHE_KB}")
@@ -53,6 +58,12 @@ def commit_run(
                 "UPDATE runs SET status = 'committed', pending = 0, error = NULL, seq = ?, "
                 "finished_at = ? WHERE id = ?",
                 (seq, iso_utc(), run_id),
+            )
+            # An acknowledgement may have come before the commit: what it counted is kept.
+            conn.execute(
+                "UPDATE runs SET consumed_at = coalesce(consumed_at, finished_at), "
+                "consumed_rows = max(consumed_rows, rows) WHERE id = ? AND (? OR rows = 0)",
+                (run_id, delivered),
             )
             prune(conn, run["target"], keep_runs=keep_runs, keep_failed_runs=keep_failed_runs)
         return True

@@ -1,24 +1,34 @@
 """`StateDB`: one state folder's SQLite database, the API every other layer uses.
 
 `docs/state.md` documents the schema. The methods here only open, guard and delegate: the SQL
-lives in `runs` (a run's life), `commit` (the commit), `queries` (the read side) and `snapshot`
-(what capture reads).
+lives in `runs` (a run's life), `commit` (the commit), `delivery` (hand-off to the changelog log
+and its consumer's acknowledgements), `queries` (the read side) and `snapshot` (what capture
+reads).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from harvester.errors import StateError, UnusableStateError
 from harvester.redaction import Redactor, redact
-from harvester.state import commit, queries, runs
+from harvester.state import commit, delivery, queries, runs
 from harvester.state.connections import Closing, Connections
 from harvester.state.integrity import check_db, check_file, check_missing, check_readable
 from harvester.state.paths import SPOOL_DIR, state_db_path
-from harvester.state.records import Change, Run, RunStatus, RunStore, SnapshotRecord, Store
+from harvester.state.records import (
+    Change,
+    Run,
+    RunStatus,
+    RunStore,
+    SnapshotRecord,
+    Store,
+    TargetDelivery,
+)
 from harvester.state.retention import KEEP_FAILED_RUNS
 from harvester.state.schema import create_db, migrate
 from harvester.state.snapshot import SnapshotView
@@ -177,20 +187,55 @@ class StateDB(Closing):
         # The log's secrets include those of a config reloaded since this DB was opened.
         return redact(self._secrets.redact(error))
 
-    def commit_run(self, run_id: str, rows: Iterable[Mapping[str, Any]]) -> bool:
+    def commit_run(
+        self, run_id: str, rows: Iterable[Mapping[str, Any]], *, delivered: bool = True
+    ) -> bool:
         """Apply a run's spooled rows to the snapshot, history and stores in one transaction.
 
         The snapshot decides each row's real op (a `--full` run spools every record as +I), so
         the history holds only true changes. Returns False, changing nothing, when the run was
-        already committed: a spool sent twice never commits twice.
+        already committed: a spool sent twice never commits twice. `delivered`: the send was the
+        delivery (JSON lines, a per-harvest Flink job), so the run is consumed at commit; False
+        when it was only handed off to the log, whose consumer acknowledges it later
+        (`mark_consumed`). A run without rows is consumed at commit either way.
         """
         return commit.commit_run(
             self._conns,
             run_id,
             rows,
+            delivered=delivered,
             keep_runs=self.keep_runs,
             keep_failed_runs=self.keep_failed_runs,
         )
+
+    # ---- delivery through the changelog log --------------------------------------------------
+
+    def hand_off(self, run_id: str, *, above: int = 0) -> int:
+        """Record that the run's spool goes into the changelog log; its number there (`log_seq`).
+
+        Idempotent: the first call takes the next number over all runs and above `above` (the
+        log folder's highest, which survives a reset of this DB or retention of its newest
+        run), every later one returns it again. Hand a target's runs off in commit order, so
+        that the numbers order them.
+        """
+        return delivery.hand_off(self._conns, run_id, above=above)
+
+    def mark_consumed(self, counts: Mapping[str, int]) -> list[str]:
+        """Record the rows the log's consumer acknowledged per run id (cumulative counts: the
+        highest wins); the runs that became consumed by this call, in log order.
+
+        Run ids this DB never handed off are ignored (another harvester may share the log).
+        """
+        return delivery.mark_consumed(self._conns, counts)
+
+    def undelivered(self, target: str | None = None) -> list[Run]:
+        """Committed runs with rows, handed off and not consumed yet, oldest first."""
+        return delivery.undelivered(self._conns, target)
+
+    def delivery(self, now: datetime) -> list[TargetDelivery]:
+        """Per target with a run, by name: runs handed off, consumed, and how long the oldest
+        not consumed has waited at `now` (an aware time)."""
+        return delivery.delivery(self._conns, now)
 
     # ---- queries (read-only; what `harvester.inspect` builds on) -----------------------------
 

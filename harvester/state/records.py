@@ -110,6 +110,25 @@ class Run:
     # origin-level: {"db", "message"} (a database not opened)
     problems: list[dict[str, Any]] = field(metadata=_JSON)
     error: str | None
+    log_seq: int | None  # its number in the changelog log (hand-off order); None unless handed off
+    handed_off_at: datetime | None = field(metadata=_TIME)  # when it went into the log
+    consumed_at: datetime | None = field(metadata=_TIME)  # when all its rows were delivered
+    consumed_rows: int  # rows the consumer has acknowledged so far
+
+
+@dataclass(frozen=True)
+class TargetDelivery:
+    """How far the consumer of the log got with one target's runs (of the runs the DB keeps).
+
+    Counts only committed runs with rows that were handed off: a sink whose send is the delivery
+    hands nothing off.
+    """
+
+    target: str
+    handed_off: int
+    consumed: int  # of the runs handed off
+    waiting_since: datetime | None  # when the oldest run not consumed was handed off
+    lag_seconds: float  # how long that run has waited; 0 when none waits
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,16 @@ _MIGRATIONS: tuple[str, ...] = (
     """,
     # 2: the value a +U or -D replaced, so that diffs and `as_of` show values, not just hashes.
     "ALTER TABLE changes ADD COLUMN old_value TEXT",
+    # 3: delivery, for sinks whose send only hands a run off to a log that a consumer acknowledges
+    # later. Every run committed before it was delivered by its send: it counts as consumed.
+    """
+    ALTER TABLE runs ADD COLUMN log_seq INTEGER;
+    CREATE UNIQUE INDEX runs_by_log_seq ON runs (log_seq);
+    ALTER TABLE runs ADD COLUMN handed_off_at TEXT;
+    ALTER TABLE runs ADD COLUMN consumed_at TEXT;
+    ALTER TABLE runs ADD COLUMN consumed_rows INTEGER NOT NULL DEFAULT 0;
+    UPDATE runs SET consumed_at = finished_at, consumed_rows = rows WHERE status = 'committed';
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 # Tables every version has: a DB lacking one is not a state DB (or lost part of its schema).

@@ -24,12 +24,12 @@ class SnapshotView(Closing):
         self.origin = origin
         self._conns = conns
         self._conn = connect(conns.path, readonly=True)
-        self._sql: dict[int, str] = {}
+        self._sql: dict[tuple[str, int], str] = {}
 
     def close(self) -> None:
         self._conn.close()
 
-    def _rows(self, sql: str, params: Sequence[str]) -> list[sqlite3.Row]:
+    def _rows(self, sql: str, params: Sequence[str | int]) -> list[sqlite3.Row]:
         with self._conns.failing("reading"):
             return self._conn.execute(sql, params).fetchall()
 
@@ -37,20 +37,33 @@ class SnapshotView(Closing):
         """The highest row id of the whole snapshot: only rows committed later have higher ones."""
         return int(self._rows("SELECT coalesce(max(id), 0) FROM snapshot", ())[0][0])
 
+    def _chunks(
+        self, columns: str, by: str, db: str, store: str, wanted: Sequence[str] | Sequence[int]
+    ) -> Iterator[sqlite3.Row]:
+        """`columns` of the store's rows whose `by` is one of `wanted`, LOOKUP_CHUNK at a time."""
+        for start in range(0, len(wanted), LOOKUP_CHUNK):
+            chunk = wanted[start : start + LOOKUP_CHUNK]
+            sql = self._sql.get((by, len(chunk)))
+            if sql is None:
+                sql = self._sql[by, len(chunk)] = (
+                    f"SELECT {columns} FROM snapshot WHERE {_STORE} "
+                    f"AND {by} IN ({marks(len(chunk))})"
+                )
+            yield from self._rows(sql, (self.target, self.origin, db, store, *chunk))
+
     def lookup(self, db: str, store: str, keys: Sequence[str]) -> dict[str, tuple[int, str]]:
         """(row id, value hash) of each of `keys` that the store holds, by key."""
-        found: dict[str, tuple[int, str]] = {}
-        for start in range(0, len(keys), LOOKUP_CHUNK):
-            chunk = keys[start : start + LOOKUP_CHUNK]
-            sql = self._sql.get(len(chunk))
-            if sql is None:
-                sql = self._sql[len(chunk)] = (
-                    f"SELECT key, id, value_hash FROM snapshot WHERE {_STORE} "
-                    f"AND key IN ({marks(len(chunk))})"
-                )
-            rows = self._rows(sql, (self.target, self.origin, db, store, *chunk))
-            found.update((key, (row_id, digest)) for key, row_id, digest in rows)
-        return found
+        rows = self._chunks("key, id, value_hash", "key", db, store, keys)
+        return {key: (row_id, digest) for key, row_id, digest in rows}
+
+    def values(self, db: str, store: str, ids: Sequence[int]) -> dict[int, str]:
+        """The value text of each of the rows `ids` (from `lookup` or `ids`), by row id.
+
+        Asked only for the rows a capture replaces or deletes: values can be large, and the
+        unchanged majority never needs theirs.
+        """
+        rows = self._chunks("id, value", "id", db, store, ids)
+        return {row_id: value for row_id, value in rows}
 
     def count(self, db: str, store: str) -> int:
         """How many records the store holds."""

@@ -27,14 +27,16 @@ def flink_settings(root: Path, **flink: Any) -> Settings:
 
 
 def change(
-    key: object, op: str, value: object = None, *, store: str = "items"
+    key: object, op: str, value: object = None, *, old: object = None, store: str = "items"
 ) -> dict[str, object]:
-    """A changelog row's varying part; `write_spool` adds the rest."""
+    """A changelog row's varying part (`old`: the value a +U or -D replaced, None for none);
+    `write_spool` adds the rest."""
     return {
         "store": store,
         "key": orjson.dumps(key).decode(),
         "op": op,
         "value": None if op == "-D" else orjson.dumps(value).decode(),
+        "old_value": None if old is None else orjson.dumps(old).decode(),
     }
 
 
@@ -56,6 +58,7 @@ def write_spool(
                 "key": row["key"],
                 "op": row["op"],
                 "value": row["value"],
+                "old_value": row["old_value"],
                 "value_hash": "0" * 64 if row["value"] is None else "1" * 64,
                 "harvested_at": AT,
             }

@@ -14,6 +14,7 @@ from harvester.config.types import (
     Duration,
     Kind,
     LogLevel,
+    PositiveDuration,
     ResolvedPath,
     problem,
     show,
@@ -66,7 +67,8 @@ class BrowserSettings(ConfigModel):
 
 
 class FlinkStatement(ConfigModel):
-    """A Flink SQL statement run on every harvest job, after the built-in tables exist."""
+    """A Flink SQL statement of the pipeline (the continuous job, or every per-harvest job),
+    after the built-in tables exist."""
 
     sql: str = Field(
         min_length=1,
@@ -82,8 +84,40 @@ class FlinkSettings(ConfigModel):
         description="`embedded`: a MiniCluster in a worker process; `local-cluster`: PyFlink's "
         "standalone cluster; `remote`: the cluster at `address`.",
     )
+    delivery: Literal["continuous", "per-harvest"] = Field(
+        "continuous",
+        description="`continuous`: committed runs are appended to a log that one long-running, "
+        "checkpointed STREAMING job consumes, so your SQL's state spans every harvest; "
+        "`per-harvest`: one bounded job per send, each harvest processed alone.",
+    )
     runtime: Literal["batch", "streaming"] = Field(
-        "batch", description="Flink runtime mode of the jobs."
+        "batch",
+        description="Flink runtime mode of the per-harvest jobs; continuous delivery always "
+        "runs STREAMING and ignores it.",
+    )
+    log_dir: ResolvedPath | None = Field(
+        None,
+        description="The changelog log that the continuous job reads; unset: "
+        "`<state.dir>/flink-log`. A remote cluster must see it at the same path.",
+    )
+    checkpoint_dir: ResolvedPath | None = Field(
+        None,
+        description="Where the continuous job's checkpoints are kept; unset: "
+        "`<state.dir>/flink-checkpoints`. A remote cluster must see it at the same path.",
+    )
+    checkpoint_interval: PositiveDuration = Field(
+        timedelta(seconds=1),
+        description="How often the continuous job checkpoints; file sinks commit at checkpoints.",
+    )
+    log_retention: Duration = Field(
+        timedelta(days=7),
+        description="How long consumed log files are kept, so that `harvester flink reset` can "
+        "replay them.",
+    )
+    max_lag: PositiveDuration = Field(
+        timedelta(minutes=5),
+        description="`/healthz` is unhealthy when a handed-off run has waited this long for the "
+        "continuous job.",
     )
     address: Annotated[str, Kind("host:port")] | None = Field(
         None, description="REST address of the remote cluster; required when mode = `remote`."

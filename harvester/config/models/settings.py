@@ -79,6 +79,15 @@ class Settings(ConfigModel):
         return self
 
     @model_validator(mode="after")
+    def _flink_folders(self) -> Settings:
+        # Defaults under the state folder: they are known only once `state.dir` is.
+        if self.flink.log_dir is None:
+            self.flink.log_dir = self.state.dir / "flink-log"
+        if self.flink.checkpoint_dir is None:
+            self.flink.checkpoint_dir = self.state.dir / "flink-checkpoints"
+        return self
+
+    @model_validator(mode="after")
     def _remember_provenance(self, info: ValidationInfo) -> Settings:
         provenance = (info.context or {}).get("provenance")
         if isinstance(provenance, Provenance):

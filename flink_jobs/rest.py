@@ -1,0 +1,70 @@
+"""The few calls of Flink's REST API that the harvester makes: find, watch and cancel a job."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from harvester.errors import FlinkError
+
+TIMEOUT = 5.0
+# A job in one of these states will still consume: it is ours to watch, not to resubmit.
+ALIVE = frozenset({"INITIALIZING", "CREATED", "RUNNING", "RESTARTING", "FAILING", "RECONCILING"})
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    job_id: str
+    name: str
+    state: str
+
+
+def call(address: str, path: str, *, method: str = "GET") -> Any:
+    """One request to the REST API at `address` (host:port); its JSON answer."""
+    request = urllib.request.Request(f"http://{address}{path}", method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as reply:
+            body = reply.read()
+    except urllib.error.HTTPError as exc:
+        raise FlinkError(f"Flink's REST API at {address} answered {exc.code} to {path}") from exc
+    except (OSError, urllib.error.URLError) as exc:
+        raise FlinkError(f"the Flink cluster at {address} is unreachable ({exc})") from exc
+    return json.loads(body) if body.strip() else None
+
+
+def jobs(address: str) -> list[JobInfo]:
+    """Every job the cluster knows (running and finished)."""
+    overview = call(address, "/jobs/overview") or {}
+    return [JobInfo(job["jid"], job["name"], job["state"]) for job in overview.get("jobs", [])]
+
+
+def job_state(address: str, job_id: str) -> str:
+    return str(call(address, f"/jobs/{job_id}")["state"])
+
+
+def cancel(address: str, job_id: str) -> None:
+    call(address, f"/jobs/{job_id}?mode=cancel", method="PATCH")
+
+
+def last_checkpoint(address: str, job_id: str) -> tuple[int, int] | None:
+    """When the job's latest completed checkpoint was triggered and when it completed (epoch
+    ms), None before its first."""
+    latest = (call(address, f"/jobs/{job_id}/checkpoints") or {}).get("latest") or {}
+    completed = latest.get("completed") or {}
+    if not completed.get("latest_ack_timestamp"):
+        return None
+    return int(completed["trigger_timestamp"]), int(completed["latest_ack_timestamp"])
+
+
+def last_exception(address: str, job_id: str) -> tuple[int, str] | None:
+    """(epoch ms, stack trace) of the job's latest failure, None when it never failed."""
+    answer = call(address, f"/jobs/{job_id}/exceptions?maxExceptions=1") or {}
+    entries = (answer.get("exceptionHistory") or {}).get("entries") or []
+    if entries:
+        return int(entries[0].get("timestamp") or 0), str(entries[0].get("stacktrace") or "")
+    if answer.get("root-exception"):
+        return int(answer.get("timestamp") or 0), str(answer["root-exception"])
+    return None
