@@ -11,6 +11,7 @@ to: a checkpoint cannot be resumed with other statements.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 from pathlib import Path
@@ -58,7 +59,9 @@ def check_fingerprint(checkpoint_dir: Path, fingerprint: str) -> None:
         )
     checkpoint_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if recorded != fingerprint:
-        path.write_text(fingerprint + "\n")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(fingerprint + "\n")
 
 
 def remove_older(checkpoint_dir: Path, job_id: str) -> None:

@@ -9,12 +9,14 @@ jobs are sent again with the retry.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from flink_jobs.protocol import SpoolSlice, source_of
 from flink_jobs.runner import FlinkRunner
+from flink_jobs.verify import check_written
 from harvester.sinks import ChangeSink
 
 if TYPE_CHECKING:
@@ -101,8 +103,15 @@ class FlinkForwarder(ChangeSink):
         flink = self.settings.flink
         whole = source_of(flink) == "file"
         planned = plan_jobs(spools, flink.max_rows_per_job, whole_spools=whole)
+        rows = {spool.run_id: spool.rows for spool in spools}
         for job in planned:
+            started = time.time()
             result = self.runner.run(job.slices, job.rows)
+            expected: dict[str, int] = {}
+            for part in job.slices:
+                stop = rows[part.run_id] if part.stop is None else part.stop
+                expected[part.run_id] = expected.get(part.run_id, 0) + stop - part.start
+            check_written(self.settings.state.data_dir, started, expected)
             logger.info(
                 "Flink job %s: %d rows of %s in %.1f s",
                 result.job_id,

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from flink_jobs.debezium import upsert_table
 from harvester.demo import DemoServer, serve_demo
 from harvester.state import StateDB
-from tests.support.debezium import upsert_table
 from tests.support.server import free_port
 
 pytestmark = [pytest.mark.flink, pytest.mark.browser, pytest.mark.slow]
@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.flink, pytest.mark.browser, pytest.mark.slow]
 TIMEOUT = 300.0
 
 
-def _config(root: Path, url: str, http_port: int, schedule: str = "1h") -> Path:
+def _config(root: Path, url: str, http_port: int, schedule: str = "1h", flink: str = "") -> Path:
     sink = (root / "out" / "store_counts").as_uri()
     config = root / "harvester.toml"
     config.write_text(
@@ -40,6 +40,9 @@ port = {http_port}
 [daemon]
 run_on_start = true
 shutdown_grace = "60s"
+
+[flink]
+{flink}
 
 [[flink.statements]]
 sql = '''CREATE TABLE store_counts (target STRING, db_name STRING, store STRING, n BIGINT,

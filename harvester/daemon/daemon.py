@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +30,7 @@ from harvester.daemon.health import (
     backoff_delay,
     health_body,
 )
-from harvester.daemon.http import HttpServer, Request, Response
+from harvester.daemon.http import HttpServer, Request, Response, html_response
 from harvester.daemon.metrics import CONTENT_TYPE_LATEST, DaemonMetrics
 from harvester.daemon.skips import SkippedFires
 from harvester.errors import ConfigError
@@ -218,6 +217,8 @@ class Daemon:
                 for task in pending:
                     task.cancel()
                 await asyncio.wait(pending)
+        if self.delivery is not None:
+            await asyncio.to_thread(self.delivery.settle, grace)
         log.info("daemon stopped", extra={"event": "daemon_stopped"})
         return 0
 
@@ -257,7 +258,7 @@ class Daemon:
                     misfire_grace_time=None,
                     **options,
                 )
-            elif _schedule_key(old) != _schedule_key(target):
+            elif old.schedule_key() != target.schedule_key():
                 self.scheduler.reschedule_job(name, trigger=trigger)
                 log.info("target %s rescheduled", name, extra={"target": name})
 
@@ -445,10 +446,9 @@ class Daemon:
             unhealthy_after=self.unhealthy_after,
             redact=self._redact,
         )
-        if self.delivery is not None:
-            flink_ok, body["flink"] = self.delivery.health(self._redact)
-            ok = ok and flink_ok
-            body["status"] = "ok" if ok else "unavailable"
+        if self.delivery is not None and not self.delivery.annotate(body, self._redact):
+            ok = False
+            body["status"] = "unavailable"
         return ok, body
 
     def report(self, _request: Request) -> Response:
@@ -458,10 +458,7 @@ class Daemon:
         """
         if self._render_report is None:
             return Response(404, b"not found\n")
-        html = self._render_report()
-        secrets = list(self._secrets(self.settings))
-        html = Redactor([*secrets, *(escape(s, quote=True) for s in secrets)]).redact(html)
-        return Response(200, html.encode(), "text/html; charset=utf-8")
+        return html_response(self._render_report(), self._secrets(self.settings))
 
     # ---- reload -----------------------------------------------------------------------------
 
@@ -500,6 +497,3 @@ class Daemon:
             )
             return True
 
-
-def _schedule_key(target: TargetSettings) -> tuple[object, ...]:
-    return (str(target.schedule), target.timezone, target.jitter)

@@ -66,25 +66,48 @@ class DeliveryWatch:
                 lag=target.lag_seconds,
             )
 
-    def health(self, redact: Callable[[str], str]) -> tuple[bool, dict[str, Any]]:
-        """(ok, the `flink` entry of /healthz): not ok when the job reports a problem or a run
-        has waited longer than `flink.max_lag`."""
+    def settle(self, timeout: float) -> None:
+        """At shutdown: give the job up to `timeout` seconds to consume what was handed off
+        (and a checkpoint to commit it); what it has not taken waits in the log for the next
+        start."""
+        waited = self.tracker.wait(self.sink, timeout)
+        if waited.waiting:
+            log.warning(
+                "stopping with %d run(s) in the log not yet consumed by Flink (%s): the "
+                "pipeline takes them at the next start",
+                len(waited.waiting),
+                waited.problem or "no error reported",
+            )
+            return
+        self.sink.flush(timeout)
+
+    def annotate(self, body: dict[str, Any], redact: Callable[[str], str]) -> bool:
+        """Add the `flink` entry to a /healthz body, and to each target its delivery; False
+        when the job reports a problem or a run has waited longer than `flink.max_lag` (the
+        targets concerned are then unhealthy too)."""
         problem = self.sink.problem()
-        lagging = [t.target for t in self.targets if t.lag_seconds > self.max_lag.total_seconds()]
+        shown = redact(problem) if problem else None
+        limit = self.max_lag.total_seconds()
+        lagging = [t.target for t in self.targets if t.lag_seconds > limit]
         ok = problem is None and not lagging
-        return ok, {
+        body["flink"] = {
             "healthy": ok,
-            "problem": redact(problem) if problem else None,
-            "max_lag_seconds": self.max_lag.total_seconds(),
+            "problem": shown,
+            "max_lag_seconds": limit,
             "lagging_targets": lagging,
             "checked_at": iso_utc(self.checked_at) if self.checked_at else None,
-            "targets": {
-                t.target: {
-                    "handed_off": t.handed_off,
-                    "consumed": t.consumed,
-                    "waiting_since": iso_utc(t.waiting_since) if t.waiting_since else None,
-                    "lag_seconds": round(t.lag_seconds, 3),
-                }
-                for t in self.targets
-            },
         }
+        for t in self.targets:
+            entry = body["targets"].get(t.target)
+            if entry is None:
+                continue
+            entry["delivery"] = {
+                "handed_off": t.handed_off,
+                "consumed": t.consumed,
+                "waiting_since": iso_utc(t.waiting_since) if t.waiting_since else None,
+                "lag_seconds": round(t.lag_seconds, 3),
+                "problem": shown if t.lag_seconds > 0 or t.target in lagging else None,
+            }
+            if t.target in lagging or (shown and t.lag_seconds > 0):
+                entry["healthy"] = False
+        return ok

@@ -15,13 +15,15 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from html import escape
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from harvester.errors import ConfigError
+from harvester.redaction import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -253,3 +255,10 @@ def _host_names(bind: str) -> frozenset[str]:
     if bind in _WILDCARDS:
         names.add(socket.gethostname().lower())
     return frozenset(names)
+
+
+def html_response(html: str, secrets: Iterable[str]) -> Response:
+    """An HTML page with every secret masked, raw and as HTML escapes it."""
+    known = list(secrets)
+    masked = Redactor([*known, *(escape(s, quote=True) for s in known)]).redact(html)
+    return Response(200, masked.encode(), "text/html; charset=utf-8")

@@ -72,7 +72,8 @@ class FlinkStatement(ConfigModel):
 
     sql: str = Field(
         min_length=1,
-        description="Flink SQL: `CREATE TABLE …` or `INSERT INTO … SELECT … FROM change_log`.",
+        description="Flink SQL: `CREATE TABLE …` or `INSERT INTO … SELECT … FROM changes`; "
+        "`${state.data_dir}` and `${state.dir}` in it stand for those folders.",
     )
 
 

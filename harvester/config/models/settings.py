@@ -85,6 +85,12 @@ class Settings(ConfigModel):
             self.flink.log_dir = self.state.dir / "flink-log"
         if self.flink.checkpoint_dir is None:
             self.flink.checkpoint_dir = self.state.dir / "flink-checkpoints"
+        # Flink resolves a relative path in SQL against its working folder, not the config's:
+        # statements name the state folders through these placeholders instead.
+        places = {"${state.data_dir}": self.state.data_dir, "${state.dir}": self.state.dir}
+        for statement in self.flink.statements:
+            for placeholder, path in places.items():
+                statement.sql = statement.sql.replace(placeholder, str(path))
         return self
 
     @model_validator(mode="after")

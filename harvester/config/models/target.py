@@ -189,3 +189,7 @@ class TargetSettings(ConfigModel):
     def trigger(self) -> BaseTrigger:
         """The APScheduler trigger of `schedule` in `timezone`, with `jitter`."""
         return make_trigger(self.schedule, timezone=self.timezone, jitter=self.jitter)
+
+    def schedule_key(self) -> tuple[object, ...]:
+        """What the trigger is made of: a target whose key changed needs a new trigger."""
+        return (str(self.schedule), self.timezone, self.jitter)

@@ -1,0 +1,92 @@
+"""The continuous job's own problems, with real Flink and no browser: a statement that fails at
+run time is reported with its index while the log keeps taking runs; in local-cluster mode the
+dashboard shows one RUNNING job."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flink_jobs import rest
+from flink_jobs.continuous import ContinuousForwarder
+from harvester import harvest
+from harvester.config import Settings
+from harvester.delivery import Tracker
+from harvester.errors import FlinkError
+from harvester.state import StateDB
+from tests.support.flink import change, flink_settings, write_spool
+from tests.support.server import free_port
+
+pytestmark = [pytest.mark.flink, pytest.mark.slow]
+
+TIMEOUT = 240.0
+
+
+def _hand_off(state: StateDB, sink: ContinuousForwarder, keys: range) -> str:
+    """A read run of `keys` as inserts, handed off to the log and committed."""
+    run_id = state.start_run("shop")
+    spool = write_spool(state.spool_dir, run_id, "shop", [change(k, "+I", {"n": k}) for k in keys])
+    state.mark_read(run_id, origin="http://127.0.0.1:8765", stores=[], rows=spool.rows, problems=[])
+    harvest.send(state, sink, [spool])
+    harvest.commit(state, spool, delivered=False)
+    return run_id
+
+
+@pytest.fixture
+def opened(tmp_path: Path) -> Iterator[StateDB]:
+    with StateDB.open(tmp_path / "state", keep_runs=50, keep_failed_runs=100) as state:
+        yield state
+
+
+def test_a_statement_failing_at_run_time_is_named_and_the_log_keeps_growing(
+    tmp_path: Path, opened: StateDB
+) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the sink's folder should be")
+    settings = flink_settings(
+        tmp_path,
+        statements=[
+            {
+                "sql": "CREATE TABLE broken (`key` STRING) WITH ('connector' = 'filesystem', "
+                f"'path' = '{blocker / 'out'}', 'format' = 'json')"
+            },
+            {"sql": "INSERT INTO broken SELECT `key` FROM change_log"},
+        ],
+    )
+    with ContinuousForwarder(settings) as sink:
+        sink.validate()
+        sink.start()
+        first = _hand_off(opened, sink, range(3))
+        deadline = time.monotonic() + TIMEOUT
+        while "flink.statements[1]" not in (sink.problem() or ""):
+            assert time.monotonic() < deadline, f"no problem naming the statement: {sink.problem()}"
+            time.sleep(0.5)
+        assert "INSERT INTO broken" in (sink.problem() or "")
+        # The pipeline is broken, not the harvests: runs still go into the log, unconsumed.
+        second = _hand_off(opened, sink, range(3, 6))
+        Tracker(opened, sink.log, retention=settings.flink.log_retention).track()
+        assert [run.id for run in opened.undelivered()] == [first, second]
+        assert len(list(sink.log.files())) == 2
+
+
+def test_a_local_cluster_runs_one_job_that_consumes_every_run(
+    tmp_path: Path, opened: StateDB
+) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    settings: Settings = flink_settings(tmp_path, mode="local-cluster", address=address)
+    with ContinuousForwarder(settings) as sink:
+        sink.validate()
+        sink.start()
+        tracker = Tracker(opened, sink.log, retention=settings.flink.log_retention)
+        for start in (0, 10, 20):
+            _hand_off(opened, sink, range(start, start + 10))
+            assert tracker.wait(sink, TIMEOUT).waiting == ()
+        ours = [job for job in rest.jobs(address) if job.name.startswith("idb-harvester")]
+        assert [job.state for job in ours] == ["RUNNING"]
+        assert sink.dashboard_url == f"http://{address}/"
+    # The cluster stopped with the sink: nothing answers there any more.
+    with pytest.raises(FlinkError, match="unreachable"):
+        rest.jobs(address)
