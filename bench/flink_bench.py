@@ -42,8 +42,11 @@ from harvester.config import Settings  # noqa: E402
 from harvester.spool import SpoolFile  # noqa: E402
 
 
-def make_spool(folder: Path, run_id: str, rows: int, target: str = "bench") -> SpoolFile:
-    """`rows` changelog rows of ~300 bytes (a third updates, a tenth deletes)."""
+def make_spool(
+    folder: Path, run_id: str, rows: int, target: str = "bench", *, value_bytes: int = 0
+) -> SpoolFile:
+    """`rows` changelog rows of ~300 bytes (a third updates, a tenth deletes); `value_bytes`
+    pads each value's JSON to about that size (0: ~60 bytes, no padding)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{run_id}.jsonl"
     with path.open("wb") as out:
@@ -51,9 +54,15 @@ def make_spool(folder: Path, run_id: str, rows: int, target: str = "bench") -> S
             op = "-D" if index % 10 == 9 else "+U" if index % 3 == 1 else "+I"
             value = old = None
             if op != "-D":
-                value = orjson.dumps(
-                    {"id": index, "name": f"item {index}", "price": index % 997 / 10, "tags": ["a"]}
-                ).decode()
+                record: dict[str, object] = {
+                    "id": index,
+                    "name": f"item {index}",
+                    "price": index % 997 / 10,
+                    "tags": ["a"],
+                }
+                if value_bytes:
+                    record["note"] = "x" * max(value_bytes - len(orjson.dumps(record)) - 10, 0)
+                value = orjson.dumps(record).decode()
             if op != "+I":
                 old = orjson.dumps({"id": index, "name": f"item {index}", "tags": []}).decode()
             row = {

@@ -4,11 +4,16 @@
     .venv/bin/python bench/soak.py --targets 5 --minutes 3
 
 Serves the demo site, writes a config of N targets (each with its own persistent profile, the
-default Flink sink, `keep_runs` high enough that no run of the soak is pruned), runs
-`harvester run` as a subprocess, and every `--sample` seconds reads from /proc the daemon's RSS,
-open fds and threads and the Flink worker's (its Python process plus its JVM) RSS and threads.
-After SIGTERM it reads the state DB: every run committed or failed with a reason, nothing
-pending, no spool file left; RSS and fds after the warm-up against the end; runs per minute.
+default Flink sink, so continuous delivery; `keep_runs` high enough that no run of the soak is
+pruned), runs `harvester run` as a subprocess, and every `--sample` seconds reads from /proc the
+daemon's RSS, open fds and threads, and the RSS of the continuous job's Flink worker (the
+daemon's `python -m flink_jobs.worker` child) and of its JVM (the worker's child), with the
+JVM's threads. After SIGTERM (the daemon then gives the job `daemon.shutdown_grace` to consume
+what was handed off) it reads the state DB: every run committed or failed with a reason,
+nothing pending, no spool file left; runs handed off to the log against runs consumed, the
+hand-off → consumed lag, and the log files in `<state.dir>/flink-log` whose runs are not
+consumed (0 after a clean stop); the first sample after the warm-up against the last (and the
+means of the first and last quarters); runs committed and consumed per minute.
 Prints figures, asserts nothing (a benchmark, not a test).
 """
 
@@ -32,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 from common import MB, children, free_port, rss, threads  # noqa: E402
 
 from harvester.demo import serve_demo  # noqa: E402
+from harvester.sinks.log import ChangeLog  # noqa: E402
 from harvester.state import StateDB  # noqa: E402
 
 
@@ -41,8 +47,10 @@ class Sample:
     rss: int
     fds: int
     threads: int
-    flink_rss: int  # worker Python process + its JVM; 0 while no worker runs
-    flink_threads: int
+    worker_rss: int  # the Flink worker's Python process; 0 while none runs
+    jvm_rss: int  # its JVM
+    jvm_threads: int
+    jvms: tuple[int, ...]  # their pids: a new one means the worker was restarted
 
 
 def _cmdline(pid: int) -> str:
@@ -57,15 +65,20 @@ def sample(daemon: int, started: float) -> Sample | None:
         fds = sum(1 for _ in Path(f"/proc/{daemon}/fd").iterdir())
     except OSError:
         return None
-    flink_rss = flink_threads = 0
     tree = children()
-    # The Flink worker is the daemon's child running flink_jobs.worker; its JVM is its child.
-    for worker in (p for p in tree.get(daemon, []) if "flink_jobs.worker" in _cmdline(p)):
-        for pid in (worker, *tree.get(worker, [])):
-            flink_rss += rss(pid)
-            flink_threads += threads(pid)
+    # The continuous job's worker is the daemon's child running flink_jobs.worker (in a session
+    # of its own, still the daemon's child); PyFlink starts its JVM as the worker's child.
+    workers = [p for p in tree.get(daemon, []) if "flink_jobs.worker" in _cmdline(p)]
+    jvms = tuple(jvm for worker in workers for jvm in tree.get(worker, []))
     return Sample(
-        time.monotonic() - started, rss(daemon), fds, threads(daemon), flink_rss, flink_threads
+        at=time.monotonic() - started,
+        rss=rss(daemon),
+        fds=fds,
+        threads=threads(daemon),
+        worker_rss=sum(rss(pid) for pid in workers),
+        jvm_rss=sum(rss(pid) for pid in jvms),
+        jvm_threads=sum(threads(pid) for pid in jvms),
+        jvms=jvms,
     )
 
 
@@ -137,7 +150,7 @@ def main() -> int:
         )
         started = time.monotonic()
         deadline = started + args.minutes * 60
-        print(" t(s)  rss(MB) fds thr  flink_rss(MB) flink_thr", flush=True)
+        print(" t(s)  rss(MB) fds thr  worker(MB) jvm(MB) jvm_thr", flush=True)
         while time.monotonic() < deadline and process.poll() is None:
             time.sleep(min(args.sample, max(deadline - time.monotonic(), 0)))
             point = sample(process.pid, started)
@@ -145,7 +158,8 @@ def main() -> int:
                 samples.append(point)
                 print(
                     f"{point.at:5.0f}  {_mb(point.rss):>7} {point.fds:>3} {point.threads:>3}  "
-                    f"{_mb(point.flink_rss):>13} {point.flink_threads:>9}",
+                    f"{_mb(point.worker_rss):>10} {_mb(point.jvm_rss):>7} "
+                    f"{point.jvm_threads:>7}",
                     flush=True,
                 )
         stop_at = time.monotonic()
@@ -169,6 +183,15 @@ def main() -> int:
     )
     committed = [r for r in runs if r.status == "committed" and r.finished_at is not None]
     per_target = Counter(r.target for r in committed)
+    # A run with rows goes into the log and waits for the job; one without is consumed at commit.
+    handed = [r for r in committed if r.log_seq is not None]
+    consumed = [r for r in handed if r.consumed_at is not None]
+    by_id = {r.id: r for r in runs}
+    unconsumed_files = sorted(
+        item.path.name
+        for item in ChangeLog(state_dir / "flink-log").files()
+        if item.run_id not in by_id or by_id[item.run_id].consumed_at is None
+    )
     log_text = log_path.read_text(errors="replace")
     skipped = log_text.count("maximum number of running instances reached")
 
@@ -193,33 +216,63 @@ def main() -> int:
     )
     rows = sum(r.rows for r in committed)
     print(f"changelog rows committed: {rows}")
+    print(
+        f"handed off to the log: {len(handed)} runs, consumed {len(consumed)} "
+        f"({len(consumed) / minutes:.1f}/min; {len(committed) - len(handed)} committed without "
+        f"rows, consumed at commit); consumed rows "
+        f"{sum(r.consumed_rows for r in handed)} of {sum(r.rows for r in handed)}"
+    )
+    print(
+        f"log files of runs not consumed, left in flink-log: {len(unconsumed_files)} "
+        f"{unconsumed_files[:5]}"
+    )
+    lags = [
+        (r.consumed_at - r.handed_off_at).total_seconds()
+        for r in consumed
+        if r.consumed_at is not None and r.handed_off_at is not None
+    ]
+    if lags:
+        print(f"hand-off → consumed: median {statistics.median(lags):.1f} s, max {max(lags):.1f} s")
     if committed:
         durations = [(r.finished_at - r.started_at).total_seconds() for r in committed]
         print(
             f"run start→commit: median {statistics.median(durations):.1f} s, "
             f"max {max(durations):.1f} s"
         )
-    # Committed runs per minute over the soak, to see whether the rate holds.
+    # Runs committed and consumed per minute over the soak, to see whether the rates hold.
     first = min((r.started_at for r in runs), default=None)
     if first is not None:
-        buckets = Counter(int((r.finished_at - first).total_seconds() // 60) for r in committed)
-        print("committed per minute: " + " ".join(str(buckets[m]) for m in range(int(minutes) + 1)))
+        for label, moments in (
+            ("committed", [r.finished_at for r in committed]),
+            ("consumed", [r.consumed_at for r in consumed]),
+        ):
+            buckets = Counter(int((at - first).total_seconds() // 60) for at in moments if at)
+            print(
+                f"{label} per minute: " + " ".join(str(buckets[m]) for m in range(int(minutes) + 1))
+            )
     after = [s for s in samples if s.at >= args.warm_up]
     if len(after) >= 2:
         head, tail = after[: max(len(after) // 4, 1)], after[-max(len(after) // 4, 1) :]
+        print(
+            f"from t={after[0].at:.0f} s to t={after[-1].at:.0f} s: first sample → last "
+            f"(means of the first and last quarters; min, max)"
+        )
         for name, get in (
             ("rss MB", lambda s: s.rss / MB),
             ("fds", lambda s: s.fds),
             ("threads", lambda s: s.threads),
-            ("flink rss MB", lambda s: s.flink_rss / MB),
-            ("flink threads", lambda s: s.flink_threads),
+            ("worker MB", lambda s: s.worker_rss / MB),
+            ("JVM MB", lambda s: s.jvm_rss / MB),
+            ("JVM threads", lambda s: s.jvm_threads),
         ):
             values = [get(s) for s in after]
             print(
-                f"{name:>14}: after warm-up {statistics.mean(map(get, head)):.0f} → end "
-                f"{statistics.mean(map(get, tail)):.0f} (min {min(values):.0f}, "
-                f"max {max(values):.0f})"
+                f"{name:>14}: {get(after[0]):.0f} → {get(after[-1]):.0f} "
+                f"({statistics.mean(map(get, head)):.0f} → {statistics.mean(map(get, tail)):.0f}; "
+                f"min {min(values):.0f}, max {max(values):.0f})"
             )
+        jvms = sorted({pid for s in samples for pid in s.jvms})
+        print(f"Flink JVMs seen: {len(jvms)} {jvms} (more than one: the worker was restarted)")
     else:
         print("too short to compare after the warm-up")
     if args.keep:

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 from flink_jobs import checkpoints, failures, rest
@@ -71,18 +72,34 @@ class ContinuousForwarder(ChangeSink):
         self._problem: str | None = "the continuous Flink job has not started yet"
         # Our job writes the default sinks: no other harvester may write (or clean) them.
         self._data_lock = DataDirLock(settings.state.data_dir, settings.state.dir)
+        self._check: Future[None] | None = None
 
     # ---- the sink ---------------------------------------------------------------------------
 
     def validate(self) -> None:
-        """Refuse checkpoints of other SQL, and have Flink plan `flink.statements` in the
-        worker that then runs the job; `ConfigError` naming each broken statement."""
+        """Refuse checkpoints of other SQL; have Flink plan `flink.statements` in the worker
+        that then runs the job, in the background: the JVM starts while the first reads run,
+        and `send` raises `ConfigError` naming each broken statement."""
         self._data_lock.acquire()
         checkpoints.check_fingerprint(self.checkpoint_dir, fingerprint(self.settings))
-        if not self.settings.flink.statements:
-            return
-        with self._lock:
-            check_in(self._live_worker(), self.settings)
+        if self.settings.flink.statements and self._check is None:
+            self._check = Future()
+            threading.Thread(target=self._run_check, name="flink-check", daemon=True).start()
+
+    def _run_check(self) -> None:
+        assert self._check is not None
+        try:
+            with self._lock:
+                check_in(self._live_worker(), self.settings)
+        except BaseException as exc:
+            self._check.set_exception(exc)
+        else:
+            self._check.set_result(None)
+
+    def checked(self) -> None:
+        """Wait for the check of `flink.statements` (if one runs); raise what it found."""
+        if self._check is not None:
+            self._check.result()
 
     def start(self) -> None:
         """Start the supervisor, which starts (or finds) the job; returns at once."""
@@ -95,7 +112,9 @@ class ContinuousForwarder(ChangeSink):
             self._thread.start()
 
     def send(self, spools: Sequence[SpoolFile]) -> None:
-        # The rows are in the log already: the job finds them there, whenever it runs.
+        # Only a pipeline whose SQL Flink accepted takes runs; `harvest.send` then appends them
+        # to the log, where the job finds them whenever it runs.
+        self.checked()
         self.start()
 
     def problem(self) -> str | None:
@@ -141,6 +160,11 @@ class ContinuousForwarder(ChangeSink):
     # ---- the supervisor ---------------------------------------------------------------------
 
     def _supervise(self) -> None:
+        try:
+            self.checked()
+        except HarvesterError as exc:
+            self._problem = str(exc)
+            return
         backoff = 1.0
         while not self._stop.is_set():
             try:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from harvester.capture import Capture, StoreReadLike
 from harvester.config import format_duration
-from harvester.errors import HarvesterError, StateError
+from harvester.errors import ConfigError, HarvesterError, StateError
 from harvester.sinks import ChangeSink
 from harvester.spool import SPOOL_SUFFIX, SpoolFile, SpoolWriter, read_rows, spool_path
 from harvester.state import Run, RunStore, StateDB
@@ -208,11 +208,12 @@ def send(state: StateDB, sink: ChangeSink, spools: Sequence[SpoolFile]) -> None:
     if not with_rows:
         return
     try:
+        # A log sink's send only says whether its consumer may take the runs now.
+        sink.send(with_rows)
         if (changelog := sink.changelog) is not None:
             for spool in with_rows:
                 seq = state.hand_off(spool.run_id, above=changelog.top_seq())
                 changelog.append(spool, seq)
-        sink.send(with_rows)
     except Exception as exc:
         for spool in spools:
             state.fail_run(spool.run_id, f"sending failed: {describe(exc)}")
@@ -337,6 +338,9 @@ async def harvest_target(
         await asyncio.to_thread(
             functools.partial(commit, state, spool, delivered=sink.changelog is None)
         )
+    except ConfigError:
+        # The config is broken (the sink's SQL), not the run: the caller stops, exit 2.
+        raise
     except Exception as exc:
         log.warning("run %s of %s failed: %s", run_id, target.name, describe(exc))
     return summary(state, run_id)

@@ -157,13 +157,16 @@ def test_flink_statements_that_do_not_parse_or_plan_are_config_errors(
     assert lines[1].startswith(f"config error: {config}: flink.statements[2]: ")
     assert "nowhere" in lines[1]
 
-    # A harvest stops before it reads anything, and so does the daemon.
+    # A harvest and the daemon stop with the same errors (Flink plans the statements while the
+    # first reads run), having sent and committed nothing.
     assert main(["harvest", "--config", str(config), "a"]) == 2
     assert "flink.statements[1]" in capsys.readouterr().err
     assert main(["run", "--config", str(config)]) == 2
     assert "flink.statements[1]" in capsys.readouterr().err
     with sqlite3.connect(tmp_path / "state" / "state.db") as connection:
-        assert not connection.execute("SELECT id FROM runs").fetchall()
+        statuses = connection.execute("SELECT status FROM runs").fetchall()
+        assert ("committed",) not in statuses
+    assert not list((tmp_path / "state" / "flink-log").glob("*.jsonl"))
 
     # --no-flink checks the rest without starting a JVM.
     assert main(["check-config", "--config", str(config), "--no-flink"]) == 0

@@ -135,6 +135,9 @@ class FakeBackend:
             raise TimeoutError("harvest timed out after 50ms")
         return ReadResult(run_id, spool=run_id, counts={"+I": 2, "+U": 1})  # type: ignore[arg-type]
 
+    def checked(self) -> None:
+        pass
+
     def send(self, results: Sequence[ReadResult]) -> None:
         if not self.sends and self.hold_first_send:
             # Hold the first send until the other reads have finished and queued up.

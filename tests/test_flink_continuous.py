@@ -110,6 +110,8 @@ def _check_every_run_consumed_once(root: Path) -> int:
 
 
 def _consumed_runs(root: Path) -> int:
+    if not (root / "state" / "state.db").exists():
+        return 0  # the daemon has not made it yet
     with _state(root) as state:
         runs = [r for r in state.list_runs(status="committed") if r.rows]
         return sum(1 for r in runs if r.consumed_at is not None)

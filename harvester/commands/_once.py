@@ -12,6 +12,7 @@ from rich.table import Table
 from harvester.commands._sinks import make_sink
 from harvester.config import secret_values
 from harvester.delivery import Tracker
+from harvester.errors import ConfigError
 from harvester.harvest import RunSummary, describe, harvest_target, recover
 from harvester.lock import StateLock
 from harvester.state import StateDB
@@ -38,6 +39,8 @@ async def _harvest_all(
                     settings=settings, target=target, state=state, sink=sink, full=full
                 )
             )
+        except ConfigError:
+            raise
         except Exception as exc:
             # Only an earlier run that still cannot be sent lands here; no new run was read.
             unsent[target.name] = describe(exc)
@@ -132,6 +135,8 @@ def harvest_once(
             err.print(f"run {run_id}: still pending, sending failed: {reason}")
         sink.start()
         summaries, unsent = asyncio.run(_harvest_all(settings, targets, state, sink, full=full))
+        # A broken flink.statements found while the reads ran: exit 2, nothing was sent.
+        sink.checked()
         delivered = _wait_delivered(settings, state, sink, err)
     Console(file=sys.stdout, width=160).print(_table(summaries))
     for name, reason in unsent.items():

@@ -38,6 +38,9 @@ class RunBackend(Protocol):
     def start(self) -> None:
         """Get the sink ready, e.g. warm Flink up while the first reads run (blocking)."""
 
+    def checked(self) -> None:
+        """Wait for the sink's background check of its config; raise the `ConfigError` it found."""
+
     async def pending(self, target: TargetSettings) -> list[ReadResult]:
         """Earlier runs of `target` read but not committed; they go before a new read."""
 
@@ -96,6 +99,9 @@ class HarvestBackend:
 
     def start(self) -> None:
         self.sink.start()
+
+    def checked(self) -> None:
+        self.sink.checked()
 
     def _result(self, spool: SpoolFile) -> ReadResult:
         run = self.state.get_run(spool.run_id)

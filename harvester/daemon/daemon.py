@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from harvester.config.schedule import missed_run
+from harvester.daemon import signals
 from harvester.daemon.forwarder import Forwarder
 from harvester.daemon.health import (
     BACKOFF_BASE,
@@ -111,14 +110,15 @@ class Daemon:
                 self.http.register_route("/", self.report)
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
-        self._stopping = False
+        self.stopping = False
         self._browsers = asyncio.Semaphore(settings.daemon.max_concurrent_harvests)
-        self._forwarder = Forwarder(backend)
+        self._forwarder = Forwarder(backend, on_config_error=self.config_broken)
+        self._exit_code = 0
         self._forwarding: asyncio.Task[None] | None = None
         self.delivery = delivery
         self._tracking: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()
-        self._reloads: set[asyncio.Task[bool]] = set()
+        self.reloads: set[asyncio.Task[bool]] = set()
 
     # ---- life cycle -------------------------------------------------------------------------
 
@@ -126,7 +126,7 @@ class Daemon:
         """Serve until asked to stop, then drain; the process exit code."""
         loop = asyncio.get_running_loop()
         if handle_signals:
-            self._install_signals(loop)
+            signals.install(loop, self)
         if self.http is not None:
             self.http.start()
         try:
@@ -153,14 +153,13 @@ class Daemon:
             if self.http is not None:
                 self.http.stop()
             if handle_signals:
-                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                    loop.remove_signal_handler(sig)
+                signals.remove(loop)
 
     def request_stop(self) -> None:
         """Stop scheduling, let running harvests finish within `daemon.shutdown_grace`."""
-        if self._stopping:
+        if self.stopping:
             return
-        self._stopping = True
+        self.stopping = True
         log.info(
             "stopping: no new runs; waiting up to %s for %d running harvest(s)",
             self.settings.daemon.shutdown_grace,
@@ -171,24 +170,11 @@ class Daemon:
             self.scheduler.pause()
         self._stop.set()
 
-    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
-        def on_interrupt() -> None:
-            if self._stopping:
-                # Committed data is safe in SQLite; whatever is uncommitted stays spooled.
-                log.warning("second interrupt: exiting now", extra={"event": "daemon_killed"})
-                logging.shutdown()
-                os._exit(130)
-            self.request_stop()
-
-        def on_hangup() -> None:
-            # The loop keeps only weak references to tasks: hold this one until it is done.
-            task = loop.create_task(self.reload())
-            self._reloads.add(task)
-            task.add_done_callback(self._reloads.discard)
-
-        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
-        loop.add_signal_handler(signal.SIGINT, on_interrupt)
-        loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    def config_broken(self, exc: ConfigError) -> None:
+        """A sink found the config broken after the start (its background check): stop, exit 2."""
+        log.error("config error: %s", "; ".join(exc.problems), extra={"event": "config_broken"})
+        self._exit_code = 2
+        self.request_stop()
 
     async def _recover(self) -> None:
         try:
@@ -220,7 +206,7 @@ class Daemon:
         if self.delivery is not None:
             await asyncio.to_thread(self.delivery.settle, grace)
         log.info("daemon stopped", extra={"event": "daemon_stopped"})
-        return 0
+        return self._exit_code
 
     # ---- scheduling -------------------------------------------------------------------------
 
@@ -285,7 +271,7 @@ class Daemon:
 
     async def _fire(self, name: str) -> None:
         """The APScheduler job: one run of `name` with its retries."""
-        if self._stopping or name not in self.targets:
+        if self.stopping or name not in self.targets:
             return
         self._skips.run_started(name)
         task = asyncio.create_task(self._run_with_retries(name), name=f"harvest {name}")
@@ -298,9 +284,9 @@ class Daemon:
         attempt = 0
         while True:
             target = self.targets.get(name)
-            if target is None or self._stopping:
+            if target is None or self.stopping:
                 return
-            if await self._attempt(target, attempt) or self._stopping:
+            if await self._attempt(target, attempt) or self.stopping:
                 return
             if attempt >= target.retries:
                 log.error(
@@ -340,7 +326,7 @@ class Daemon:
                 # A new read would diff against a snapshot that lacks these runs' changes.
                 await self._forwarder.forward(earlier)
             async with self._browsers:
-                if self._stopping:
+                if self.stopping:
                     # Stopped while waiting for a browser: this run never starts.
                     status.running = False
                     return True
@@ -440,7 +426,7 @@ class Daemon:
             writable = False
         ok, body = health_body(
             self.status,
-            scheduling=self.scheduler.running and not self._stopping,
+            scheduling=self.scheduler.running and not self.stopping,
             writable=writable,
             next_run=self.next_run,
             unhealthy_after=self.unhealthy_after,
@@ -465,7 +451,7 @@ class Daemon:
     async def reload(self) -> bool:
         """Re-read the config; apply it if valid, else keep the old one. True when applied."""
         async with self._reload_lock:
-            if self._stopping or self._load is None:
+            if self.stopping or self._load is None:
                 return False
             try:
                 new = await asyncio.to_thread(self._load, self.config_path)
@@ -496,4 +482,3 @@ class Daemon:
                 extra={"event": "reload_applied", "targets": sorted(self.targets)},
             )
             return True
-

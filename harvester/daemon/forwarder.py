@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from harvester.errors import ConfigError
 from harvester.harvest import describe
 
 if TYPE_CHECKING:
@@ -21,8 +23,16 @@ class Forwarder:
     sends or commits overlap. The backend's blocking steps run in a thread: Flink blocks.
     """
 
-    def __init__(self, backend: RunBackend) -> None:
+    def __init__(
+        self,
+        backend: RunBackend,
+        *,
+        on_config_error: Callable[[ConfigError], None] | None = None,
+    ) -> None:
         self.backend = backend
+        # A sink that finds the config broken only when asked to send (its check runs while
+        # the first reads do) makes every send fail: the daemon stops rather than go on.
+        self.on_config_error = on_config_error
         self._queue: asyncio.Queue[tuple[ReadResult, asyncio.Future[None]]] = asyncio.Queue()
 
     async def forward(self, result: ReadResult) -> None:
@@ -39,6 +49,13 @@ class Forwarder:
         except Exception as exc:
             # The first send starts the sink again, and its failure fails the runs it carries.
             log.warning("starting the sink failed: %s", describe(exc))
+        try:
+            await asyncio.to_thread(self.backend.checked)
+        except ConfigError as exc:
+            if self.on_config_error is not None:
+                self.on_config_error(exc)
+        except Exception as exc:
+            log.warning("checking the sink's config failed: %s", describe(exc))
         while True:
             batch = [await self._queue.get()]
             while not self._queue.empty():
@@ -52,6 +69,8 @@ class Forwarder:
                 for _, done in waiting:
                     if not done.done():
                         done.set_exception(exc)
+                if isinstance(exc, ConfigError) and self.on_config_error is not None:
+                    self.on_config_error(exc)
                 continue
             for result, done in waiting:
                 try:

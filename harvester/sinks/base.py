@@ -30,6 +30,10 @@ class ChangeSink(ABC):
     def validate(self) -> None:  # noqa: B027 (most sinks have nothing to check)
         """Check the sink's own configuration before anything is harvested; raise `ConfigError`."""
 
+    def checked(self) -> None:  # noqa: B027 (most sinks check nothing in the background)
+        """Wait for a check of the sink's configuration that `validate` left running (Flink
+        planning the statements while the first reads run); raise the `ConfigError` it found."""
+
     @abstractmethod
     def send(self, spools: Sequence[SpoolFile]) -> None:
         """Deliver every row of `spools`, in order, or raise and deliver nothing durable."""
