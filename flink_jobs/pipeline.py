@@ -224,15 +224,30 @@ def register_changes(t_env: StreamTableEnvironment) -> None:
     t_env.create_temporary_view("changes", changes)
 
 
-def default_sinks(t_env: StreamTableEnvironment, data_dir: Path, *, streaming: bool) -> list[str]:
-    """Create the default sink tables under `data_dir`; their INSERT statements."""
+def changes_sink(t_env: StreamTableEnvironment, data_dir: Path, options: str = "") -> str:
+    """Create the `changes` default sink under `data_dir` (extra WITH `options`); the INSERT
+    that fills it from `change_log`.
+
+    Partition columns are not written into the files: each line carries the row minus `target`
+    and `dt`, which the folder names (`target=…/dt=…`) hold.
+    """
     rest = [name for name in NAMES if name != "target"]
     changes_columns = ", ".join(f"{quote(name)} {kind}" for name, kind in COLUMNS if name in rest)
     t_env.execute_sql(
         f"CREATE TEMPORARY TABLE {CHANGES_SINK} ({changes_columns}, target STRING, dt STRING) "
         f"PARTITIONED BY (target, dt) WITH ('connector' = 'filesystem', "
-        f"'path' = {sql_string((data_dir / 'changes').as_uri())}, 'format' = 'json', {_ISO})"
+        f"'path' = {sql_string((data_dir / 'changes').as_uri())}, 'format' = 'json', "
+        f"{_ISO}{', ' + options if options else ''})"
     )
+    return (
+        f"INSERT INTO {CHANGES_SINK} SELECT {', '.join(quote(name) for name in rest)}, "
+        "target, CAST(CAST(harvested_at AS DATE) AS STRING) FROM change_log"
+    )
+
+
+def default_sinks(t_env: StreamTableEnvironment, data_dir: Path, *, streaming: bool) -> list[str]:
+    """Create the default sink tables under `data_dir`; their INSERT statements."""
+    changes = changes_sink(t_env, data_dir)
     t_env.execute_sql(
         f"CREATE TEMPORARY TABLE {RUN_STATS_SINK} (run_id STRING, target STRING, store STRING, "
         "inserts BIGINT, updates BIGINT, deletes BIGINT, "
@@ -253,13 +268,7 @@ def default_sinks(t_env: StreamTableEnvironment, data_dir: Path, *, streaming: b
         )
     else:
         grouped = "FROM change_log GROUP BY run_id, target, store"
-    # Partition columns are not written into the files: each line carries the row minus
-    # `target` and `dt`, which the folder names (`target=…/dt=…`) hold.
-    return [
-        f"INSERT INTO {CHANGES_SINK} SELECT {', '.join(quote(name) for name in rest)}, "
-        "target, CAST(CAST(harvested_at AS DATE) AS STRING) FROM change_log",
-        f"INSERT INTO {RUN_STATS_SINK} SELECT {counts} {grouped}",
-    ]
+    return [changes, f"INSERT INTO {RUN_STATS_SINK} SELECT {counts} {grouped}"]
 
 
 def remove_staging(data_dir: Path) -> None:

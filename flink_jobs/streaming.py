@@ -17,8 +17,6 @@ from pyflink.util.exceptions import JavaException
 from flink_jobs import pipeline
 from flink_jobs.failures import UserSink
 from flink_jobs.pipeline import (
-    CHANGES_SINK,
-    COLUMNS,
     NAMES,
     RECORD_IDENTITY,
     RUN_STATS_SINK,
@@ -101,14 +99,7 @@ def register_tables(t_env: StreamTableEnvironment, spec: StreamSpec) -> None:
 def default_sinks(t_env: StreamTableEnvironment, spec: StreamSpec) -> list[str]:
     """The default sinks under `data_dir` and the acks in the log; their INSERT statements."""
     rolling = _rolling(spec.interval_ms)
-    rest = [name for name in NAMES if name != "target"]
-    changes_columns = ", ".join(f"{quote(name)} {kind}" for name, kind in COLUMNS if name in rest)
-    t_env.execute_sql(
-        f"CREATE TEMPORARY TABLE {CHANGES_SINK} ({changes_columns}, target STRING, dt STRING) "
-        f"PARTITIONED BY (target, dt) WITH ('connector' = 'filesystem', "
-        f"'path' = {sql_string((spec.data_dir / 'changes').as_uri())}, 'format' = 'json', "
-        f"{_ISO}, {rolling})"
-    )
+    changes = pipeline.changes_sink(t_env, spec.data_dir, rolling)
     t_env.execute_sql(
         f"CREATE TEMPORARY TABLE {RUN_STATS_SINK} (run_id STRING, target STRING, store STRING, "
         "inserts BIGINT, updates BIGINT, deletes BIGINT, "
@@ -126,8 +117,7 @@ def default_sinks(t_env: StreamTableEnvironment, spec: StreamSpec) -> list[str]:
     )
     ttl = f"/*+ STATE_TTL('change_log' = '{_COUNT_TTL}') */"
     return [
-        f"INSERT INTO {CHANGES_SINK} SELECT {', '.join(quote(name) for name in rest)}, "
-        "target, CAST(CAST(harvested_at AS DATE) AS STRING) FROM change_log",
+        changes,
         f"INSERT INTO {RUN_STATS_SINK} SELECT {ttl} run_id, target, store, "
         "COUNT(*) FILTER (WHERE op = '+I'), COUNT(*) FILTER (WHERE op = '+U'), "
         "COUNT(*) FILTER (WHERE op = '-D'), MIN(harvested_at), MAX(harvested_at) "

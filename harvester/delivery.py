@@ -3,9 +3,9 @@
 A run handed off to the log (`harvest.send`) is committed, but delivered only once the
 continuous Flink job has consumed all its rows and a checkpoint has committed them: the job
 then writes the run's row count into the log's ack folder. `track` records those counts in
-the state DB (`runs.consumed_at`), removes the ack files it recorded, and retires consumed log
-files older than `flink.log_retention`. The daemon tracks every half second; a one-shot
-command waits with `wait` until its runs are consumed.
+the state DB (`runs.consumed_at`), removes the ack files it recorded, sets the consumed
+runs' files aside, and removes those older than `flink.log_retention`. The daemon tracks
+every half second; a one-shot command waits with `wait` until its runs are consumed.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ class Tracker:
         consumed = self.state.mark_consumed(acks.rows) if acks.rows else []
         for run_id in consumed:
             log.debug("run %s: consumed by the continuous Flink job", run_id)
+        self.log.set_aside(consumed)
         # A file naming a run this state DB does not know belongs to another harvester on the
         # same log (or to a run retention dropped); it is left for `prune_acks`.
         done = [
@@ -64,15 +65,17 @@ class Tracker:
         return consumed
 
     def retire(self) -> None:
-        """Remove log files of consumed runs (and of runs the state DB dropped) once older
-        than the retention; ack files nobody claimed go after the same time."""
-        gone = []
+        """Set aside the files of runs found consumed earlier (a crash between the record and
+        the move), remove consumed files older than the retention; ack files nobody claimed go
+        after the same time."""
+        late = []
         for item in self.log.files():
             run = self.state.get_run(item.run_id)
-            if run is None or run.consumed_at is not None:
-                gone.append(item.run_id)
+            if run is not None and run.consumed_at is not None:
+                late.append(item.run_id)
+        self.log.set_aside(late)
         cutoff = time.time() - self.retention.total_seconds()
-        if removed := self.log.retire(gone, older_than=cutoff):
+        if removed := self.log.retire(older_than=cutoff):
             log.info("removed %d consumed log file(s) older than flink.log_retention", removed)
         self.log.prune_acks(self.retention.total_seconds())
 

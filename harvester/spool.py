@@ -68,7 +68,8 @@ def part_path(spool_dir: Path, run_id: str) -> Path:
     return spool_dir / f"{run_id}{PART_SUFFIX}"
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or link in folder `path` durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -144,7 +145,7 @@ class SpoolWriter:
         os.fsync(self._file.fileno())
         self._file.close()
         self.part.rename(self.path)
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         return SpoolFile(run_id=self.run_id, target=self.target, path=self.path, rows=self.rows)
 
     def discard(self) -> None:

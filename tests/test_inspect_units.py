@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import UTC, datetime
 
 import pytest
 
+from harvester.commands.runs import delivery_lines
 from harvester.errors import UsageError
 from harvester.inspect.diff import Change, FieldChange, field_changes, net_diff
 from harvester.inspect.filters import Where, key_texts
 from harvester.inspect.pretty import pretty, pretty_text
 from harvester.inspect.render import Column, csv_cell, safe_text, write_rows
 from harvester.inspect.schema import infer
+from harvester.state import TargetDelivery
 
 
 def test_pretty_shows_dates_bytes_maps_and_sets_as_such() -> None:
@@ -163,3 +166,17 @@ def test_a_cut_column_keeps_each_row_on_one_line(monkeypatch: pytest.MonkeyPatch
     assert len(lines) == 5 and all(len(line) <= 80 for line in lines)
     assert "r-" + "1" * 40 in lines[3] and lines[3].endswith("… │")
     assert "second" not in out.getvalue()
+
+
+def test_runs_says_per_target_how_far_flink_consumed_the_log() -> None:
+    since = datetime(2026, 12, 2, tzinfo=UTC)
+    targets = [
+        TargetDelivery("shop", handed_off=5, consumed=5, waiting_since=None, lag_seconds=0.0),
+        TargetDelivery("blog", handed_off=3, consumed=1, waiting_since=since, lag_seconds=75.0),
+        TargetDelivery("jsonl-only", handed_off=0, consumed=0, waiting_since=None, lag_seconds=0),
+    ]
+    assert delivery_lines(targets, None) == [
+        "shop: 5 of 5 runs consumed by Flink",
+        "blog: 1 of 3 runs consumed by Flink, waiting 1m",
+    ]
+    assert delivery_lines(targets, "blog") == ["blog: 1 of 3 runs consumed by Flink, waiting 1m"]

@@ -72,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
                 f"cannot remove the continuous job's checkpoints in {flink.checkpoint_dir}: "
                 f"{exc.strerror or exc}"
             ) from exc
+        replayed = ChangeLog(flink.log_dir).replay()
+        if replayed:
+            print(f"put {replayed} consumed run file(s) back into the log for the new job")
         if newest is None:
             print(f"no checkpoint in {flink.checkpoint_dir}: the job had none to resume")
         else:

@@ -15,7 +15,7 @@ from harvester.inspect.options import (
 )
 from harvester.inspect.queries import run_dict
 from harvester.inspect.render import Column, write_rows
-from harvester.state import Run
+from harvester.state import Run, TargetDelivery
 
 # The default table fits a run on one line of 80 columns: the id (which holds the target and
 # the start time) whole, the counts in one cell, the error cut to the width left. Delivery is
@@ -105,9 +105,20 @@ def register(
     parser.set_defaults(func=run)
 
 
+def delivery_lines(targets: list[TargetDelivery], only: str | None) -> list[str]:
+    """Per target, `handed off / consumed` by the continuous Flink job and its lag."""
+    lines = []
+    for t in targets:
+        if t.handed_off and only in (None, t.target):
+            lag = f", waiting {_age(t.lag_seconds)}" if t.lag_seconds else ""
+            lines.append(f"{t.target}: {t.consumed} of {t.handed_off} runs consumed by Flink{lag}")
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     with open_state(args) as reader:
         runs = reader.runs(target=args.target, status=args.status, limit=args.limit)
+        delivery = reader.delivery()
     rows = [run_dict(r) for r in runs]
     fmt = output_format(args)
     columns: tuple[Column, ...] = WIDE_COLUMNS
@@ -121,4 +132,7 @@ def run(args: argparse.Namespace) -> int:
         for row, r in zip(rows, runs, strict=True):
             row["delivered"] = delivered(r, now)
     write_rows(rows, columns, fmt, sys.stdout, title="runs", wide=args.wide)
+    if fmt == "table":
+        for line in delivery_lines(delivery, args.target):
+            print(line)
     return 0

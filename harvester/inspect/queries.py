@@ -12,12 +12,22 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from harvester.errors import UsageError
 from harvester.inspect.diff import Change, StoreDiff, net_diff
-from harvester.state import DB_NAME, RUN_STATUSES, Run, RunStatus, SnapshotRecord, StateDB, Store
+from harvester.state import (
+    DB_NAME,
+    RUN_STATUSES,
+    Run,
+    RunStatus,
+    SnapshotRecord,
+    StateDB,
+    Store,
+    TargetDelivery,
+)
 from harvester.state import Change as HistoryRow
 from harvester.timefmt import iso_utc
 
@@ -105,6 +115,10 @@ class StateReader:
                 raise _unknown("status", status, RUN_STATUSES)
         runs = self._state.list_runs(target=target, status=wanted, limit=limit)
         return runs[::-1] if oldest_first else runs
+
+    def delivery(self) -> list[TargetDelivery]:
+        """Per target, the runs handed off to the changelog log and consumed by Flink so far."""
+        return self._state.delivery(datetime.now(UTC))
 
     def run(self, run_id: str) -> Run:
         found = self._state.get_run(run_id)

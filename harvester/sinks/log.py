@@ -10,6 +10,9 @@ The layout is a contract between the harvester, which appends, and the job, whic
 - `_acks/part-…`: what the job has consumed, written by its own file sink at checkpoints: per
   run, the rows it counted so far, as Debezium-JSON updates. Flink's file source skips names
   that start with `_` or `.`, so the job never reads its own acknowledgements.
+- `_consumed/`: run files the job has consumed, moved out of its sight, kept for
+  `flink.log_retention` so that `harvester flink reset` can replay them. The job lists its
+  folder every half second: holding only what waits keeps that cheap however long it runs.
 """
 
 from __future__ import annotations
@@ -26,11 +29,12 @@ from pathlib import Path
 
 import orjson
 
-from harvester.spool import SpoolFile
+from harvester.spool import SpoolFile, fsync_dir
 
 log = logging.getLogger(__name__)
 
 ACKS_DIR = "_acks"
+CONSUMED_DIR = "_consumed"
 SEQ_DIGITS = 12
 LOG_SUFFIX = ".jsonl"
 # What the job's SQL extracts from `file.name` (flink_jobs.streaming): the leading digits.
@@ -41,14 +45,6 @@ _RUN_FILE = re.compile(r"^(\d+)-(.+)\.jsonl$")
 def log_name(seq: int, run_id: str) -> str:
     """The log file name of run `run_id`, handed off as number `seq`."""
     return f"{seq:0{SEQ_DIGITS}d}-{run_id}{LOG_SUFFIX}"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -74,6 +70,7 @@ class ChangeLog:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.acks_dir = folder / ACKS_DIR
+        self.consumed_dir = folder / CONSUMED_DIR
         self._top: int | None = None
 
     def top_seq(self) -> int:
@@ -88,6 +85,7 @@ class ChangeLog:
         """Create the folder and its ack folder (0700: harvested data is private)."""
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.acks_dir.mkdir(mode=0o700, exist_ok=True)
+        self.consumed_dir.mkdir(mode=0o700, exist_ok=True)
 
     def append(self, spool: SpoolFile, seq: int) -> Path:
         """Put the run's spool into the log as file `seq`; a no-op when it is there already.
@@ -99,7 +97,7 @@ class ChangeLog:
         self.prepare()
         self._top = max(self.top_seq(), seq)
         path = self.folder / log_name(seq, spool.run_id)
-        if path.exists():
+        if path.exists() or (self.consumed_dir / path.name).exists():
             return path
         try:
             os.link(spool.path, path)
@@ -107,7 +105,7 @@ class ChangeLog:
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
                 raise
             self._copy(spool.path, path)
-        _fsync_dir(self.folder)
+        fsync_dir(self.folder)
         return path
 
     def _copy(self, source: Path, path: Path) -> None:
@@ -125,14 +123,35 @@ class ChangeLog:
             part.unlink(missing_ok=True)
             raise
 
-    def files(self) -> Iterator[LogFile]:
-        """The run files in the log, in no particular order."""
-        if not self.folder.is_dir():
+    def files(self, *, consumed: bool = False) -> Iterator[LogFile]:
+        """The run files waiting in the log (or those moved aside as consumed), in no order."""
+        folder = self.consumed_dir if consumed else self.folder
+        if not folder.is_dir():
             return
-        for entry in os.scandir(self.folder):
+        for entry in os.scandir(folder):
             found = _RUN_FILE.match(entry.name)
             if found and entry.is_file():
                 yield LogFile(Path(entry.path), int(found[1]), found[2])
+
+    def set_aside(self, run_ids: Iterable[str]) -> None:
+        """Move the files of these consumed runs out of the job's sight."""
+        wanted = set(run_ids)
+        if not wanted:
+            return
+        self.prepare()
+        for item in self.files():
+            if item.run_id in wanted:
+                with contextlib.suppress(FileNotFoundError):
+                    item.path.rename(self.consumed_dir / item.path.name)
+
+    def replay(self) -> int:
+        """Put every file set aside back in the job's sight (for a pipeline started anew); how
+        many."""
+        moved = 0
+        for item in self.files(consumed=True):
+            item.path.rename(self.folder / item.path.name)
+            moved += 1
+        return moved
 
     def read_acks(self) -> Acks:
         """Rows acknowledged per run in the committed ack files (the highest count wins)."""
@@ -165,14 +184,11 @@ class ChangeLog:
         for path in files:
             path.unlink(missing_ok=True)
 
-    def retire(self, run_ids: Iterable[str], *, older_than: float) -> int:
-        """Remove the files of these (consumed) runs last changed before `older_than` (epoch
-        seconds); how many were removed. Kept that long, a `flink reset` can replay them."""
-        wanted = set(run_ids)
+    def retire(self, *, older_than: float) -> int:
+        """Remove consumed files last changed before `older_than` (epoch seconds); how many.
+        Kept that long, a `flink reset` can replay them."""
         removed = 0
-        for item in self.files():
-            if item.run_id not in wanted:
-                continue
+        for item in self.files(consumed=True):
             with contextlib.suppress(FileNotFoundError):
                 if item.path.stat().st_mtime < older_than:
                     item.path.unlink()
