@@ -69,7 +69,8 @@ class ContinuousForwarder(ChangeSink):
         self._target: str | None = None
         self._rest: str | None = None
         self._sinks: tuple[UserSink, ...] = ()
-        self._problem: str | None = "the continuous Flink job has not started yet"
+        # A job still starting is no problem: the lag (flink.max_lag) covers one that never does.
+        self._problem: str | None = None
         # Our job writes the default sinks: no other harvester may write (or clean) them.
         self._data_lock = DataDirLock(settings.state.data_dir, settings.state.dir)
         self._check: Future[None] | None = None
@@ -131,7 +132,11 @@ class ContinuousForwarder(ChangeSink):
         wanted = (time.time() + interval) * 1000
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            checkpoint = rest.last_checkpoint(address, job_id)
+            try:
+                checkpoint = rest.last_checkpoint(address, job_id)
+            except FlinkError as exc:
+                logger.warning("waiting for a checkpoint of the continuous job: %s", exc)
+                return
             if checkpoint is not None and checkpoint[0] >= wanted:
                 return
             time.sleep(0.2)

@@ -56,6 +56,9 @@ class _Target:
             timezone=self.timezone,
         )
 
+    def schedule_key(self) -> tuple[object, ...]:
+        return (self.schedule, self.timezone, self.jitter)
+
 
 @dataclass(frozen=True)
 class _DaemonSettings:
