@@ -13,7 +13,9 @@ what was handed off) it reads the state DB: every run committed or failed with a
 nothing pending, no spool file left; runs handed off to the log against runs consumed, the
 hand-off → consumed lag, and the log files in `<state.dir>/flink-log` whose runs are not
 consumed (0 after a clean stop); the first sample after the warm-up against the last (and the
-means of the first and last quarters); runs committed and consumed per minute.
+means of the first and last quarters); runs committed and consumed per minute, and the fires
+the daemon skipped (from its /metrics, just before the SIGTERM): with more targets than
+`--concurrent` browsers can keep up with, runs queue and the rate is the browsers'.
 Prints figures, asserts nothing (a benchmark, not a test).
 """
 
@@ -27,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +85,26 @@ def sample(daemon: int, started: float) -> Sample | None:
     )
 
 
-def write_config(folder: Path, *, targets: int, interval: int, demo_url: str, port: int) -> Path:
+def skipped_fires(port: int) -> int | None:
+    """Fires the daemon skipped because the target's run was still going, from its /metrics
+    (it no longer logs them); None if it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return None
+    return round(
+        sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("harvester_runs_skipped_total")
+        )
+    )
+
+
+def write_config(
+    folder: Path, *, targets: int, interval: int, concurrent: int, demo_url: str, port: int
+) -> Path:
     text = f"""
 [state]
 dir = "state"
@@ -94,6 +116,7 @@ port = {port}
 
 [daemon]
 shutdown_grace = "60s"
+max_concurrent_harvests = {concurrent}
 """
     for index in range(targets):
         text += f"""
@@ -125,6 +148,9 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--sample", type=float, default=10, help="seconds between samples")
     parser.add_argument("--warm-up", type=float, default=120, help="seconds before 'flat' counts")
+    parser.add_argument(
+        "--concurrent", type=int, default=2, help="daemon.max_concurrent_harvests (its default)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the soak folder")
     args = parser.parse_args()
 
@@ -132,7 +158,12 @@ def main() -> int:
     demo = serve_demo(port=0)
     http_port = free_port()
     config = write_config(
-        folder, targets=args.targets, interval=args.interval, demo_url=demo.url, port=http_port
+        folder,
+        targets=args.targets,
+        interval=args.interval,
+        concurrent=args.concurrent,
+        demo_url=demo.url,
+        port=http_port,
     )
     log_path = folder / "daemon.log"
     print(
@@ -163,6 +194,7 @@ def main() -> int:
                     flush=True,
                 )
         stop_at = time.monotonic()
+        skipped = skipped_fires(http_port)
         crashed = process.poll()
         if crashed is None:
             process.send_signal(signal.SIGTERM)
@@ -187,13 +219,13 @@ def main() -> int:
     handed = [r for r in committed if r.log_seq is not None]
     consumed = [r for r in handed if r.consumed_at is not None]
     by_id = {r.id: r for r in runs}
+    change_log = ChangeLog(state_dir / "flink-log")
     unconsumed_files = sorted(
         item.path.name
-        for item in ChangeLog(state_dir / "flink-log").files()
+        for item in change_log.files()
         if item.run_id not in by_id or by_id[item.run_id].consumed_at is None
     )
-    log_text = log_path.read_text(errors="replace")
-    skipped = log_text.count("maximum number of running instances reached")
+    set_aside = sum(1 for _ in change_log.files(consumed=True))
 
     print()
     print(
@@ -224,7 +256,7 @@ def main() -> int:
     )
     print(
         f"log files of runs not consumed, left in flink-log: {len(unconsumed_files)} "
-        f"{unconsumed_files[:5]}"
+        f"{unconsumed_files[:5]}; set aside as consumed in _consumed/: {set_aside}"
     )
     lags = [
         (r.consumed_at - r.handed_off_at).total_seconds()
@@ -235,9 +267,11 @@ def main() -> int:
         print(f"hand-off → consumed: median {statistics.median(lags):.1f} s, max {max(lags):.1f} s")
     if committed:
         durations = [(r.finished_at - r.started_at).total_seconds() for r in committed]
+        median = statistics.median(durations)
+        # The browsers, not the schedule, bound the rate once runs queue for them.
         print(
-            f"run start→commit: median {statistics.median(durations):.1f} s, "
-            f"max {max(durations):.1f} s"
+            f"run start→commit: median {median:.1f} s, max {max(durations):.1f} s; "
+            f"{args.concurrent} harvests at once allow ≈ {args.concurrent * 60 / median:.0f}/min"
         )
     # Runs committed and consumed per minute over the soak, to see whether the rates hold.
     first = min((r.started_at for r in runs), default=None)
