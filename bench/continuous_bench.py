@@ -342,19 +342,20 @@ def main() -> None:
         "--timeout", type=float, default=600, help="throughput: give up after this many s"
     )
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/continuous-bench"))
+    parser.add_argument("--parallelism", type=int, default=1, help="flink.parallelism")
     args = parser.parse_args()
     work: Path = args.work_dir
     # A fresh state: checkpoints left by an earlier run would be resumed.
     shutil.rmtree(work, ignore_errors=True)
     logging.basicConfig(level=logging.WARNING)
-    settings = config(work)
+    settings = config(work, parallelism=args.parallelism)
     with (
         StateDB.open(settings.state.dir, keep_runs=10_000) as state,
         ContinuousForwarder(settings) as sink,
     ):
         sink.validate()
         sink.start()
-        tracker = Tracker(state, sink.log, retention=settings.flink.log_retention)
+        tracker = Tracker(state, sink, retention=settings.flink.log_retention)
         with Visible(settings.state.data_dir / "changes") as visible, Acked(tracker) as acked:
             warm_up(state, sink, visible, acked)
             if args.only in (None, "latency"):

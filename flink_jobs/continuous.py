@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-POLL_SECONDS = 1.0
+POLL_SECONDS = 0.5
 MAX_BACKOFF = 60.0
 CANCEL_TIMEOUT = 30.0
 
@@ -74,6 +74,9 @@ class ContinuousForwarder(ChangeSink):
         # Our job writes the default sinks: no other harvester may write (or clean) them.
         self._data_lock = DataDirLock(settings.state.data_dir, settings.state.dir)
         self._check: Future[None] | None = None
+        self._checkpoints = 0
+        self._last_checkpoint: tuple[str, int] | None = None
+        self._marker_lock = threading.Lock()
 
     # ---- the sink ---------------------------------------------------------------------------
 
@@ -121,15 +124,38 @@ class ContinuousForwarder(ChangeSink):
     def problem(self) -> str | None:
         return self._problem
 
+    def committed_marker(self) -> int:
+        """How many distinct completed checkpoints this sink has seen, asking Flink now.
+
+        The job's file sinks roll their part files each on its own timer, so a run's ack can be
+        committed one checkpoint before its rows. An ack read from the log was committed by a
+        checkpoint that had completed before this call; the next distinct checkpoint seen
+        after it is a later one, which commits the rows read before the ack in every sink that
+        rolls within a checkpoint interval.
+        """
+        job_id, address = self.job_id, self._rest
+        if job_id is None or address is None:
+            return self._checkpoints
+        try:
+            checkpoint = rest.last_checkpoint(address, job_id)
+        except FlinkError:
+            return self._checkpoints
+        with self._marker_lock:
+            if checkpoint is not None and (job_id, checkpoint.number) != self._last_checkpoint:
+                self._last_checkpoint = (job_id, checkpoint.number)
+                self._checkpoints += 1
+            return self._checkpoints
+
     def flush(self, timeout: float) -> None:
-        """Wait until a checkpoint triggered one interval from now has completed: by then every
-        file sink rolling at most every checkpoint interval has committed what the job has
-        consumed so far (docs/flink.md asks the same of users' sinks)."""
+        """Wait until a checkpoint triggered two intervals from now has completed: by then
+        every file sink whose rollover and check intervals are at most the checkpoint interval
+        (docs/flink.md asks that of users' sinks) has rolled and committed what the job has
+        consumed so far."""
         job_id, address = self.job_id, self._rest
         if job_id is None or address is None:
             return
         interval = self.settings.flink.checkpoint_interval.total_seconds()
-        wanted = (time.time() + interval) * 1000
+        wanted = (time.time() + 2 * interval) * 1000
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -137,7 +163,7 @@ class ContinuousForwarder(ChangeSink):
             except FlinkError as exc:
                 logger.warning("waiting for a checkpoint of the continuous job: %s", exc)
                 return
-            if checkpoint is not None and checkpoint[0] >= wanted:
+            if checkpoint is not None and checkpoint.triggered_ms >= wanted:
                 return
             time.sleep(0.2)
         logger.warning("no checkpoint completed within %.0f s: the sinks may lag", timeout)
@@ -262,7 +288,7 @@ class ContinuousForwarder(ChangeSink):
             state = rest.job_state(address, job_id)
             failure = rest.last_exception(address, job_id)
             checkpoint = rest.last_checkpoint(address, job_id)
-            checkpointed = checkpoint[1] if checkpoint else None
+            checkpointed = checkpoint.completed_ms if checkpoint else None
             if state not in rest.ALIVE:
                 self._problem = self._describe(f"the continuous Flink job is {state}", failure)
                 logger.warning("%s; resubmitting it", self._problem)

@@ -49,14 +49,26 @@ def cancel(address: str, job_id: str) -> None:
     call(address, f"/jobs/{job_id}?mode=cancel", method="PATCH")
 
 
-def last_checkpoint(address: str, job_id: str) -> tuple[int, int] | None:
-    """When the job's latest completed checkpoint was triggered and when it completed (epoch
-    ms), None before its first."""
+@dataclass(frozen=True)
+class Checkpoint:
+    """A completed checkpoint: its number, when it was triggered and completed (epoch ms)."""
+
+    number: int
+    triggered_ms: int
+    completed_ms: int
+
+
+def last_checkpoint(address: str, job_id: str) -> Checkpoint | None:
+    """The job's latest completed checkpoint, None before its first."""
     latest = (call(address, f"/jobs/{job_id}/checkpoints") or {}).get("latest") or {}
     completed = latest.get("completed") or {}
     if not completed.get("latest_ack_timestamp"):
         return None
-    return int(completed["trigger_timestamp"]), int(completed["latest_ack_timestamp"])
+    return Checkpoint(
+        int(completed["id"]),
+        int(completed["trigger_timestamp"]),
+        int(completed["latest_ack_timestamp"]),
+    )
 
 
 def last_exception(address: str, job_id: str) -> tuple[int, str] | None:

@@ -27,6 +27,7 @@ from flink_jobs.protocol import StreamSpec
 from harvester.sinks.log import ACKS_DIR, SEQ_PATTERN
 
 LOG_TABLE = "harvester_log"
+ROLL_CHECK_MS = 100
 ACKS_SINK = "harvester_acks"
 # Per-run counts are needed until the run is acknowledged, which takes seconds; a day bounds the
 # aggregates' state however many runs the job sees.
@@ -58,14 +59,14 @@ def job_config(spec: StreamSpec) -> dict[str, str]:
     return config
 
 
-def _rolling(interval_ms: int) -> str:
-    # Row-format part files are committed only when they roll, and roll at a checkpoint only
-    # once older than the rollover interval: a few milliseconds makes every checkpoint commit
-    # everything written before it, so an ack committed at a checkpoint means the default
-    # sinks committed that run at the same one.
+def _rolling() -> str:
+    # Row-format part files are committed at the first checkpoint after they rolled, and they
+    # roll only on the sink's own timer (at a checkpoint only past 128 MB): a timer every
+    # 100 ms and a file old enough after 10 ms make a file roll within 100 ms of its rows, so
+    # each checkpoint commits what was written up to 100 ms before it.
     return (
         "'sink.rolling-policy.rollover-interval' = '10ms', "
-        f"'sink.rolling-policy.check-interval' = '{interval_ms}ms'"
+        f"'sink.rolling-policy.check-interval' = '{ROLL_CHECK_MS}ms'"
     )
 
 
@@ -98,7 +99,7 @@ def register_tables(t_env: StreamTableEnvironment, spec: StreamSpec) -> None:
 
 def default_sinks(t_env: StreamTableEnvironment, spec: StreamSpec) -> list[str]:
     """The default sinks under `data_dir` and the acks in the log; their INSERT statements."""
-    rolling = _rolling(spec.interval_ms)
+    rolling = _rolling()
     changes = pipeline.changes_sink(t_env, spec.data_dir, rolling)
     t_env.execute_sql(
         f"CREATE TEMPORARY TABLE {RUN_STATS_SINK} (run_id STRING, target STRING, store STRING, "

@@ -35,19 +35,38 @@ class Waited:
 
 
 class Tracker:
-    """Follows one log's acknowledgements into one state DB."""
+    """Follows the acknowledgements in a sink's log into one state DB."""
 
-    def __init__(self, state: StateDB, log: ChangeLog, *, retention: timedelta) -> None:
+    def __init__(self, state: StateDB, sink: ChangeSink, *, retention: timedelta) -> None:
+        assert sink.changelog is not None  # only a sink with a log has acks to follow
         self.state = state
-        self.log = log
+        self.sink = sink
+        self.log: ChangeLog = sink.changelog
         self.retention = retention
         self._retired_at = 0.0
+        # Acks read but not yet recorded: run → (rows, the sink's marker when first seen so).
+        self._seen: dict[str, tuple[int, int]] = {}
 
     def track(self) -> list[str]:
-        """Record what the job acknowledged since the last call; the runs that became
-        consumed."""
+        """Record what the job acknowledged and its sinks committed since the last call; the
+        runs that became consumed.
+
+        An ack is recorded only once the sink says what was consumed before it is committed
+        downstream (`ChangeSink.committed_marker`): the job's file sinks roll their files each
+        on its own timer, so the ack's file may be committed a checkpoint before the run's
+        rows are.
+        """
         acks = self.log.read_acks()
-        consumed = self.state.mark_consumed(acks.rows) if acks.rows else []
+        marker = self.sink.committed_marker()
+        for run_id, rows in acks.rows.items():
+            if self._seen.get(run_id, (-1, 0))[0] != rows:
+                self._seen[run_id] = (rows, marker or 0)
+        ready = {
+            run_id: rows
+            for run_id, (rows, seen) in self._seen.items()
+            if marker is None or marker > seen
+        }
+        consumed = self.state.mark_consumed(ready) if ready else []
         for run_id in consumed:
             log.debug("run %s: consumed by the continuous Flink job", run_id)
         self.log.set_aside(consumed)
@@ -56,9 +75,11 @@ class Tracker:
         done = [
             path
             for path, runs in acks.files
-            if all(self.state.get_run(run_id) is not None for run_id in runs)
+            if runs <= ready.keys() and all(self.state.get_run(r) is not None for r in runs)
         ]
         self.log.remove_acks(done)
+        for run_id in ready:
+            del self._seen[run_id]
         if time.monotonic() - self._retired_at > 60:
             self._retired_at = time.monotonic()
             self.retire()

@@ -85,13 +85,17 @@ def test_acks_are_the_highest_count_per_run_in_committed_files(tmp_path: Path) -
 
 
 class _LogSink(ChangeSink):
-    """A sink with a log and no consumer: the test writes the acks itself."""
+    """A sink with a log and no consumer: the test writes the acks and counts checkpoints."""
 
     def __init__(self, log: ChangeLog) -> None:
         self.changelog = log
+        self.checkpoints = 5
 
     def send(self, spools: Sequence[SpoolFile]) -> None:
         pass
+
+    def committed_marker(self) -> int:
+        return self.checkpoints
 
 
 def test_the_tracker_records_acks_and_sets_consumed_files_aside(tmp_path: Path) -> None:
@@ -103,12 +107,16 @@ def test_the_tracker_records_acks_and_sets_consumed_files_aside(tmp_path: Path) 
         state.mark_read(run_id, origin="http://127.0.0.1:1", stores=[], rows=3, problems=[])
         harvest.send(state, sink, [spool])
         harvest.commit(state, spool, delivered=False)
-        tracker = Tracker(state, log, retention=timedelta(days=7))
+        tracker = Tracker(state, sink, retention=timedelta(days=7))
 
         assert tracker.wait(sink, 0.5) == Waited((run_id,), None)
         (log.acks_dir / "part-x-0-0").write_bytes(_ack(run_id, 2))
         assert tracker.track() == []  # 2 of 3 rows: not yet
         (log.acks_dir / "part-x-0-1").write_bytes(_ack(run_id, 3))
+        # Committed in every sink only once a later checkpoint was seen after the ack.
+        assert tracker.track() == []
+        assert tracker.track() == []
+        sink.checkpoints += 1
         assert tracker.track() == [run_id]
         assert tracker.wait(sink, 0.5) == Waited((), None)
         assert list(log.files()) == [] and len(list(log.files(consumed=True))) == 1

@@ -67,7 +67,7 @@ def test_a_statement_failing_at_run_time_is_named_and_the_log_keeps_growing(
         assert "INSERT INTO broken" in (sink.problem() or "")
         # The pipeline is broken, not the harvests: runs still go into the log, unconsumed.
         second = _hand_off(opened, sink, range(3, 6))
-        Tracker(opened, sink.log, retention=settings.flink.log_retention).track()
+        Tracker(opened, sink, retention=settings.flink.log_retention).track()
         assert [run.id for run in opened.undelivered()] == [first, second]
         assert len(list(sink.log.files())) == 2
 
@@ -80,7 +80,7 @@ def test_a_local_cluster_runs_one_job_that_consumes_every_run(
     with ContinuousForwarder(settings) as sink:
         sink.validate()
         sink.start()
-        tracker = Tracker(opened, sink.log, retention=settings.flink.log_retention)
+        tracker = Tracker(opened, sink, retention=settings.flink.log_retention)
         for start in (0, 10, 20):
             _hand_off(opened, sink, range(start, start + 10))
             assert tracker.wait(sink, TIMEOUT).waiting == ()

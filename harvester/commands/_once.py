@@ -91,7 +91,7 @@ def _wait_delivered(settings: Settings, state: StateDB, sink: ChangeSink, err: C
     `flink.max_lag`), so that the command ends with its rows processed; False if it did not."""
     if sink.changelog is None:
         return True
-    tracker = Tracker(state, sink.changelog, retention=settings.flink.log_retention)
+    tracker = Tracker(state, sink, retention=settings.flink.log_retention)
     if not state.undelivered():
         return True
     err.print("waiting for Flink to consume the runs handed off to the log …")

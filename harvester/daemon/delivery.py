@@ -40,7 +40,7 @@ class DeliveryWatch:
         self.state = state
         self.max_lag = max_lag
         self.metrics = metrics
-        self.tracker = Tracker(state, sink.changelog, retention=retention)
+        self.tracker = Tracker(state, sink, retention=retention)
         self.targets: list[TargetDelivery] = []
         self.checked_at: datetime | None = None
 

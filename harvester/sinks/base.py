@@ -42,6 +42,12 @@ class ChangeSink(ABC):
         """Wait (at most `timeout` seconds) until what the consumer has taken is committed
         downstream; for sinks with a log, after their runs are acknowledged."""
 
+    def committed_marker(self) -> int | None:
+        """For a sink with a log: a counter that grows as its consumer commits; an ack read at
+        marker `m` is committed in every downstream sink once the marker passes `m`. None:
+        acks are final when they appear."""
+        return None
+
     def problem(self) -> str | None:
         """What keeps the sink from delivering right now (a failed Flink job), or None."""
         return None
