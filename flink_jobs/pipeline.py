@@ -332,11 +332,17 @@ def user_sink(operation: Any, index: int, sql: str) -> UserSink:
 
 def check_statements(t_env: StreamTableEnvironment, spec: JobSpec) -> list[str]:
     """Problems with `spec.statements`, one line each, from planning them (nothing runs)."""
-    problems = []
     if spec.runtime == "streaming":
         register_changes(t_env)
     default_sinks(t_env, spec.data_dir, streaming=spec.runtime == "streaming")
-    for index, sql in enumerate(map(clean_statement, spec.statements)):
+    return plan_statements(t_env, spec.statements)
+
+
+def plan_statements(t_env: StreamTableEnvironment, statements: Sequence[str]) -> list[str]:
+    """Plan each of `statements` against the tables registered so far (nothing runs); a line
+    per problem, naming the statement's index."""
+    problems = []
+    for index, sql in enumerate(map(clean_statement, statements)):
         try:
             if is_insert(t_env, sql):
                 t_env.explain_sql(sql)

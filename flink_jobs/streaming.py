@@ -10,9 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from py4j.protocol import Py4JJavaError
 from pyflink.table import StatementSet, StreamTableEnvironment
-from pyflink.util.exceptions import JavaException
 
 from flink_jobs import pipeline
 from flink_jobs.failures import UserSink
@@ -155,16 +153,7 @@ def check(t_env: StreamTableEnvironment, spec: StreamSpec) -> list[str]:
     """Problems with the user's statements against the continuous tables (nothing runs)."""
     register_tables(t_env, spec)
     default_sinks(t_env, spec)
-    problems = []
-    for index, sql in enumerate(map(pipeline.clean_statement, spec.statements)):
-        try:
-            if pipeline.is_insert(t_env, sql):
-                t_env.explain_sql(sql)
-            else:
-                t_env.execute_sql(sql)
-        except (Py4JJavaError, JavaException) as exc:
-            problems.append(f"flink.statements[{index}]: {pipeline.useful_line(exc)}")
-    return problems
+    return pipeline.plan_statements(t_env, spec.statements)
 
 
 def apply_config(t_env: StreamTableEnvironment, config: Mapping[str, str]) -> None:
