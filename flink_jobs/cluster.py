@@ -170,6 +170,11 @@ class LocalCluster:
         self._wait_gone()
 
 
+def local_address(settings: Settings) -> str:
+    """Where the local cluster listens (`flink.address`, else Flink's usual port)."""
+    return settings.flink.address or "localhost:8081"
+
+
 def check_reachable(address: str) -> None:
     """Raise `FlinkError` naming `address` unless a Flink cluster answers there."""
     try:
@@ -189,7 +194,7 @@ def start_cluster(settings: Settings) -> tuple[str, LocalCluster | None]:
     if flink.mode == "local-cluster":
         cluster = LocalCluster(
             settings.state.dir / "flink-cluster",
-            address=flink.address or "localhost:8081",
+            address=local_address(settings),
             slots=max(flink.parallelism, 2),
         )
         cluster.start()

@@ -43,7 +43,6 @@ logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
 MAX_BACKOFF = 60.0
-CANCEL_TIMEOUT = 30.0
 
 
 class ContinuousForwarder(ChangeSink):
@@ -313,12 +312,11 @@ class ContinuousForwarder(ChangeSink):
 
     def _cancel(self, address: str, job_id: str) -> None:
         try:
-            rest.cancel(address, job_id)
-            deadline = time.monotonic() + CANCEL_TIMEOUT
-            while time.monotonic() < deadline:
-                if rest.job_state(address, job_id) not in rest.ALIVE | {"CANCELLING"}:
-                    return
-                time.sleep(0.2)
-            logger.warning("the continuous Flink job %s did not stop within %.0f s", job_id, 30)
+            if rest.cancel_and_wait(address, [job_id]):
+                logger.warning(
+                    "the continuous Flink job %s did not stop within %.0f s",
+                    job_id,
+                    rest.CANCEL_TIMEOUT,
+                )
         except FlinkError as exc:
             logger.warning("cancelling the continuous Flink job %s: %s", job_id, exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ from harvester.errors import FlinkError
 TIMEOUT = 5.0
 # A job in one of these states will still consume: it is ours to watch, not to resubmit.
 ALIVE = frozenset({"INITIALIZING", "CREATED", "RUNNING", "RESTARTING", "FAILING", "RECONCILING"})
+STOPPING = ALIVE | {"CANCELLING"}
+CANCEL_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,21 @@ def job_state(address: str, job_id: str) -> str:
 
 def cancel(address: str, job_id: str) -> None:
     call(address, f"/jobs/{job_id}?mode=cancel", method="PATCH")
+
+
+def cancel_and_wait(address: str, job_ids: list[str], timeout: float = CANCEL_TIMEOUT) -> list[str]:
+    """Cancel these jobs (those still alive) and wait until they stopped; the ids of those that
+    did not stop within `timeout` seconds."""
+    for job_id in job_ids:
+        if job_state(address, job_id) in ALIVE:
+            cancel(address, job_id)
+    deadline = time.monotonic() + timeout
+    waiting = list(job_ids)
+    while waiting := [job for job in waiting if job_state(address, job) in STOPPING]:
+        if time.monotonic() > deadline:
+            return waiting
+        time.sleep(0.2)
+    return []
 
 
 @dataclass(frozen=True)

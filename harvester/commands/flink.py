@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from flink_jobs import checkpoints, rest
+from flink_jobs.cluster import local_address
 from flink_jobs.protocol import job_name_prefix
 from harvester.config import Settings, format_duration, load_settings, secret_values
 from harvester.errors import FlinkError, UsageError
@@ -17,8 +17,6 @@ from harvester.lock import StateLock
 from harvester.logs import setup_logging
 from harvester.sinks.log import ChangeLog
 from harvester.timefmt import iso_utc
-
-CANCEL_TIMEOUT = 30.0
 
 
 def register(
@@ -114,9 +112,8 @@ def _cancel_on_cluster(settings: Settings) -> list[str]:
         # The embedded job lives in a worker that dies with its harvester, and the state lock
         # says no harvester runs.
         return []
-    # The address `flink_jobs.cluster.start_cluster` gives a local cluster, which a harvester
-    # that crashed leaves running.
-    address = flink.address or "localhost:8081"
+    # A local cluster is where `start_cluster` puts it; a harvester that crashed leaves it running.
+    address = local_address(settings) if flink.mode == "local-cluster" else flink.address or ""
     try:
         jobs = rest.jobs(address)
     except FlinkError as exc:
@@ -129,24 +126,15 @@ def _cancel_on_cluster(settings: Settings) -> list[str]:
         ) from exc
     # The name `flink_jobs.protocol.job_name` gives the job: our log, then its SQL's fingerprint.
     ours = job_name_prefix(settings)
-    stopping = rest.ALIVE | {"CANCELLING"}
-    found = [job for job in jobs if job.name.startswith(ours) and job.state in stopping]
+    found = [job for job in jobs if job.name.startswith(ours) and job.state in rest.STOPPING]
     if not found:
         return [f"no continuous job for {flink.log_dir} runs on the Flink cluster at {address}"]
-    for job in found:
-        if job.state in rest.ALIVE:
-            rest.cancel(address, job.job_id)
-    deadline = time.monotonic() + CANCEL_TIMEOUT
-    waiting = found
-    while waiting := [job for job in waiting if rest.job_state(address, job.job_id) in stopping]:
-        if time.monotonic() > deadline:
-            ids = ", ".join(job.job_id for job in waiting)
-            raise FlinkError(
-                f"the continuous job {ids} on the Flink cluster at {address} did not stop "
-                f"within {CANCEL_TIMEOUT:.0f} s, so nothing was reset: cancel it there, then "
-                "run the reset again"
-            )
-        time.sleep(0.2)
+    if waiting := rest.cancel_and_wait(address, [job.job_id for job in found]):
+        raise FlinkError(
+            f"the continuous job {', '.join(waiting)} on the Flink cluster at {address} did not "
+            f"stop within {rest.CANCEL_TIMEOUT:.0f} s, so nothing was reset: cancel it there, "
+            "then run the reset again"
+        )
     return [
         f"cancelled the continuous job {job.job_id} on the Flink cluster at {address}; "
         "the next start submits a new one"
