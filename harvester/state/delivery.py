@@ -13,6 +13,7 @@ from datetime import datetime
 
 from harvester.errors import StateError
 from harvester.state.connections import LOOKUP_CHUNK, Connections, marks
+from harvester.state.queries import runs_where
 from harvester.state.records import Run, TargetDelivery, from_row
 from harvester.timefmt import iso_utc, parse_iso
 
@@ -72,12 +73,7 @@ def mark_consumed(conns: Connections, counts: Mapping[str, int]) -> list[str]:
 
 
 def undelivered(conns: Connections, target: str | None) -> list[Run]:
-    sql = f"SELECT * FROM runs WHERE {_HANDED_OFF} AND consumed_at IS NULL"
-    params: list[str] = []
-    if target is not None:
-        sql += " AND target = ?"
-        params.append(target)
-    return [from_row(Run, row) for row in conns.rows(sql + " ORDER BY log_seq", params)]
+    return runs_where(conns, f"{_HANDED_OFF} AND consumed_at IS NULL", target, "log_seq")
 
 
 def delivery(conns: Connections, now: datetime) -> list[TargetDelivery]:

@@ -45,13 +45,18 @@ def list_runs(
     return [from_row(Run, row) for row in conns.rows(sql, params)]
 
 
-def pending_runs(conns: Connections, target: str | None) -> list[Run]:
-    sql = "SELECT * FROM runs WHERE pending = 1 AND status != 'committed'"
+def runs_where(conns: Connections, where: str, target: str | None, order: str) -> list[Run]:
+    """The runs matching the SQL condition `where` (of one target, or all), in `order`."""
+    sql = f"SELECT * FROM runs WHERE ({where})"
     params: list[Any] = []
     if target is not None:
         sql += " AND target = ?"
         params.append(target)
-    return [from_row(Run, row) for row in conns.rows(sql + " ORDER BY started_at, rowid", params)]
+    return [from_row(Run, row) for row in conns.rows(f"{sql} ORDER BY {order}", params)]
+
+
+def pending_runs(conns: Connections, target: str | None) -> list[Run]:
+    return runs_where(conns, "pending = 1 AND status != 'committed'", target, "started_at, rowid")
 
 
 def run_stores(conns: Connections, run_id: str) -> list[RunStore]:
