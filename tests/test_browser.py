@@ -126,7 +126,7 @@ def test_launch_args(monkeypatch: pytest.MonkeyPatch, euid: int, sandboxed: bool
 
 def _target(url: str, **extra: Any) -> TargetSettings:
     return TargetSettings.model_validate(
-        {"name": "t", "url": url, "schedule": "15m", "limits": {"page_timeout": "5s"}} | extra
+        {"name": "t", "url": url, "schedule": "15m", "limits": {"page_timeout": "30s"}} | extra
     )
 
 
@@ -362,8 +362,9 @@ def test_browser_hung_on_close_is_killed(
     started = time.monotonic()
     pid = asyncio.run(go())
     try:
-        assert time.monotonic() - started < 15
-        deadline = time.monotonic() + 5
+        # Far below forever, which is what a close without the bound takes.
+        assert time.monotonic() - started < 60
+        deadline = time.monotonic() + 30
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not _alive(pid)

@@ -75,10 +75,16 @@ class _Http:
 
 
 @dataclass(frozen=True)
+class _State:
+    dir: Path = Path("/nonexistent/state")  # /healthz looks for quarantined spools in it
+
+
+@dataclass(frozen=True)
 class _Settings:
     targets: tuple[_Target, ...]
     daemon: _DaemonSettings = field(default_factory=_DaemonSettings)
     http: _Http = field(default_factory=_Http)
+    state: _State = field(default_factory=_State)
 
 
 class FakeBackend:
@@ -144,10 +150,10 @@ class FakeBackend:
     def send(self, results: Sequence[ReadResult]) -> None:
         if not self.sends and self.hold_first_send:
             # Hold the first send until the other reads have finished and queued up.
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + 60
             while self.finished < self.hold_first_send and time.monotonic() < deadline:
                 time.sleep(0.01)
-            time.sleep(0.1)
+            time.sleep(0.5)
         self.sends.append([r.run_id for r in results])
         if self.send_fails:
             self.send_fails -= 1
@@ -193,7 +199,7 @@ def _daemon(settings: _Settings, backend: FakeBackend, **kwargs: Any) -> Daemon:
     return Daemon(settings, backend, **kwargs)  # type: ignore[arg-type]
 
 
-WAIT_S = 20
+WAIT_S = 60
 
 
 async def _until(condition: Callable[[], object]) -> None:

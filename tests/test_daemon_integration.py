@@ -31,7 +31,6 @@ from tests.support.server import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-MIN_SECONDS = 20
 MAX_SECONDS = 150
 
 
@@ -172,7 +171,6 @@ def test_daemon_harvests_on_schedule_through_failures_reload_and_sigterm(
     config = tmp_path / "harvester.toml"
     config.write_text(_config(http_port, targets))
     daemon = Daemon(config, http_port)
-    started = time.monotonic()
     try:
         daemon.wait_for("/healthz", lambda: daemon.health()["status"] == "ok", timeout=30)
 
@@ -200,11 +198,11 @@ def test_daemon_harvests_on_schedule_through_failures_reload_and_sigterm(
         def enough() -> bool:
             _, metrics = daemon.get("/metrics")
             health = daemon.health()
-            return time.monotonic() - started >= MIN_SECONDS and all(
+            return health["targets"]["down"]["consecutive_failures"] >= 3 and all(
                 _committed(health, metrics, name) >= 3 for name in ("one", "two")
             )
 
-        daemon.wait_for("three committed runs per target", enough, MAX_SECONDS)
+        daemon.wait_for("three runs of each target", enough, MAX_SECONDS)
         health = daemon.health()
         status, metrics = daemon.get("/metrics")
         assert status == 200
@@ -253,9 +251,9 @@ def test_a_second_sigint_exits_at_once_and_the_next_start_recovers(
     try:
         daemon.wait_for("a running harvest", lambda: daemon.health()["targets"]["one"]["running"])
         daemon.proc.send_signal(signal.SIGINT)
-        daemon.wait_for("the stop", lambda: "stopping: no new runs" in daemon.log(), timeout=10)
+        daemon.wait_for("the stop", lambda: "stopping: no new runs" in daemon.log(), timeout=60)
         daemon.proc.send_signal(signal.SIGINT)
-        assert daemon.proc.wait(timeout=5) == 130
+        assert daemon.proc.wait(timeout=30) == 130
     finally:
         daemon.close()
     assert "second interrupt: exiting now" in daemon.log()

@@ -54,7 +54,7 @@ if what == "job":
 print(json.dumps({"worker": worker._process.pid, "jvm": worker.jvm_pid}), flush=True)
 time.sleep(600)
 """
-TIMEOUT = 30.0
+TIMEOUT = 90.0
 Pids = dict[str, Any]  # "worker": its pid, "jvm": its JVM's (None before it is ready)
 Start = Callable[[str], tuple[subprocess.Popen[str], Pids]]
 

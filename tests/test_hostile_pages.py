@@ -92,7 +92,7 @@ def test_a_page_that_navigates_away_during_the_read_is_a_reader_error(
             chromium,
             then=lambda page, reader: _navigate_during_read(page, reader, how),
             batch_size=10,
-            page_timeout="5s",
+            page_timeout="30s",
         )
 
 
@@ -107,7 +107,7 @@ def test_a_page_that_navigates_away_fails_its_run_with_a_reason(
     }"""
     script = FILLED.replace("window.ready = true;", once)
     url = static_server.add("reload.html", _page(script)) + "?n=3000"
-    result = harvest(tmp_path, url, 'page_timeout = "5s"\nbatch_size = 10')
+    result = harvest(tmp_path, url, 'page_timeout = "30s"\nbatch_size = 10')
     # The reload may land before or during the read: either the read was whole, or it failed.
     if result.run.status == "failed":
         assert "navigated away" in (result.run.error or "") or "context" in (result.run.error or "")
@@ -131,7 +131,7 @@ def test_dialogs_and_popups_do_not_stop_the_read(
 ) -> None:
     static_server.add("filled.html", _page(FILLED))
     url = static_server.add("dialogs.html", _page(FILLED + DIALOGS)) + "?n=500"
-    result = harvest(tmp_path, url, 'page_timeout = "5s"\nbatch_size = 20')
+    result = harvest(tmp_path, url, 'page_timeout = "30s"\nbatch_size = 20')
     assert result.run.status == "read", result.run.error
     assert sorted(int(str(row["key"])) for row in result.rows) == list(range(500))
     assert not [pid for pid in result.processes if alive(pid)]

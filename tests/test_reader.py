@@ -398,7 +398,11 @@ window.breakEverything = () => {
 
 async def _break_then_read(page: Page, reader: OriginReader) -> Read:
     await page.evaluate("setTimeout(window.breakEverything, 0)")
-    await asyncio.sleep(0.2)
+    # Polled from here: Playwright's own waiting runs in the page and meets the patched Promise.
+    for _ in range(1200):
+        if await page.evaluate("window.broken === true"):
+            break
+        await asyncio.sleep(0.05)
     return await read_all(reader)
 
 
