@@ -323,8 +323,9 @@ class Session:
         t_env = pipeline.table_env(env, spec)
         pipeline.build_job(env, t_env, spec).explain()
 
-    def handle_stream(self, kind: str, spec: StreamSpec) -> tuple[Any, ...]:
-        """Submit the continuous job (answering at once) or check its statements."""
+    def handle_stream(self, kind: str, spec: StreamSpec, log_start: int) -> tuple[Any, ...]:
+        """Submit the continuous job (answering at once) or check its statements; a failure
+        names a full or unwritable folder as `failed` does."""
         config = streaming.job_config(spec)
         try:
             t_env = StreamTableEnvironment.create(self.environment(spec, config))
@@ -335,19 +336,21 @@ class Session:
             job_id = str(job.statement_set.execute().get_job_client().get_job_id())
             return ("ok", StreamStarted(job_id, f"{self.host}:{self.port}", job.sinks))
         except Exception as exc:
-            root, _ = explain(exc, kind)
-            return (
-                "failed",
-                failures.message("the continuous Flink job failed", root),
-                root,
-                False,
+            root, trace = explain(exc, kind)
+            places = failures.places(self.tmp_dir, self.flink_log.folder, None)
+            problem = failures.disk_problem([trace, self.flink_log.since(log_start)], places)
+            text = failures.message(
+                "the continuous Flink job failed", root, problem=problem.text if problem else None
             )
+            # As in `failed`: a JVM that could not write its temp files is replaced.
+            broken = problem is not None and problem.place in (None, places[0])
+            return ("failed", text, root, broken)
 
     def handle(self, message: tuple[Any, ...]) -> tuple[Any, ...]:
         kind, spec = message
-        if kind in ("stream", "check-stream"):
-            return self.handle_stream(kind, spec)
         log_start = self.flink_log.size()
+        if kind in ("stream", "check-stream"):
+            return self.handle_stream(kind, spec, log_start)
         try:
             if kind == "run":
                 return ("ok", self.run(spec))

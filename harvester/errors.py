@@ -6,6 +6,10 @@ the CLI exits with when it reaches the top.
 
 from __future__ import annotations
 
+import errno
+import os
+from pathlib import Path
+
 
 class HarvesterError(Exception):
     """Base of every error raised on purpose by idb-harvester."""
@@ -86,3 +90,31 @@ class PipelineChangedError(FlinkError):
     """The continuous job's checkpoints were taken with other SQL: resuming them would be wrong."""
 
     exit_code = 2
+
+
+def folder_problem(folder: Path, exc: OSError, file: Path | None = None) -> str:
+    """Why `folder` could not be made or written, from `exc` (raised on `file`, when `exc` does
+    not name it): the rest of a line that starts with the folder ("is on a read-only file
+    system (…)")."""
+    in_the_way = _file_in_the_way(folder)
+    if in_the_way == folder:
+        return "is a file, not a folder"
+    if in_the_way is not None:
+        return f"cannot be made: {in_the_way} is a file, not a folder"
+    named = exc.filename or file
+    at = f" ({named})" if named and Path(named) != folder else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"is on a full disk: {exc.strerror}{at}; free some space there"
+    if exc.errno == errno.EROFS:
+        return f"is on a read-only file system{at}"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"is not writable: permission denied{at}; check its and its parents' owner and mode"
+    return f"cannot be written: {exc.strerror or exc}{at}"
+
+
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The nearest of `folder` and its parents that exists, when it is no folder."""
+    for path in (folder, *folder.parents):
+        if os.path.lexists(path):
+            return None if path.is_dir() else path
+    return None

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from harvester.errors import HarvesterError, StateLockedError
+from harvester.errors import HarvesterError, StateLockedError, UnusableStateError, folder_problem
 
 LOCK_NAME = "harvester.lock"
 
@@ -90,3 +90,13 @@ class StateLock(FileLock):
             f"state folder {self.state_dir} is owned by {who} (lock file {self.path}); "
             "stop it first or use another state.dir"
         )
+
+    def acquire(self) -> None:
+        """Take the lock, or raise `StateLockedError`, or `UnusableStateError` when the folder
+        cannot be made or written (a file, read-only, full): the first write of every command
+        that changes the state folder, so it is where a broken one is found."""
+        try:
+            super().acquire()
+        except OSError as exc:
+            problem = folder_problem(self.state_dir, exc, self.path)
+            raise UnusableStateError(f"state.dir {self.state_dir} {problem}") from exc

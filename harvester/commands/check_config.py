@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -14,7 +16,7 @@ from flink_jobs.statements import validate_statements
 from harvester.browser import ready_expression
 from harvester.config import Settings, load_settings, secret_values, to_toml
 from harvester.config.problems import format_problem
-from harvester.errors import ConfigError
+from harvester.errors import ConfigError, folder_problem
 from harvester.redaction import Redactor
 
 # Compiles (never runs) each text of a JSON list read from stdin as a script, the way Chromium's
@@ -62,9 +64,10 @@ def register(
 def run(args: argparse.Namespace) -> int:
     """Print the effective config; a bad one, a `ready.function` that does not compile, or a
     `flink.statements` entry that Flink cannot parse or plan, raises ConfigError (exit 2, one
-    line per problem). Notes that do not fail the check go to stderr."""
+    line per problem), and so does a folder the harvester writes that it cannot make or write.
+    Notes that do not fail the check go to stderr."""
     settings = load_settings(Path(args.config) if args.config else None)
-    problems = ready_function_problems(settings)
+    problems = folder_problems(settings) + ready_function_problems(settings)
     if not args.no_flink:
         try:
             validate_statements(settings)
@@ -92,6 +95,60 @@ def notes(settings: Settings) -> list[str]:
         for i, target in enumerate(settings.targets)
         if target.auth.profile_dir is None and target.auth.storage_state is None
     ]
+
+
+def folder_problems(settings: Settings) -> list[str]:
+    """A problem line per folder the harvester writes (the Flink log and checkpoints too, with
+    continuous delivery) that cannot be made or written."""
+    folders: list[tuple[tuple[str, str], Path | None]] = [
+        (("state", "dir"), settings.state.dir),
+        (("state", "data_dir"), settings.state.data_dir),
+    ]
+    if settings.flink.delivery == "continuous":
+        folders += [
+            (("flink", "log_dir"), settings.flink.log_dir),
+            (("flink", "checkpoint_dir"), settings.flink.checkpoint_dir),
+        ]
+    source = str(settings.config_path or "config")
+    problems: list[str] = []
+    failed: list[Path] = []
+    for loc, folder in folders:
+        # The Flink folders default to inside state.dir: its problem is theirs, said once.
+        if folder is None or any(folder.is_relative_to(bad) for bad in failed):
+            continue
+        problem = _unwritable(folder)
+        if problem is not None:
+            failed.append(folder)
+            expected = "a folder this user can make and write"
+            problems.append(format_problem(source, loc, f"{folder} {problem}", expected))
+    return problems
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why `folder` cannot be made or written (a probe file in it is written, synced and
+    removed), or None.
+
+    The folders made for the probe are removed again: a check run as another user (root, in a
+    deploy script) would otherwise leave folders the harvester's own user cannot write.
+    """
+    made = [path for path in (folder, *folder.parents) if not os.path.lexists(path)]
+    probe = folder / f".check-config-{os.getpid()}"
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with probe.open("xb") as file:
+            # A byte, synced: a full disk may take an empty file but no block.
+            file.write(b"\n")
+            file.flush()
+            os.fsync(file.fileno())
+    except OSError as exc:
+        return folder_problem(folder, exc, probe)
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+        for path in made:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+    return None
 
 
 def ready_function_problems(settings: Settings) -> list[str]:
