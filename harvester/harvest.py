@@ -22,7 +22,18 @@ from harvester.capture import Capture, StoreReadLike
 from harvester.config import format_duration
 from harvester.errors import ConfigError, HarvesterError, StateError
 from harvester.sinks import ChangeSink
-from harvester.spool import SPOOL_SUFFIX, SpoolFile, SpoolWriter, read_rows, spool_path
+from harvester.spool import (
+    SPOOL_SUFFIX,
+    BadSpoolError,
+    SpoolFile,
+    SpoolWriter,
+    check_spool,
+    checked_rows,
+    quarantine,
+    quarantine_dir,
+    quarantined_spool,
+    spool_path,
+)
 from harvester.state import Run, RunStore, StateDB
 
 if TYPE_CHECKING:
@@ -58,12 +69,14 @@ class RunSummary:
 
 @dataclass
 class Recovery:
-    """What `recover` found and did."""
+    """What `recover` (or `send_pending`) found and did."""
 
     died: list[str] = field(default_factory=list)  # runs left `running`, now failed
     sent: list[str] = field(default_factory=list)  # pending runs sent and committed
     unsent: dict[str, str] = field(default_factory=dict)  # pending run → why it is still pending
     lost: list[str] = field(default_factory=list)  # pending runs whose spool file was gone
+    # pending run → its error: its spool was bad, moved to the quarantine folder, and not sent
+    quarantined: dict[str, str] = field(default_factory=dict)
 
 
 def describe(exc: BaseException) -> str:
@@ -223,11 +236,15 @@ def send(state: StateDB, sink: ChangeSink, spools: Sequence[SpoolFile]) -> None:
 def commit(state: StateDB, spool: SpoolFile, *, delivered: bool = True) -> bool:
     """Commit the run of a sent spool and remove the spool; False if it was committed before.
 
+    Only rows that `spool.checked_rows` passes are committed: a bad spool commits nothing and is
+    quarantined (sent once, it is never sent again), raising `BadSpoolError` with the run's error.
     `delivered` is False for a sink with a changelog log: the run is delivered only once the
     log's consumer acknowledges it (`harvester.delivery`).
     """
     try:
-        committed = state.commit_run(spool.run_id, read_rows(spool.path), delivered=delivered)
+        committed = state.commit_run(spool.run_id, checked_rows(spool), delivered=delivered)
+    except BadSpoolError as exc:
+        raise BadSpoolError(_quarantine(state, spool, exc)) from exc
     except Exception as exc:
         # The spool stays pending: sent again later, the commit is tried again.
         state.fail_run(spool.run_id, f"commit failed: {describe(exc)}")
@@ -236,30 +253,85 @@ def commit(state: StateDB, spool: SpoolFile, *, delivered: bool = True) -> bool:
     return committed
 
 
-def pending_spools(state: StateDB, target: str | None = None) -> list[SpoolFile]:
-    """The complete spools of runs waiting to be sent, oldest first.
+def _quarantine(state: StateDB, spool: SpoolFile, exc: BadSpoolError) -> str:
+    """Move a bad spool to the quarantine folder and stop its run pending; the run's error."""
+    moved = quarantine(spool, str(exc), quarantine_dir(state.path.parent))
+    state.drop_pending(spool.run_id, moved.error)
+    log.error(
+        "run %s of %s: %s",
+        spool.run_id,
+        spool.target,
+        moved.error,
+        extra={"event": "spool_quarantined", "run_id": spool.run_id, "target": spool.target},
+    )
+    return moved.error
 
-    A pending run whose spool file has gone can never be sent: it stops pending, with the
-    reason, and the next run of its target captures its changes again.
+
+def pending_spools(
+    state: StateDB, target: str | None = None, found: Recovery | None = None
+) -> list[SpoolFile]:
+    """The complete spools of runs waiting to be sent, oldest first, each checked whole.
+
+    A run whose spool can never be sent stops pending, with the reason, and the next run of its
+    target captures its changes again (the snapshot never took them): one whose spool file has
+    gone (in `found.lost`), and one whose spool is not its rows (`spool.check_spool`), which is
+    moved to `<state.dir>/quarantine/` with a reason file (in `found.quarantined`).
     """
+    found = Recovery() if found is None else found
     spools = []
     for run in state.pending_runs(target):
-        path = spool_path(state.spool_dir, run.id)
-        if path.is_file():
-            spools.append(SpoolFile(run_id=run.id, target=run.target, path=path, rows=run.rows))
-        else:
-            log.error("run %s: its spool %s is missing; it cannot be sent", run.id, path)
-            state.drop_pending(run.id, f"spool file missing: {path}")
+        spool = SpoolFile(
+            run_id=run.id,
+            target=run.target,
+            path=spool_path(state.spool_dir, run.id),
+            rows=run.rows,
+        )
+        if not spool.path.is_file():
+            # Moved to quarantine by a process that died before it could record it.
+            moved = quarantined_spool(quarantine_dir(state.path.parent), run.id)
+            if moved is not None:
+                state.drop_pending(run.id, moved.error)
+                found.quarantined[run.id] = moved.error
+                continue
+            log.error("run %s: its spool %s is missing; it cannot be sent", run.id, spool.path)
+            state.drop_pending(run.id, f"spool file missing: {spool.path}")
+            found.lost.append(run.id)
+            continue
+        try:
+            check_spool(spool)
+        except BadSpoolError as exc:
+            found.quarantined[run.id] = _quarantine(state, spool, exc)
+            continue
+        spools.append(spool)
     return spools
 
 
-def send_pending(state: StateDB, sink: ChangeSink, target: str | None = None) -> list[str]:
-    """Send and commit the pending spools (of one target, or all) in one send; their run ids."""
-    spools = pending_spools(state, target)
-    send(state, sink, spools)
+def send_pending(state: StateDB, sink: ChangeSink) -> Recovery:
+    """Check the pending spools, send the good ones in one send, then commit each (blocking).
+
+    Each is sent once: a failed send leaves them all pending (`unsent`), a failed commit that
+    run; the next attempt (`harvest`, or the daemon's next run of the target) sends them again.
+    """
+    found = Recovery()
+    spools = pending_spools(state, found=found)
+    try:
+        send(state, sink, spools)
+    except Exception as exc:
+        found.unsent = {spool.run_id: describe(exc) for spool in spools}
+        log.error("sending %d pending spool(s) failed: %s", len(spools), describe(exc))
+        return found
     for spool in spools:
-        commit(state, spool, delivered=sink.changelog is None)
-    return [spool.run_id for spool in spools]
+        try:
+            commit(state, spool, delivered=sink.changelog is None)
+        except BadSpoolError as exc:
+            found.quarantined[spool.run_id] = describe(exc)
+        except Exception as exc:
+            # Recorded in the run; the spool stays pending, and the other runs still commit.
+            found.unsent[spool.run_id] = describe(exc)
+            log.error("committing run %s failed: %s", spool.run_id, describe(exc))
+        else:
+            found.sent.append(spool.run_id)
+    return found
 
 
 def recover(state: StateDB, sink: ChangeSink) -> Recovery:
@@ -267,12 +339,13 @@ def recover(state: StateDB, sink: ChangeSink) -> Recovery:
 
     Runs left `running` died with their process: they are marked failed and their unfinished
     spools removed. Spools of committed or failed-while-reading runs are removed. Then every
-    pending spool is sent and committed, before any new run of its target.
+    pending spool is checked, sent and committed (`send_pending`), before any new run of its
+    target; one still pending is sent again by the next attempt, not by this one.
     """
-    recovery = Recovery()
+    died = []
     for run in state.list_runs(status="running"):
         state.fail_run(run.id, DIED_DURING_READ)
-        recovery.died.append(run.id)
+        died.append(run.id)
         log.warning("run %s of %s: %s; marked failed", run.id, run.target, DIED_DURING_READ)
     spool_dir = state.spool_dir
     if spool_dir.is_dir():
@@ -288,24 +361,8 @@ def recover(state: StateDB, sink: ChangeSink) -> Recovery:
             else:
                 # Committed already (the process died before removing it) or never complete.
                 path.unlink(missing_ok=True)
-    before = {run.id for run in state.pending_runs()}
-    spools = pending_spools(state)
-    recovery.lost = sorted(before - {spool.run_id for spool in spools})
-    try:
-        send(state, sink, spools)
-    except Exception as exc:
-        recovery.unsent = {spool.run_id: describe(exc) for spool in spools}
-        log.error("sending %d pending spool(s) failed: %s", len(spools), describe(exc))
-        return recovery
-    for spool in spools:
-        try:
-            commit(state, spool, delivered=sink.changelog is None)
-        except Exception as exc:
-            # Recorded in the run; the spool stays pending, and the other runs still commit.
-            recovery.unsent[spool.run_id] = describe(exc)
-            log.error("committing run %s failed: %s", spool.run_id, describe(exc))
-        else:
-            recovery.sent.append(spool.run_id)
+    recovery = send_pending(state, sink)
+    recovery.died = died
     return recovery
 
 
@@ -318,12 +375,18 @@ async def harvest_target(
     full: bool = False,
     opener: Opener | None = None,
 ) -> RunSummary:
-    """Send the target's pending runs, then read, send and commit one new run.
+    """Read, send and commit one new run; `recover` has sent the pending runs before.
 
-    A failure of the new run is recorded in it and its summary returned; a pending run that
-    still cannot be sent raises, and no new run is read.
+    A failure of the new run is recorded in it and its summary returned; a pending run of the
+    target raises, and no new run is read.
     """
-    await asyncio.to_thread(send_pending, state, sink, target.name)
+    if pending := await asyncio.to_thread(state.pending_runs, target.name):
+        # Recovery sent it in this attempt already: again now would only repeat its failure.
+        earlier = pending[0]
+        raise StateError(
+            f"run {earlier.id} is still pending ({earlier.error or 'not sent yet'}); "
+            "the next harvest sends it again"
+        )
     run_id = await asyncio.to_thread(functools.partial(state.start_run, target.name, full=full))
     try:
         spool = await read_target(

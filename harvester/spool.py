@@ -2,21 +2,26 @@
 
 A run writes `<state.dir>/spool/<run_id>.jsonl.part`; once its read is complete the file is
 fsynced and renamed to `<run_id>.jsonl` (atomic), so a `.jsonl` file is always whole. It is
-deleted only after the run's commit.
+deleted only after the run's commit. A spool that is not its run's rows (`checked_rows`) is
+moved to `<state.dir>/quarantine/` beside a reason file, never to be sent.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 
+from harvester.errors import HarvesterError
 from harvester.surrogates import escape_surrogates
+from harvester.timefmt import iso_utc
 
 SPOOL_SUFFIX = ".jsonl"
 PART_SUFFIX = ".jsonl.part"
@@ -40,6 +45,14 @@ ROW_SCHEMA: tuple[tuple[str, FieldKind], ...] = (
     ("harvested_at", "timestamp"),
 )
 ROW_FIELDS: tuple[str, ...] = tuple(name for name, _ in ROW_SCHEMA)
+_FIELD_SET = frozenset(ROW_FIELDS)
+_NULLABLE = frozenset(("value", "old_value", "value_hash"))
+_OPS = ("+I", "+U", "-D")
+
+QUARANTINE_DIR = "quarantine"
+REASON_SUFFIX = ".reason.json"
+# How a quarantined run's error begins (`Quarantined.error`), so that listings can pick it out.
+QUARANTINED = "spool quarantined"
 
 
 def _dumps(text: str | None) -> bytes:
@@ -161,3 +174,163 @@ def read_rows(path: Path) -> Iterator[dict[str, object]]:
         for line in file:
             if line.strip():
                 yield orjson.loads(line)
+
+
+class BadSpoolError(HarvesterError):
+    """A spool that is not its run's rows: `line` (1-based; None for the count) says where."""
+
+    def __init__(self, problem: str, *, line: int | None = None) -> None:
+        self.line = line
+        super().__init__(problem if line is None else f"line {line}: {problem}")
+
+
+def _is_time(value: object) -> bool:
+    # Flink takes the text as an instant: a time without an offset has none.
+    try:
+        return isinstance(value, str) and datetime.fromisoformat(value).tzinfo is not None
+    except ValueError:
+        return False
+
+
+# Each kind: what a value of it is, and the test of one.
+_KINDS: dict[FieldKind, tuple[str, Callable[[object], bool]]] = {
+    "text": ("a string", lambda value: isinstance(value, str)),
+    # JSON's true and false decode as bool, a subclass of int.
+    "integer": ("an integer", lambda value: type(value) is int),
+    "timestamp": ("an ISO-8601 time with an offset", _is_time),
+}
+
+
+def _json_kind(value: object) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+def row_problem(row: object, *, run_id: str, target: str) -> str | None:
+    """What makes one decoded spool line not a changelog row of run `run_id` of `target`."""
+    if not isinstance(row, dict):
+        return f"{_json_kind(row)}, not an object"
+    if row.keys() != _FIELD_SET:
+        missing = [name for name in ROW_FIELDS if name not in row]
+        unknown = sorted(row.keys() - _FIELD_SET)
+        return "; ".join(
+            f"{what} field(s) {', '.join(names)}"
+            for what, names in (("missing", missing), ("unknown", unknown))
+            if names
+        )
+    for name, kind in ROW_SCHEMA:
+        value = row[name]
+        what, test = _KINDS[kind]
+        if not (value is None and name in _NULLABLE) and not test(value):
+            # The value is not quoted: it may be a record's, which a log must not carry.
+            return f"{name} is not {what}"
+    # Identifiers may be quoted, cut short: the line may be anything.
+    if row["run_id"] != run_id:
+        return f"a row of run {row['run_id']!r:.80}, not of run {run_id}"
+    if row["target"] != target:
+        return f"a row of target {row['target']!r:.80}, not of {target!r}"
+    if (op := row["op"]) not in _OPS:
+        return f"op {op!r:.20} is none of {', '.join(_OPS)}"
+    for name in ("value", "value_hash"):
+        if (row[name] is None) != (op == "-D"):
+            return f"a {op} row {'with' if op == '-D' else 'without'} a {name}"
+    return None
+
+
+def checked_rows(spool: SpoolFile) -> Iterator[dict[str, Any]]:
+    """The rows of `spool`, streamed, each checked (`row_problem`); raises `BadSpoolError` at
+    the first bad line, or after the last when there were not `spool.rows` of them."""
+    count = 0
+    with spool.path.open("rb") as file:
+        for count, line in enumerate(file, 1):
+            try:
+                row = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise BadSpoolError(f"not JSON: {exc.msg} at byte {exc.pos}", line=count) from exc
+            if problem := row_problem(row, run_id=spool.run_id, target=spool.target):
+                raise BadSpoolError(problem, line=count)
+            yield row
+    if count != spool.rows:
+        raise BadSpoolError(f"{count} rows, but its run spooled {spool.rows}")
+
+
+def check_spool(spool: SpoolFile) -> None:
+    """Raise `BadSpoolError` unless every line of `spool` is a row of its run (streamed)."""
+    collections.deque(checked_rows(spool), maxlen=0)
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A spool moved to the quarantine folder, as its reason file tells."""
+
+    run_id: str
+    target: str
+    problem: str
+    path: Path  # the spool, now in the quarantine folder
+    at: str  # when it was moved (ISO-8601 UTC)
+
+    @property
+    def error(self) -> str:
+        """The run's error in the state DB."""
+        return f"{QUARANTINED}: {self.problem} (moved to {self.path})"
+
+
+def quarantine_dir(state_dir: Path) -> Path:
+    return state_dir / QUARANTINE_DIR
+
+
+def _reason_path(folder: Path, run_id: str) -> Path:
+    return folder / f"{run_id}{REASON_SUFFIX}"
+
+
+def quarantine(spool: SpoolFile, problem: str, folder: Path) -> Quarantined:
+    """Move `spool` into `folder`, beside `<run_id>.reason.json` saying what is wrong with it."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    moved = Quarantined(spool.run_id, spool.target, problem, folder / spool.path.name, iso_utc())
+    reason = {
+        "run_id": moved.run_id,
+        "target": moved.target,
+        "rows": spool.rows,
+        "problem": problem,
+        "quarantined_at": moved.at,
+        "spool": moved.path.name,
+    }
+    # The reason first: a spool found in quarantine always has one.
+    fd = os.open(_reason_path(folder, spool.run_id), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(orjson.dumps(reason, option=orjson.OPT_INDENT_2) + b"\n")
+        out.flush()
+        os.fsync(out.fileno())
+    spool.path.rename(moved.path)
+    fsync_dir(folder)
+    fsync_dir(spool.path.parent)
+    return moved
+
+
+def quarantined_spool(folder: Path, run_id: str) -> Quarantined | None:
+    """The quarantined spool of run `run_id`, if its reason file is in `folder` and readable."""
+    try:
+        reason = orjson.loads(_reason_path(folder, run_id).read_bytes())
+        return Quarantined(
+            run_id=reason["run_id"],
+            target=reason["target"],
+            problem=reason["problem"],
+            # Beside its reason, wherever the state folder has moved since.
+            path=folder / f"{run_id}{SPOOL_SUFFIX}",
+            at=reason["quarantined_at"],
+        )
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
+def quarantined(folder: Path) -> list[Quarantined]:
+    """Every spool in the quarantine folder `folder` with a readable reason, oldest first."""
+    if not folder.is_dir():
+        return []
+    found = (
+        quarantined_spool(folder, path.name.removesuffix(REASON_SUFFIX))
+        for path in folder.glob(f"*{REASON_SUFFIX}")
+    )
+    # A reason whose spool a person removed (or that a crash left before the move) is no spool.
+    spools = [q for q in found if q is not None and q.path.is_file()]
+    return sorted(spools, key=lambda q: (q.at, q.run_id))

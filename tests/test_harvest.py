@@ -15,7 +15,7 @@ import pytest
 
 from harvester.config import Settings, load_settings
 from harvester.errors import StateError
-from harvester.harvest import harvest_target, read_target, send_pending
+from harvester.harvest import harvest_target, read_target, recover, send_pending
 from harvester.sinks import JsonLinesSink
 from harvester.spool import SpoolFile, read_rows
 from harvester.state import StateDB
@@ -87,7 +87,7 @@ async def test_harvest_target_sends_then_commits(settings: Settings, state: Stat
 
 
 @in_loop
-async def test_a_failing_sink_keeps_the_spool_and_the_next_harvest_sends_it_first(
+async def test_a_failing_sink_keeps_the_spool_and_the_next_harvest_recovers_it_first(
     settings: Settings, state: StateDB
 ) -> None:
     sink = FlakySink(settings.state.data_dir / "out", fail_after=2)
@@ -109,6 +109,8 @@ async def test_a_failing_sink_keeps_the_spool_and_the_next_harvest_sends_it_firs
     data["db"]["s"][0]["x"] = 1
     del data["db"]["s"][4]
     sink.failing = False
+    # As `harvester harvest` does: recovery sends the pending run, then the target is read.
+    assert recover(state, sink).sent == [failed.run.id]
     second = await harvest_target(
         settings=settings,
         target=target,
@@ -137,11 +139,13 @@ async def test_a_pending_run_that_still_fails_blocks_new_reads(
     target = settings.target("app")
     opener = fake_opener(FakeReader(_data()))
     await harvest_target(settings=settings, target=target, state=state, sink=sink, opener=opener)
-    with pytest.raises(ConnectionError):
+    (pending,) = recover(state, sink).unsent
+    with pytest.raises(StateError, match=f"run {pending} is still pending .sending failed"):
         await harvest_target(
             settings=settings, target=target, state=state, sink=sink, opener=opener
         )
     assert len(state.list_runs()) == 1
+    assert len(sink.calls) == 2  # the read's send, recovery's; never the target's again
     refused = state.start_run("app")
     with pytest.raises(StateError, match="waits to be sent"):
         await read_target(
@@ -150,7 +154,7 @@ async def test_a_pending_run_that_still_fails_blocks_new_reads(
     run = state.get_run(refused)
     assert run is not None and run.status == "failed"
     sink.failing = False
-    assert len(send_pending(state, sink, "app")) == 1
+    assert send_pending(state, sink).sent == [pending]
 
 
 @in_loop

@@ -225,6 +225,7 @@ async def test_recover_cleans_up_after_each_kind_of_crash(tmp_path: Path) -> Non
 
         found = recover(state, sink)
         assert (found.died, found.lost, found.sent, found.unsent) == ([running], [lost], [], {})
+        assert found.quarantined == {}
         assert [p.name for p in state.spool_dir.iterdir()] == ["stranger.jsonl"]
         died = state.get_run(running)
         assert died is not None and (died.status, died.error) == ("failed", DIED_DURING_READ)
@@ -238,7 +239,9 @@ async def test_recover_cleans_up_after_each_kind_of_crash(tmp_path: Path) -> Non
 
 
 @in_loop
-async def test_a_spool_that_cannot_commit_does_not_hold_up_the_others(tmp_path: Path) -> None:
+async def test_a_bad_spool_is_quarantined_unsent_and_does_not_hold_up_the_others(
+    tmp_path: Path,
+) -> None:
     other = '[[targets]]\nname = "other"\nurl = "http://127.0.0.1:9/"\nschedule = "15m"\n'
     settings = load_settings(write_config(tmp_path, extra=other))
     sink = JsonLinesSink(tmp_path / "out")
@@ -258,9 +261,11 @@ async def test_a_spool_that_cannot_commit_does_not_hold_up_the_others(tmp_path: 
         bad, good = spools
         bad.path.write_bytes(bad.path.read_bytes().replace(b'"run_id":"', b'"run_id":"x'))
         found = recover(state, sink)
-        assert found.sent == [good.run_id] and list(found.unsent) == [bad.run_id]
-        assert "found in the spool of" in found.unsent[bad.run_id]
-        stuck = state.get_run(bad.run_id)
-        assert stuck is not None and stuck.pending and stuck.status == "failed"
-        assert stuck.error is not None and stuck.error.startswith("commit failed")
-        assert bad.path.exists() and not good.path.exists()
+        assert found.sent == [good.run_id] and found.unsent == {}
+        assert list(found.quarantined) == [bad.run_id]
+        assert f"line 1: a row of run 'x{bad.run_id}'" in found.quarantined[bad.run_id]
+        dropped = state.get_run(bad.run_id)
+        assert dropped is not None and not dropped.pending and dropped.status == "failed"
+        assert dropped.error == found.quarantined[bad.run_id]
+        assert not bad.path.exists() and not good.path.exists()
+        assert {row["run_id"] for row in _rows(sink.path)} == {good.run_id}

@@ -133,6 +133,8 @@ def harvest_once(
             err.print(f"run {run_id}: its spool file is gone; its changes come with the next run")
         for run_id, reason in recovery.unsent.items():
             err.print(f"run {run_id}: still pending, sending failed: {reason}")
+        for run_id, reason in recovery.quarantined.items():
+            err.print(f"run {run_id}: not sent, {reason}")
         sink.start()
         summaries, unsent = asyncio.run(_harvest_all(settings, targets, state, sink, full=full))
         # A broken flink.statements found while the reads ran: exit 2, nothing was sent.

@@ -15,6 +15,7 @@ from harvester.inspect.options import (
 )
 from harvester.inspect.queries import run_dict
 from harvester.inspect.render import Column, write_rows
+from harvester.spool import QUARANTINED
 from harvester.state import Run, TargetDelivery
 
 # The default table fits a run on one line of 80 columns: the id (which holds the target and
@@ -115,6 +116,12 @@ def delivery_lines(targets: list[TargetDelivery], only: str | None) -> list[str]
     return lines
 
 
+def quarantine_lines(runs: list[Run]) -> list[str]:
+    """The listed runs whose spool was quarantined, each with its whole reason (the table cuts
+    errors to fit)."""
+    return [f"{r.id}: {r.error}" for r in runs if (r.error or "").startswith(QUARANTINED)]
+
+
 def run(args: argparse.Namespace) -> int:
     with open_state(args) as reader:
         runs = reader.runs(target=args.target, status=args.status, limit=args.limit)
@@ -133,6 +140,6 @@ def run(args: argparse.Namespace) -> int:
             row["delivered"] = delivered(r, now)
     write_rows(rows, columns, fmt, sys.stdout, title="runs", wide=args.wide)
     if fmt == "table":
-        for line in delivery_lines(delivery, args.target):
+        for line in [*quarantine_lines(runs), *delivery_lines(delivery, args.target)]:
             print(line)
     return 0

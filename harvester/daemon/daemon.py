@@ -35,6 +35,7 @@ from harvester.daemon.skips import SkippedFires
 from harvester.errors import ConfigError
 from harvester.harvest import describe
 from harvester.redaction import Redactor, remember_secrets
+from harvester.spool import quarantine_dir, quarantined
 
 if TYPE_CHECKING:
     from apscheduler.triggers.base import BaseTrigger
@@ -431,6 +432,7 @@ class Daemon:
             next_run=self.next_run,
             unhealthy_after=self.unhealthy_after,
             redact=self._redact,
+            quarantined=quarantined(quarantine_dir(self.settings.state.dir)),
         )
         if self.delivery is not None and not self.delivery.annotate(body, self._redact):
             ok = False

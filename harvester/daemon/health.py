@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from harvester.spool import Quarantined
 from harvester.timefmt import iso_utc
 
 # Failed attempts in a row after which a target is reported unhealthy (it keeps its schedule).
@@ -60,9 +61,19 @@ class TargetStatus:
             self.consecutive_failures += 1
 
     def payload(
-        self, *, next_run: datetime | None, unhealthy_after: int, redact: Callable[[str], str]
+        self,
+        *,
+        next_run: datetime | None,
+        unhealthy_after: int,
+        redact: Callable[[str], str],
+        quarantined: Sequence[Quarantined] = (),
     ) -> dict[str, Any]:
-        """The target's entry in the /healthz body; run errors may quote a secret."""
+        """The target's entry in the /healthz body; run errors may quote a secret.
+
+        `quarantined`: the target's spools in the quarantine folder, oldest first. They wait for
+        a person, not for the target, whose runs go on: they leave `healthy` as it is.
+        """
+        last = quarantined[-1] if quarantined else None
         return {
             "last_run_id": self.last_run_id,
             "last_status": self.last_status,
@@ -74,6 +85,10 @@ class TargetStatus:
             "consecutive_failures": self.consecutive_failures,
             "running": self.running,
             "healthy": self.consecutive_failures < unhealthy_after,
+            "quarantined": len(quarantined),
+            "last_quarantined": None
+            if last is None
+            else {"run_id": last.run_id, "at": last.at, "reason": redact(last.problem)},
         }
 
 
@@ -85,11 +100,12 @@ def health_body(
     next_run: Callable[[str], datetime | None],
     unhealthy_after: int,
     redact: Callable[[str], str],
+    quarantined: Sequence[Quarantined] = (),
 ) -> tuple[bool, dict[str, Any]]:
     """(ok, body) for /healthz: ok while the scheduler runs and the state DB is writable.
 
     An unhealthy target does not make it fail: a remote site being down is no reason to have
-    the daemon's container restarted.
+    the daemon's container restarted. `quarantined`: the spools in the quarantine folder.
     """
     ok = scheduling and writable
     return ok, {
@@ -98,7 +114,10 @@ def health_body(
         "state_writable": writable,
         "targets": {
             name: status.payload(
-                next_run=next_run(name), unhealthy_after=unhealthy_after, redact=redact
+                next_run=next_run(name),
+                unhealthy_after=unhealthy_after,
+                redact=redact,
+                quarantined=[q for q in quarantined if q.target == name],
             )
             for name, status in list(targets.items())
         },

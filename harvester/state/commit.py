@@ -77,7 +77,8 @@ class _Applier:
     """Applies spooled rows to the snapshot and history inside the commit's transaction.
 
     The snapshot, not the spooled op, decides each row's change (`ops.change_op`), so the
-    history holds only true changes.
+    history holds only true changes. The rows are the run's, checked by the caller
+    (`spool.checked_rows`): a `-D` has no value hash, any other row has one.
     """
 
     def __init__(self, conn: sqlite3.Connection, *, run_id: str, target: str, origin: str) -> None:
@@ -93,10 +94,6 @@ class _Applier:
         keys: set[str] = set()
         where: tuple[str, str] | None = None
         for row in rows:
-            if row.get("run_id") != self.run_id:
-                raise StateError(
-                    f"spool row of run {row.get('run_id')!r} found in the spool of {self.run_id}"
-                )
             here = (row["db_name"], row["store"])
             # A batch holds one store and distinct keys, so its statements commute.
             if here != where or row["key"] in keys or len(batch) >= LOOKUP_CHUNK:
@@ -126,9 +123,7 @@ class _Applier:
         grown = 0
         for row in rows:
             key, old = row["key"], current.get(row["key"])
-            new: str | None = None
-            if row["op"] != "-D" and (new := row["value_hash"]) is None:
-                raise StateError(f"a {row['op']} row of run {self.run_id} has no value_hash")
+            new: str | None = row["value_hash"]
             op = change_op(old, new)
             if op is None:
                 continue

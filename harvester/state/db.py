@@ -192,9 +192,11 @@ class StateDB(Closing):
     ) -> bool:
         """Apply a run's spooled rows to the snapshot, history and stores in one transaction.
 
-        The snapshot decides each row's real op (a `--full` run spools every record as +I), so
-        the history holds only true changes. Returns False, changing nothing, when the run was
-        already committed: a spool sent twice never commits twice. `delivered`: the send was the
+        `rows` must be the run's, checked (`spool.checked_rows`, which `harvest.commit` passes):
+        an exception they raise rolls the whole commit back. The snapshot decides each row's
+        real op (a `--full` run spools every record as +I), so the history holds only true
+        changes. Returns False, changing nothing, when the run was already committed: a spool
+        sent twice never commits twice. `delivered`: the send was the
         delivery (JSON lines, a per-harvest Flink job), so the run is consumed at commit; False
         when it was only handed off to the log, whose consumer acknowledges it later
         (`mark_consumed`). A run without rows is consumed at commit either way.

@@ -14,7 +14,7 @@ from datetime import datetime
 from harvester.errors import StateError
 from harvester.state.connections import LOOKUP_CHUNK, Connections, marks
 from harvester.state.queries import runs_where
-from harvester.state.records import Run, TargetDelivery, from_row
+from harvester.state.records import Run, TargetDelivery
 from harvester.timefmt import iso_utc, parse_iso
 
 # A run the consumer has to take: committed, with rows, handed off (the count `delivery` gives).
