@@ -110,8 +110,11 @@ def _check_every_run_consumed_once(root: Path) -> int:
     return len(runs)
 
 
-def _consumed_runs(root: Path, *, since: datetime) -> int:
-    """Runs started after `since` with rows that Flink consumed."""
+EVER = datetime.min.replace(tzinfo=UTC)
+
+
+def _consumed_runs(root: Path, *, since: datetime = EVER) -> int:
+    """Runs started after `since` (by default: all) with rows that Flink consumed."""
     if not (root / "state" / "state.db").exists():
         return 0  # the daemon has not made it yet
     with _state(root) as state:
