@@ -40,10 +40,7 @@ class DataDirLock(FileLock):
             "give each harvester its own data_dir"
         )
 
-    def acquire(self) -> None:
-        try:
-            super().acquire()
-        except OSError as exc:
-            raise FlinkError(
-                f"cannot lock state.data_dir {self.data_dir} ({self.path}): {exc.strerror}"
-            ) from exc
+    def unusable(self, exc: OSError) -> FlinkError:
+        return FlinkError(
+            f"cannot lock state.data_dir {self.data_dir} ({self.path}): {exc.strerror}"
+        )

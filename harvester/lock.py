@@ -35,12 +35,21 @@ class FileLock:
         """The error for a lock another holder has, given what it wrote (may be empty)."""
         raise NotImplementedError
 
+    def unusable(self, exc: OSError) -> HarvesterError:
+        """The error for a lock file that cannot be made or written (`exc` says why)."""
+        raise NotImplementedError
+
     def acquire(self) -> None:
-        """Take the lock or raise `locked(…)`; its folder is made (0700) if missing."""
+        """Take the lock or raise `locked(…)`; its folder is made (0700) if missing. The first
+        write of a command to its folder: one that cannot be made or written (a file in the
+        way, read-only, full) raises `unusable(…)`."""
         if self._fd is not None:
             return
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise self.unusable(exc) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -50,8 +59,12 @@ class FileLock:
         except BaseException:
             os.close(fd)
             raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, self.holder().encode(errors="surrogateescape"), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, self.holder().encode(errors="surrogateescape"), 0)
+        except OSError as exc:
+            os.close(fd)
+            raise self.unusable(exc) from exc
         self._fd = fd
 
     def release(self) -> None:
@@ -91,12 +104,6 @@ class StateLock(FileLock):
             "stop it first or use another state.dir"
         )
 
-    def acquire(self) -> None:
-        """Take the lock, or raise `StateLockedError`, or `UnusableStateError` when the folder
-        cannot be made or written (a file, read-only, full): the first write of every command
-        that changes the state folder, so it is where a broken one is found."""
-        try:
-            super().acquire()
-        except OSError as exc:
-            problem = folder_problem(self.state_dir, exc, self.path)
-            raise UnusableStateError(f"state.dir {self.state_dir} {problem}") from exc
+    def unusable(self, exc: OSError) -> UnusableStateError:
+        problem = folder_problem(self.state_dir, exc, self.path)
+        return UnusableStateError(f"state.dir {self.state_dir} {problem}")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -184,21 +185,27 @@ class BadSpoolError(HarvesterError):
         super().__init__(problem if line is None else f"line {line}: {problem}")
 
 
-def _is_time(value: object) -> bool:
-    # Flink takes the text as an instant: a time without an offset has none.
+@functools.lru_cache(maxsize=64)
+def _is_time(text: str) -> bool:
+    # Flink takes the text as an instant: a time without an offset has none. Cached: a run's
+    # rows share a handful of times.
     try:
-        return isinstance(value, str) and datetime.fromisoformat(value).tzinfo is not None
+        return datetime.fromisoformat(text).tzinfo is not None
     except ValueError:
         return False
 
 
-# Each kind: what a value of it is, and the test of one.
-_KINDS: dict[FieldKind, tuple[str, Callable[[object], bool]]] = {
-    "text": ("a string", lambda value: isinstance(value, str)),
-    # JSON's true and false decode as bool, a subclass of int.
-    "integer": ("an integer", lambda value: type(value) is int),
-    "timestamp": ("an ISO-8601 time with an offset", _is_time),
+# Each kind: its JSON value's Python type (compared exactly: JSON's true and false decode as
+# bool, a subclass of int) and what a value of it is.
+_KINDS: dict[FieldKind, tuple[type, str]] = {
+    "text": (str, "a string"),
+    "integer": (int, "an integer"),
+    "timestamp": (str, "an ISO-8601 time with an offset"),
 }
+# Per field, in spool order, what `row_problem` checks: every line of every commit goes through.
+_CHECKS = tuple(
+    (name, *_KINDS[kind], name in _NULLABLE, kind == "timestamp") for name, kind in ROW_SCHEMA
+)
 
 
 def _json_kind(value: object) -> str:
@@ -218,10 +225,11 @@ def row_problem(row: object, *, run_id: str, target: str) -> str | None:
             for what, names in (("missing", missing), ("unknown", unknown))
             if names
         )
-    for name, kind in ROW_SCHEMA:
+    for name, kind_type, what, nullable, timestamp in _CHECKS:
         value = row[name]
-        what, test = _KINDS[kind]
-        if not (value is None and name in _NULLABLE) and not test(value):
+        if value is None and nullable:
+            continue
+        if type(value) is not kind_type or (timestamp and not _is_time(value)):
             # The value is not quoted: it may be a record's, which a log must not carry.
             return f"{name} is not {what}"
     # Identifiers may be quoted, cut short: the line may be anything.

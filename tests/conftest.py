@@ -1,4 +1,5 @@
-"""Shared fixtures: a static HTTP server on 127.0.0.1, a real Chromium, a clean environment."""
+"""Shared fixtures: a static HTTP server on 127.0.0.1, a real Chromium, a clean environment,
+the settings of a written test config and its state DB."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from harvester.config import BrowserSettings
+from harvester.config import BrowserSettings, Settings, load_settings
+from harvester.state import StateDB
+from tests.support.configs import write_config
 from tests.support.server import StaticServer
 
 
@@ -19,6 +22,18 @@ def static_server(tmp_path: Path) -> Iterator[StaticServer]:
     server = StaticServer(root)
     yield server
     server.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(write_config(tmp_path))
+
+
+@pytest.fixture
+def state(settings: Settings) -> Iterator[StateDB]:
+    db = StateDB.open(settings.state.dir)
+    yield db
+    db.close()
 
 
 @pytest.fixture(scope="session")

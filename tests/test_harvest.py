@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -21,18 +21,6 @@ from harvester.spool import SpoolFile, read_rows
 from harvester.state import StateDB
 from tests.support.configs import SHOP_PAGE, write_config
 from tests.support.fake_reader import ORIGIN, Data, FakeReader, fake_opener, in_loop
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(write_config(tmp_path))
-
-
-@pytest.fixture
-def state(settings: Settings) -> Iterator[StateDB]:
-    db = StateDB.open(settings.state.dir)
-    yield db
-    db.close()
 
 
 class FlakySink(JsonLinesSink):

@@ -403,6 +403,8 @@ async def _break_then_read(page: Page, reader: OriginReader) -> Read:
         if await page.evaluate("window.broken === true"):
             break
         await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the page never broke its built-ins: the test would prove nothing")
     return await read_all(reader)
 
 

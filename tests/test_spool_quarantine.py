@@ -4,7 +4,7 @@ attempt (issue 14, item 4): real spool files, a real state DB and a JSON-lines s
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from harvester.cli import main
-from harvester.config import Settings, load_settings
+from harvester.config import Settings
 from harvester.daemon import Daemon, HarvestBackend
 from harvester.daemon.health import TargetStatus, health_body
 from harvester.errors import StateError
@@ -29,7 +29,6 @@ from harvester.spool import (
     row_problem,
 )
 from harvester.state import StateDB
-from tests.support.configs import write_config
 from tests.support.fake_reader import ORIGIN, FakeReader, fake_opener, in_loop
 
 
@@ -51,18 +50,6 @@ class CountingSink(JsonLinesSink):
         if not self.path.exists():
             return []
         return [orjson.loads(line) for line in self.path.read_bytes().splitlines()]
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(write_config(tmp_path))
-
-
-@pytest.fixture
-def state(settings: Settings) -> Iterator[StateDB]:
-    db = StateDB.open(settings.state.dir)
-    yield db
-    db.close()
 
 
 @pytest.fixture
