@@ -267,7 +267,10 @@ class WorkerProcess:
         )
 
     def close(self, timeout: float = 30.0) -> None:
-        """Ask the worker to stop (it stops its MiniCluster and JVM), kill it if it hangs."""
+        """Ask the worker to stop (it stops its MiniCluster and JVM), kill it if it hangs; one
+        still warming up ran nothing yet and reads no request until it is warm: kill it now."""
+        if not self.dead and not self.started():
+            self._fail_dead()
         if not self.dead:
             self.dead = True
             self._conn.close()

@@ -18,6 +18,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from harvester import interrupts
 from harvester.capture import Capture, StoreReadLike
 from harvester.config import format_duration
 from harvester.errors import ConfigError, HarvesterError, StateError
@@ -57,6 +58,14 @@ class PageReader(Protocol):
 
 # Opens the target and yields (origin, reader); tests pass their own.
 Opener = Callable[[], AbstractAsyncContextManager[tuple[str, PageReader]]]
+
+# Told what a run does now, as (target, phase, detail): "open" (the page), "read" (IndexedDB,
+# from the origin), "send" (the rows), then "done" or "failed" (the reason).
+Progress = Callable[[str, str, str], None]
+
+
+def _quiet(_target: str, _phase: str, _detail: str) -> None:
+    """The `Progress` of callers that show none."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +136,7 @@ async def read_target(
     run_id: str,
     full: bool = False,
     opener: Opener | None = None,
+    progress: Progress = _quiet,
 ) -> SpoolFile:
     """Read run `run_id` of `target` into a complete spool; the run ends `read`.
 
@@ -153,9 +163,11 @@ async def read_target(
     writer: SpoolWriter | None = None
     spool: SpoolFile | None = None
     deadline = asyncio.timeout(timeout.total_seconds())
+    progress(target.name, "open", "")
     try:
         try:
             async with deadline, opener() as (origin, reader):
+                progress(target.name, "read", origin)
                 writer = SpoolWriter(
                     state.spool_dir, run_id=run_id, target=target.name, origin=origin
                 )
@@ -191,10 +203,12 @@ async def read_target(
         if spool is not None:
             spool.path.unlink(missing_ok=True)
         cancelled = isinstance(exc, asyncio.CancelledError)
+        # A SIGINT reaches Playwright's driver too: the page errors it causes are not the page's.
+        reason = "cancelled" if cancelled else describe(exc)
         fail = functools.partial(
             state.fail_run,
             run_id,
-            "cancelled" if cancelled else describe(exc),
+            "interrupted (SIGINT)" if interrupts.noted() else reason,
             origin=origin,
             stores=stores,
             problems=problems,
@@ -374,6 +388,7 @@ async def harvest_target(
     sink: ChangeSink,
     full: bool = False,
     opener: Opener | None = None,
+    progress: Progress = _quiet,
 ) -> RunSummary:
     """Read, send and commit one new run; `recover` has sent the pending runs before.
 
@@ -396,14 +411,20 @@ async def harvest_target(
             run_id=run_id,
             full=full,
             opener=opener,
+            progress=progress,
         )
+        progress(target.name, "send", f"{spool.rows} rows")
         await asyncio.to_thread(send, state, sink, [spool])
         await asyncio.to_thread(
             functools.partial(commit, state, spool, delivered=sink.changelog is None)
         )
-    except ConfigError:
+    except ConfigError as exc:
         # The config is broken (the sink's SQL), not the run: the caller stops, exit 2.
+        progress(target.name, "failed", describe(exc))
         raise
     except Exception as exc:
         log.warning("run %s of %s failed: %s", run_id, target.name, describe(exc))
+        progress(target.name, "failed", describe(exc))
+    else:
+        progress(target.name, "done", "")
     return summary(state, run_id)

@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
+from harvester.commands._progress import Phases
 from harvester.commands._sinks import make_sink
 from harvester.config import secret_values
 from harvester.delivery import Tracker
 from harvester.errors import ConfigError
 from harvester.harvest import RunSummary, describe, harvest_target, recover
+from harvester.interrupts import Interrupts
 from harvester.lock import StateLock
 from harvester.state import StateDB
 
@@ -29,21 +31,32 @@ async def _harvest_all(
     sink: ChangeSink,
     *,
     full: bool,
+    phases: Phases,
 ) -> tuple[list[RunSummary], dict[str, str]]:
     summaries: list[RunSummary] = []
     unsent: dict[str, str] = {}
-    for target in targets:
-        try:
-            summaries.append(
-                await harvest_target(
-                    settings=settings, target=target, state=state, sink=sink, full=full
+    main = asyncio.current_task()
+    assert main is not None
+    with phases.interrupts.watching(asyncio.get_running_loop(), main):
+        for target in targets:
+            if phases.interrupts.stop_requested:
+                break
+            try:
+                summaries.append(
+                    await harvest_target(
+                        settings=settings,
+                        target=target,
+                        state=state,
+                        sink=sink,
+                        full=full,
+                        progress=phases,
+                    )
                 )
-            )
-        except ConfigError:
-            raise
-        except Exception as exc:
-            # Only an earlier run that still cannot be sent lands here; no new run was read.
-            unsent[target.name] = describe(exc)
+            except ConfigError:
+                raise
+            except Exception as exc:
+                # Only an earlier run that still cannot be sent lands here; no new run was read.
+                unsent[target.name] = describe(exc)
     return summaries, unsent
 
 
@@ -86,7 +99,7 @@ def _table(summaries: list[RunSummary]) -> Table:
     return table
 
 
-def _wait_delivered(settings: Settings, state: StateDB, sink: ChangeSink, err: Console) -> bool:
+def _wait_delivered(settings: Settings, state: StateDB, sink: ChangeSink, phases: Phases) -> bool:
     """For a sink with a log: wait until its consumer has taken every handed-off run (at most
     `flink.max_lag`), so that the command ends with its rows processed; False if it did not."""
     if sink.changelog is None:
@@ -94,13 +107,20 @@ def _wait_delivered(settings: Settings, state: StateDB, sink: ChangeSink, err: C
     tracker = Tracker(state, sink, retention=settings.flink.log_retention)
     if not state.undelivered():
         return True
-    err.print("waiting for Flink to consume the runs handed off to the log …")
-    waited = tracker.wait(sink, settings.flink.max_lag.total_seconds())
-    if not waited.waiting:
-        sink.flush(settings.flink.max_lag.total_seconds())
-        err.print("Flink consumed every run; its sinks committed them")
-        return True
-    err.print(
+    phases.say("waiting for the Flink job (started with the command) to consume the runs …")
+    try:
+        waited = tracker.wait(sink, settings.flink.max_lag.total_seconds())
+        if not waited.waiting:
+            sink.flush(settings.flink.max_lag.total_seconds())
+            phases.say("Flink consumed every run; its sinks committed them")
+            return True
+    except KeyboardInterrupt:
+        phases.say(
+            "interrupted: the runs are committed and stay in the log; "
+            "the pipeline takes them when it next runs"
+        )
+        raise
+    phases.say(
         f"{len(waited.waiting)} run(s) are in the log ({sink.changelog.folder}) but Flink has "
         f"not consumed them within flink.max_lag: {waited.problem or 'no error reported'}. "
         "They are committed and stay in the log: the pipeline takes them when it next runs."
@@ -113,7 +133,10 @@ def harvest_once(
 ) -> int:
     """Recover pending runs, harvest `targets` once, print the summary; the exit code."""
     err = Console(stderr=True, highlight=False, soft_wrap=True)
+    interrupts = Interrupts(lambda text: err.print(text, markup=False))
     with (
+        interrupts,
+        Phases(err, interrupts) as phases,
         StateLock(settings.state.dir),
         StateDB.open(
             settings.state.dir,
@@ -123,7 +146,9 @@ def harvest_once(
         ) as state,
         make_sink(sink_spec, settings) as sink,
     ):
-        err.print(f"changes go to {sink.description}")
+        # Flink's worker (a JVM) warms up while the pending runs are sent and the pages read.
+        sink.start()
+        phases.say(f"changes go to {sink.description}")
         recovery = recover(state, sink)
         for run_id in recovery.died:
             err.print(f"run {run_id}: its process died during the read; marked failed")
@@ -135,14 +160,23 @@ def harvest_once(
             err.print(f"run {run_id}: still pending, sending failed: {reason}")
         for run_id, reason in recovery.quarantined.items():
             err.print(f"run {run_id}: not sent, {reason}")
-        sink.start()
-        summaries, unsent = asyncio.run(_harvest_all(settings, targets, state, sink, full=full))
+        try:
+            summaries, unsent = asyncio.run(
+                _harvest_all(settings, targets, state, sink, full=full, phases=phases)
+            )
+        except asyncio.CancelledError:
+            raise KeyboardInterrupt from None
         # A broken flink.statements found while the reads ran: exit 2, nothing was sent.
         sink.checked()
-        delivered = _wait_delivered(settings, state, sink, err)
+        stopped = interrupts.stop_requested
+        delivered = stopped or _wait_delivered(settings, state, sink, phases)
+        phases.say(f"done in {phases.elapsed():.1f}s")
     Console(file=sys.stdout, width=160).print(_table(summaries))
     for name, reason in unsent.items():
         err.print(f"target {name}: not harvested, an earlier run could not be sent: {reason}")
+    if stopped:
+        err.print("interrupted: stopped after committing the run that was being sent")
+        return 130
     ok = (
         delivered
         and not unsent
