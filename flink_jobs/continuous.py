@@ -28,7 +28,7 @@ from flink_jobs.protocol import (
     job_name_prefix,
     stream_spec,
 )
-from flink_jobs.statements import check_in
+from flink_jobs.statements import check_in, in_background
 from flink_jobs.worker_process import START_TIMEOUT, WorkerProcess
 from harvester.errors import FlinkError, HarvesterError, PipelineChangedError
 from harvester.sinks import ChangeSink
@@ -86,18 +86,11 @@ class ContinuousForwarder(ChangeSink):
         self._data_lock.acquire()
         checkpoints.check_fingerprint(self.checkpoint_dir, fingerprint(self.settings))
         if self.settings.flink.statements and self._check is None:
-            self._check = Future()
-            threading.Thread(target=self._run_check, name="flink-check", daemon=True).start()
+            self._check = in_background(self._run_check)
 
     def _run_check(self) -> None:
-        assert self._check is not None
-        try:
-            with self._lock:
-                check_in(self._live_worker(), self.settings)
-        except BaseException as exc:
-            self._check.set_exception(exc)
-        else:
-            self._check.set_result(None)
+        with self._lock:
+            check_in(self._live_worker(), self.settings)
 
     def checked(self) -> None:
         """Wait for the check of `flink.statements` (if one runs); raise what it found."""

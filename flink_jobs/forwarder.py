@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from flink_jobs.protocol import SpoolSlice, source_of
 from flink_jobs.runner import FlinkRunner
+from flink_jobs.statements import in_background
 from flink_jobs.verify import check_written
 from harvester.sinks import ChangeSink
 
@@ -88,18 +90,29 @@ class FlinkForwarder(ChangeSink):
         self.settings = settings
         self.runner = runner or FlinkRunner(settings)
         self.description = f"Flink ({settings.flink.mode})"
+        self._check: Future[None] | None = None
 
     def start(self) -> None:
         """Start Flink now (cluster, warm worker) rather than at the first `send`."""
-        self.runner.start()
+        if self._check is None:  # the check started it, and holds its worker
+            self.runner.start()
 
     def validate(self) -> None:
-        """Have Flink plan `flink.statements` (in the runner's worker, which then takes the
-        jobs); raises `ConfigError` naming each broken one."""
-        self.runner.validate()
+        """Have Flink plan `flink.statements` in the runner's worker (which then takes the
+        jobs), in the background: `checked` and `send` raise `ConfigError` naming each broken
+        one. The data folder's lock and a local cluster are taken at once."""
+        if self.settings.flink.statements and self._check is None:
+            self.runner.start()
+            self._check = in_background(self.runner.validate)
+
+    def checked(self) -> None:
+        """Wait for the check of `flink.statements` (if one runs); raise what it found."""
+        if self._check is not None:
+            self._check.result()
 
     def send(self, spools: Sequence[SpoolFile]) -> None:
         """Send every row of `spools`; raises `FlinkJobError` if any job fails."""
+        self.checked()
         flink = self.settings.flink
         whole = source_of(flink) == "file"
         planned = plan_jobs(spools, flink.max_rows_per_job, whole_spools=whole)

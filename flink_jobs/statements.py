@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 from flink_jobs.protocol import job_spec, stream_spec
@@ -38,3 +41,19 @@ def check_in(worker: WorkerProcess, settings: Settings) -> None:
     if problems:
         source = settings.config_path or "config"
         raise ConfigError([f"{source}: {problem}" for problem in problems])
+
+
+def in_background(check: Callable[[], None]) -> Future[None]:
+    """Run `check` in a thread from now: a sink's JVM starts while the first pages are read."""
+    done: Future[None] = Future()
+
+    def run() -> None:
+        try:
+            check()
+        except BaseException as exc:
+            done.set_exception(exc)
+        else:
+            done.set_result(None)
+
+    threading.Thread(target=run, name="flink-check", daemon=True).start()
+    return done

@@ -271,7 +271,7 @@ def test_a_failing_job_raises_its_root_cause(
 
 @pytest.mark.flink
 @pytest.mark.slow
-def test_validate_names_each_broken_statement(
+def test_the_check_names_each_broken_statement_and_no_job_runs(
     forwarder: FlinkForwarder, config: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
@@ -284,8 +284,11 @@ def test_validate_names_each_broken_statement(
         ),
     )
 
+    forwarder.validate()  # returns at once: Flink plans the statements in the background
     with pytest.raises(ConfigError) as failure:
-        forwarder.validate()
+        forwarder.checked()
+    with pytest.raises(ConfigError):
+        forwarder.send([])
 
     assert len(failure.value.problems) == 1
     assert failure.value.problems[0].startswith("config: flink.statements[1]: ")
