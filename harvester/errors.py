@@ -96,11 +96,8 @@ def folder_problem(folder: Path, exc: OSError, file: Path | None = None) -> str:
     """Why `folder` could not be made or written, from `exc` (raised on `file`, when `exc` does
     not name it): the rest of a line that starts with the folder ("is on a read-only file
     system (…)")."""
-    in_the_way = _file_in_the_way(folder)
-    if in_the_way == folder:
-        return "is a file, not a folder"
-    if in_the_way is not None:
-        return f"cannot be made: {in_the_way} is a file, not a folder"
+    if (blocked := file_in_the_way(folder)) is not None:
+        return blocked
     named = exc.filename or file
     at = f" ({named})" if named and Path(named) != folder else ""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -112,9 +109,14 @@ def folder_problem(folder: Path, exc: OSError, file: Path | None = None) -> str:
     return f"cannot be written: {exc.strerror or exc}{at}"
 
 
-def _file_in_the_way(folder: Path) -> Path | None:
-    """The nearest of `folder` and its parents that exists, when it is no folder."""
+def file_in_the_way(folder: Path) -> str | None:
+    """Why `folder` cannot be a folder, when the nearest of it and its parents that exists is a
+    file (the rest of a line that starts with the folder); None otherwise."""
     for path in (folder, *folder.parents):
         if os.path.lexists(path):
-            return None if path.is_dir() else path
+            if path.is_dir():
+                return None
+            if path == folder:
+                return "is a file, not a folder"
+            return f"cannot be made: {path} is a file, not a folder"
     return None

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import orjson
 
-from harvester.errors import HarvesterError
+from harvester.errors import HarvesterError, StateError, folder_problem
 from harvester.surrogates import escape_surrogates
 from harvester.timefmt import iso_utc
 
@@ -95,16 +95,23 @@ class SpoolWriter:
     """Streams one run's changelog rows into its `.part` file, then publishes it."""
 
     def __init__(self, spool_dir: Path, *, run_id: str, target: str, origin: str) -> None:
-        spool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.run_id = run_id
         self.target = target
         self.origin = origin
         self.part = part_path(spool_dir, run_id)
         self.path = spool_path(spool_dir, run_id)
         self.rows = 0
-        fd = os.open(self.part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            spool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        except OSError as exc:
+            raise self._unwritable(exc) from exc
         self._file = os.fdopen(fd, "wb", buffering=1 << 20)
         self._head = b""
+
+    def _unwritable(self, exc: OSError) -> StateError:
+        folder = self.part.parent
+        return StateError(f"the spool folder {folder} {folder_problem(folder, exc, self.part)}")
 
     def begin_store(self, *, db: str, db_version: int, store: str) -> None:
         """Set the store that the following rows belong to."""
@@ -132,34 +139,39 @@ class SpoolWriter:
     ) -> None:
         """Append one changelog row: `value` and `value_hash` are None for `-D`, `old_value` (the
         committed value a `+U` or `-D` replaces) for `+I`."""
-        self._file.write(
-            b"".join(
-                (
-                    self._head,
-                    _dumps(key),
-                    b',"op":"',
-                    op.encode(),
-                    b'","value":',
-                    _dumps(value),
-                    b',"old_value":',
-                    _dumps(old_value),
-                    b',"value_hash":',
-                    _dumps(value_hash),
-                    b',"harvested_at":"',
-                    harvested_at.encode(),
-                    b'"}\n',
-                )
+        line = b"".join(
+            (
+                self._head,
+                _dumps(key),
+                b',"op":"',
+                op.encode(),
+                b'","value":',
+                _dumps(value),
+                b',"old_value":',
+                _dumps(old_value),
+                b',"value_hash":',
+                _dumps(value_hash),
+                b',"harvested_at":"',
+                harvested_at.encode(),
+                b'"}\n',
             )
         )
+        try:
+            self._file.write(line)
+        except OSError as exc:
+            raise self._unwritable(exc) from exc
         self.rows += 1
 
     def finish(self) -> SpoolFile:
         """Flush, fsync and atomically rename the `.part` file to its final name."""
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        self.part.rename(self.path)
-        fsync_dir(self.path.parent)
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self.part.rename(self.path)
+            fsync_dir(self.path.parent)
+        except OSError as exc:
+            raise self._unwritable(exc) from exc
         return SpoolFile(run_id=self.run_id, target=self.target, path=self.path, rows=self.rows)
 
     def discard(self) -> None:

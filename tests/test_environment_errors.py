@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 from harvester.cli import main
+from harvester.errors import StateError
+from harvester.spool import SpoolWriter
+from tests.support.flink import tmpfs
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -31,7 +34,10 @@ def _blocked(tmp_path: Path, case: str) -> tuple[Path, str]:
 
 
 @pytest.mark.parametrize("case", ["file", "parent-file"])
-@pytest.mark.parametrize("command", [["harvest", "--all", "--sink", "jsonl"], ["flink", "reset"]])
+@pytest.mark.parametrize(
+    "command",
+    [["harvest", "--all", "--sink", "jsonl"], ["flink", "reset"], ["runs"], ["stores"]],
+)
 def test_a_state_dir_that_cannot_be_made_is_one_line_and_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, command: list[str]
 ) -> None:
@@ -85,3 +91,15 @@ def test_a_read_only_state_dir_is_one_line_and_exit_2(
         assert "state.dir: " in capsys.readouterr().err
     finally:
         subprocess.run(["umount", str(mount)])
+
+
+def test_a_spool_on_a_full_disk_names_its_folder(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "state", "64k") as state:
+        writer = SpoolWriter(state / "spool", run_id="r", target="t", origin="o")
+        writer.begin_store(db="db", db_version=1, store="s")
+        with pytest.raises(StateError) as failure:
+            for n in range(10_000):
+                writer.write(f'"{n}"', "+I", '"' + "x" * 100 + '"', None, "0" * 64, "now")
+            writer.finish()
+        writer.discard()
+    assert str(failure.value).startswith(f"the spool folder {state / 'spool'} is on a full disk: ")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TextIO, TypeVar
 
 from harvester.config import load_settings
-from harvester.errors import UsageError
+from harvester.errors import UnusableStateError, UsageError, file_in_the_way
 from harvester.inspect.queries import StateReader
 from harvester.inspect.render import FORMATS, default_format
 
@@ -58,7 +58,11 @@ def state_path(args: argparse.Namespace) -> Path:
     """`--state` (the state DB file or its folder), else the configured state folder."""
     if args.state is not None:
         return Path(args.state)
-    return Path(load_settings(Path(args.config) if args.config else None).state.dir)
+    folder = Path(load_settings(Path(args.config) if args.config else None).state.dir)
+    # `--state` may name the DB file itself; the configured state.dir is always a folder.
+    if (blocked := file_in_the_way(folder)) is not None:
+        raise UnusableStateError(f"state.dir {folder} {blocked}")
+    return folder
 
 
 def open_state(args: argparse.Namespace) -> StateReader:
