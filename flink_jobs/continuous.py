@@ -300,8 +300,21 @@ class ContinuousForwarder(ChangeSink):
             return what
         trace = failure[1]
         root = failures.root_line(failures.chain(trace)) or trace.strip().splitlines()[0]
-        culprits = [sink.label for sink in failures.named_sinks([trace], self._sinks)]
-        return failures.message(what, root, culprits=culprits)
+        problem = None
+        if (worker := self._worker) is not None:
+            found = failures.stream_places(
+                worker.tmp_dir,
+                worker.log_dir,
+                self.checkpoint_dir,
+                self.settings.state.data_dir,
+                self._sinks,
+            )
+            problem = failures.disk_problem([trace], found)
+        if problem is not None and problem.place is not None and problem.place.sink is not None:
+            culprits = [problem.place.sink.label]
+        else:
+            culprits = [sink.label for sink in failures.named_sinks([trace], self._sinks)]
+        return failures.message(what, root, problem=problem and problem.text, culprits=culprits)
 
     def _cancel(self, address: str, job_id: str) -> None:
         try:

@@ -109,6 +109,27 @@ def places(
     return found
 
 
+def stream_places(
+    tmp_dir: Path, log_dir: Path, checkpoint_dir: Path, data_dir: Path, sinks: Sequence[UserSink]
+) -> list[Place]:
+    """The folders the continuous job writes while it runs, likeliest first. Below a megabyte
+    free, a folder the job writes into by the checkpoint is taken for the one that filled up."""
+    some = 1 << 20
+    found = places(tmp_dir, log_dir, None)
+    found.insert(
+        1, Place(checkpoint_dir, "flink.checkpoint_dir", some, "each checkpoint needs room there")
+    )
+    found.insert(
+        2, Place(data_dir, "state.data_dir, the default sinks", some, "the rows need room there")
+    )
+    found += [
+        Place(sink.path, "its sink's folder", some, "its rows need room there", sink)
+        for sink in sinks
+        if sink.path is not None
+    ]
+    return found
+
+
 def state_place(state_dir: Path) -> Place:
     """`state.dir`, before the worker's folders in it exist."""
     needs = WORKER_TEMP_NEEDS + LOG_NEEDS

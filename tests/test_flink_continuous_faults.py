@@ -17,7 +17,7 @@ from harvester.config import Settings
 from harvester.delivery import Tracker
 from harvester.errors import FlinkError
 from harvester.state import StateDB
-from tests.support.flink import change, flink_settings, write_spool
+from tests.support.flink import change, flink_settings, tmpfs, write_spool
 from tests.support.server import free_port
 
 pytestmark = [pytest.mark.flink, pytest.mark.slow]
@@ -90,3 +90,36 @@ def test_a_local_cluster_runs_one_job_that_consumes_every_run(
     # The cluster stopped with the sink: nothing answers there any more.
     with pytest.raises(FlinkError, match="unreachable"):
         rest.jobs(address)
+
+
+def test_a_sink_folder_that_fills_up_under_the_running_job_is_named(
+    tmp_path: Path, opened: StateDB
+) -> None:
+    with tmpfs(tmp_path / "small", "1m") as small:
+        settings = flink_settings(
+            tmp_path,
+            statements=[
+                {
+                    "sql": "CREATE TABLE copy (`key` STRING, `value` STRING) WITH ("
+                    f"'connector' = 'filesystem', 'path' = '{small / 'out'}', 'format' = 'json')"
+                },
+                {"sql": "INSERT INTO copy SELECT `key`, `value` FROM change_log"},
+            ],
+        )
+        with ContinuousForwarder(settings) as sink:
+            sink.validate()
+            sink.start()
+            run_id = opened.start_run("shop")
+            rows = [change(k, "+I", {"n": k, "text": "x" * 2000}) for k in range(2000)]
+            spool = write_spool(opened.spool_dir, run_id, "shop", rows)
+            opened.mark_read(run_id, origin="http://o", stores=[], rows=spool.rows, problems=[])
+            harvest.send(opened, sink, [spool])
+            harvest.commit(opened, spool, delivered=False)
+            deadline = time.monotonic() + TIMEOUT
+            while "no space left on device" not in (sink.problem() or ""):
+                assert time.monotonic() < deadline, f"no disk problem: {sink.problem()}"
+                time.sleep(0.5)
+            assert f"no space left on device in {small / 'out'} (its sink's folder)" in (
+                sink.problem() or ""
+            ), sink.problem()
+            assert "flink.statements[1]" in (sink.problem() or "")
