@@ -25,10 +25,13 @@ pytestmark = [pytest.mark.flink, pytest.mark.slow]
 TIMEOUT = 240.0
 
 
-def _hand_off(state: StateDB, sink: ContinuousForwarder, keys: range) -> str:
-    """A read run of `keys` as inserts, handed off to the log and committed."""
+def _hand_off(state: StateDB, sink: ContinuousForwarder, keys: range, pad: int = 0) -> str:
+    """A read run of `keys` as inserts (`pad` characters more in each), handed off to the log
+    and committed."""
     run_id = state.start_run("shop")
-    spool = write_spool(state.spool_dir, run_id, "shop", [change(k, "+I", {"n": k}) for k in keys])
+    values = [{"n": k, "pad": "x" * pad} if pad else {"n": k} for k in keys]
+    rows = [change(k, "+I", value) for k, value in zip(keys, values, strict=True)]
+    spool = write_spool(state.spool_dir, run_id, "shop", rows)
     state.mark_read(run_id, origin="http://127.0.0.1:8765", stores=[], rows=spool.rows, problems=[])
     harvest.send(state, sink, [spool])
     harvest.commit(state, spool, delivered=False)
@@ -109,12 +112,7 @@ def test_a_sink_folder_that_fills_up_under_the_running_job_is_named(
         with ContinuousForwarder(settings) as sink:
             sink.validate()
             sink.start()
-            run_id = opened.start_run("shop")
-            rows = [change(k, "+I", {"n": k, "text": "x" * 2000}) for k in range(2000)]
-            spool = write_spool(opened.spool_dir, run_id, "shop", rows)
-            opened.mark_read(run_id, origin="http://o", stores=[], rows=spool.rows, problems=[])
-            harvest.send(opened, sink, [spool])
-            harvest.commit(opened, spool, delivered=False)
+            _hand_off(opened, sink, range(2000), pad=2000)
             deadline = time.monotonic() + TIMEOUT
             while "no space left on device" not in (sink.problem() or ""):
                 assert time.monotonic() < deadline, f"no disk problem: {sink.problem()}"
