@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Self
 
+from harvester.redaction import redact
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.status import Status
@@ -45,6 +47,8 @@ class Phases:
         return time.monotonic() - self.started
 
     def say(self, text: str) -> None:
+        # A page's error may quote its URL, and a URL may hold a secret of an auth step.
+        text = redact(text)
         self.console.print(f"[{self.elapsed():5.1f}s] {text}", markup=False, highlight=False)
         if self._status is not None:
             self._status.update(text)
