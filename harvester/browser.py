@@ -306,6 +306,30 @@ def _context_options(target: TargetSettings) -> dict[str, Any]:
     return options
 
 
+_PROTOCOLS = {"cdp": "CDP", "playwright": "a Playwright server"}
+
+
+async def _disconnected(browser: Browser, within: float = 1.0) -> bool:
+    """Whether the connection to a remote `browser` is lost (or is lost `within` seconds: a
+    page's error can come before the connection's)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while browser.is_connected():
+        if asyncio.get_running_loop().time() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+def connect_protocol(settings: BrowserSettings) -> Literal["cdp", "playwright"]:
+    """How `browser.connect_url` is spoken to (see `browser.connect_protocol`)."""
+    if settings.connect_protocol != "auto":
+        return settings.connect_protocol
+    parts = urlsplit(settings.connect_url or "")
+    if parts.scheme in ("http", "https") or parts.path.startswith("/devtools/"):
+        return "cdp"
+    return "playwright"
+
+
 async def _open_context(
     playwright: Playwright, target: TargetSettings, settings: BrowserSettings
 ) -> tuple[BrowserContext, Browser | None]:
@@ -314,13 +338,18 @@ async def _open_context(
     context_options = _context_options(target)
     # Settings reject profile_dir together with connect_url or storage_state.
     if settings.connect_url:
+        url, protocol = settings.connect_url, connect_protocol(settings)
         try:
-            browser = await playwright.chromium.connect_over_cdp(
-                settings.connect_url, timeout=_ms(LAUNCH_TIMEOUT)
-            )
+            if protocol == "cdp":
+                browser = await playwright.chromium.connect_over_cdp(
+                    url, timeout=_ms(LAUNCH_TIMEOUT)
+                )
+            else:
+                browser = await playwright.chromium.connect(url, timeout=_ms(LAUNCH_TIMEOUT))
         except PlaywrightError as exc:
             raise BrowserError(
-                f"cannot connect to browser.connect_url {settings.connect_url}: {_first_line(exc)}"
+                f"cannot connect to browser.connect_url {url} ({_PROTOCOLS[protocol]}): "
+                f"{_first_line(exc)}"
             ) from exc
     else:
         executable = await asyncio.to_thread(find_chromium, settings.executable_path)
@@ -376,6 +405,7 @@ async def open_target(
     playwright = await async_playwright().start()
     try:
         context, owned_browser = await _open_context(playwright, target, browser)
+        remote = owned_browser if browser.connect_url else None
         try:
             context.set_default_timeout(timeout_ms)
             context.on("dialog", _dismiss)
@@ -385,6 +415,15 @@ async def open_target(
             await _run_auth_steps(page, target, timeout_ms)
             await _wait_ready(page, target, timeout_ms)
             yield TargetSession(page=page, context=context, origin=_origin(page.url))
+        except Exception as exc:
+            if remote is not None and await _disconnected(remote):
+                # What failed is the page's symptom of it: name the cause.
+                raise BrowserError(
+                    f"target {target.name}: the browser at browser.connect_url "
+                    f"{browser.connect_url} went away during the run; the next run connects "
+                    "again"
+                ) from exc
+            raise
         finally:
             closed = await _bounded(context.close(), "browser context")
             if closed and owned_browser is not None:

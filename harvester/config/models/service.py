@@ -62,7 +62,17 @@ class BrowserSettings(ConfigModel):
     args: list[str] = Field([], description="Extra Chromium command-line flags.")
     connect_url: BrowserUrl | None = Field(
         None,
-        description="Use a running browser over CDP at this endpoint instead of launching one.",
+        description="Use a running browser at this endpoint instead of launching one: a CDP "
+        "endpoint (`http://host:9222`, `ws://host:9222/devtools/browser/…`, as Chromium's "
+        "`--remote-debugging-port` gives) or a Playwright server (`ws://host:3000/`, as "
+        "`playwright run-server` and browser services give); `connect_protocol` says which. "
+        "Each run connects anew, so a browser that went away is reconnected for the next run.",
+    )
+    connect_protocol: Literal["auto", "cdp", "playwright"] = Field(
+        "auto",
+        description="How to speak to `connect_url`: `auto` takes an http(s):// URL or a ws(s):// "
+        "one whose path starts with `/devtools/` for CDP, any other ws(s):// URL for a "
+        "Playwright server; `cdp` or `playwright` for a service whose URLs say neither.",
     )
 
 
