@@ -38,6 +38,29 @@ def _hand_off(state: StateDB, sink: ContinuousForwarder, keys: range, pad: int =
     return run_id
 
 
+def _json_sink(tmp_path: Path, name: str, folder: Path, columns: str) -> Settings:
+    """Settings whose pipeline copies `columns` of change_log into a JSON file sink at `folder`."""
+    typed = ", ".join(f"{column} STRING" for column in columns.split(", "))
+    return flink_settings(
+        tmp_path,
+        statements=[
+            {
+                "sql": f"CREATE TABLE {name} ({typed}) WITH ('connector' = 'filesystem', "
+                f"'path' = '{folder}', 'format' = 'json')"
+            },
+            {"sql": f"INSERT INTO {name} SELECT {columns} FROM change_log"},
+        ],
+    )
+
+
+def _wait_for_problem(sink: ContinuousForwarder, text: str) -> str:
+    deadline = time.monotonic() + TIMEOUT
+    while text not in (sink.problem() or ""):
+        assert time.monotonic() < deadline, f"no problem saying {text!r}: {sink.problem()}"
+        time.sleep(0.5)
+    return sink.problem() or ""
+
+
 @pytest.fixture
 def opened(tmp_path: Path) -> Iterator[StateDB]:
     with StateDB.open(tmp_path / "state", keep_runs=50, keep_failed_runs=100) as state:
@@ -49,25 +72,12 @@ def test_a_statement_failing_at_run_time_is_named_and_the_log_keeps_growing(
 ) -> None:
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where the sink's folder should be")
-    settings = flink_settings(
-        tmp_path,
-        statements=[
-            {
-                "sql": "CREATE TABLE broken (`key` STRING) WITH ('connector' = 'filesystem', "
-                f"'path' = '{blocker / 'out'}', 'format' = 'json')"
-            },
-            {"sql": "INSERT INTO broken SELECT `key` FROM change_log"},
-        ],
-    )
+    settings = _json_sink(tmp_path, "broken", blocker / "out", "`key`")
     with ContinuousForwarder(settings) as sink:
         sink.validate()
         sink.start()
         first = _hand_off(opened, sink, range(3))
-        deadline = time.monotonic() + TIMEOUT
-        while "flink.statements[1]" not in (sink.problem() or ""):
-            assert time.monotonic() < deadline, f"no problem naming the statement: {sink.problem()}"
-            time.sleep(0.5)
-        assert "INSERT INTO broken" in (sink.problem() or "")
+        assert "INSERT INTO broken" in _wait_for_problem(sink, "flink.statements[1]")
         # The pipeline is broken, not the harvests: runs still go into the log, unconsumed.
         second = _hand_off(opened, sink, range(3, 6))
         Tracker(opened, sink, retention=settings.flink.log_retention).track()
@@ -99,24 +109,12 @@ def test_a_sink_folder_that_fills_up_under_the_running_job_is_named(
     tmp_path: Path, opened: StateDB
 ) -> None:
     with tmpfs(tmp_path / "small", "1m") as small:
-        settings = flink_settings(
-            tmp_path,
-            statements=[
-                {
-                    "sql": "CREATE TABLE copy (`key` STRING, `value` STRING) WITH ("
-                    f"'connector' = 'filesystem', 'path' = '{small / 'out'}', 'format' = 'json')"
-                },
-                {"sql": "INSERT INTO copy SELECT `key`, `value` FROM change_log"},
-            ],
-        )
+        settings = _json_sink(tmp_path, "copy", small / "out", "`key`, `value`")
         with ContinuousForwarder(settings) as sink:
             sink.validate()
             sink.start()
             _hand_off(opened, sink, range(2000), pad=2000)
-            deadline = time.monotonic() + TIMEOUT
-            while "no space left on device" not in (sink.problem() or ""):
-                assert time.monotonic() < deadline, f"no disk problem: {sink.problem()}"
-                time.sleep(0.5)
+            _wait_for_problem(sink, "no space left on device")
             assert f"no space left on device in {small / 'out'} (its sink's folder)" in (
                 sink.problem() or ""
             ), sink.problem()
