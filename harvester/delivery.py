@@ -11,6 +11,7 @@ every half second; a one-shot command waits with `wait` until its runs are consu
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -46,6 +47,8 @@ class Tracker:
         self._retired_at = 0.0
         # Acks read but not yet recorded: run → (rows, the sink's marker when first seen so).
         self._seen: dict[str, tuple[int, int]] = {}
+        # The daemon's tracking loop and its shutdown's `wait` may track at the same time.
+        self._lock = threading.Lock()
 
     def track(self) -> list[str]:
         """Record what the job acknowledged and its sinks committed since the last call; the
@@ -56,6 +59,10 @@ class Tracker:
         on its own timer, so the ack's file may be committed a checkpoint before the run's
         rows are.
         """
+        with self._lock:
+            return self._track()
+
+    def _track(self) -> list[str]:
         acks = self.log.read_acks()
         marker = self.sink.committed_marker()
         for run_id, rows in acks.rows.items():

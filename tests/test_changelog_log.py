@@ -4,7 +4,9 @@ them."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -123,3 +125,48 @@ def test_the_tracker_records_acks_and_sets_consumed_files_aside(tmp_path: Path) 
         assert list(log.acks_dir.iterdir()) == []
         run = state.get_run(run_id)
         assert run is not None and run.consumed_rows == 3 and run.consumed_at is not None
+
+
+class _MeetingSink(_LogSink):
+    """Holds each `committed_marker` call until a second tracker thread gets there too (or 2 s
+    passed): both then decide on the same acks, as the daemon's loop and its shutdown can."""
+
+    def __init__(self, log: ChangeLog) -> None:
+        super().__init__(log)
+        self.meeting = threading.Barrier(2)
+
+    def committed_marker(self) -> int:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            self.meeting.wait(timeout=2)
+        return self.checkpoints
+
+
+def test_two_threads_tracking_at_once_record_each_run_once(tmp_path: Path) -> None:
+    log = ChangeLog(tmp_path / "log")
+    sink = _MeetingSink(log)
+    with StateDB.open(tmp_path / "state") as state:
+        run_id = state.start_run("shop")
+        spool = write_spool(state.spool_dir, run_id, "shop", [change(k, "+I", k) for k in range(3)])
+        state.mark_read(run_id, origin="http://127.0.0.1:1", stores=[], rows=3, problems=[])
+        harvest.send(state, sink, [spool])
+        harvest.commit(state, spool, delivered=False)
+        tracker = Tracker(state, sink, retention=timedelta(days=7))
+        (log.acks_dir / "part-x-0-0").write_bytes(_ack(run_id, 3))
+        tracker.track()  # seen at this checkpoint; recorded once a later one is seen
+        sink.checkpoints += 1
+        consumed: list[str] = []
+        failures: list[BaseException] = []
+
+        def track() -> None:
+            try:
+                consumed.extend(tracker.track())
+            except BaseException as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=track) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+        assert consumed == [run_id]
