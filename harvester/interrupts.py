@@ -62,11 +62,13 @@ class Interrupts:
             _installed = None
 
     @contextlib.contextmanager
-    def watching(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> Iterator[None]:
-        """SIGINT while the loop runs `task`: cancels it, unless a run is being sent."""
-        if _installed is not self:
+    def watching(self) -> Iterator[None]:
+        """Within the running task: SIGINT cancels it, unless a run is being sent."""
+        task = asyncio.current_task()
+        if _installed is not self or task is None:
             yield
             return
+        loop = task.get_loop()
         loop.add_signal_handler(signal.SIGINT, self._on_loop_sigint, task)
         loop.set_exception_handler(self._loop_exceptions)
         try:

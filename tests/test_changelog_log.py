@@ -100,15 +100,21 @@ class _LogSink(ChangeSink):
         return self.checkpoints
 
 
+def _handed_off(state: StateDB, sink: ChangeSink) -> str:
+    """A read run of 3 inserts, handed off to `sink`'s log and committed; its id."""
+    run_id = state.start_run("shop")
+    spool = write_spool(state.spool_dir, run_id, "shop", [change(k, "+I", k) for k in range(3)])
+    state.mark_read(run_id, origin="http://127.0.0.1:1", stores=[], rows=3, problems=[])
+    harvest.send(state, sink, [spool])
+    harvest.commit(state, spool, delivered=False)
+    return run_id
+
+
 def test_the_tracker_records_acks_and_sets_consumed_files_aside(tmp_path: Path) -> None:
     log = ChangeLog(tmp_path / "log")
     sink = _LogSink(log)
     with StateDB.open(tmp_path / "state") as state:
-        run_id = state.start_run("shop")
-        spool = write_spool(state.spool_dir, run_id, "shop", [change(k, "+I", k) for k in range(3)])
-        state.mark_read(run_id, origin="http://127.0.0.1:1", stores=[], rows=3, problems=[])
-        harvest.send(state, sink, [spool])
-        harvest.commit(state, spool, delivered=False)
+        run_id = _handed_off(state, sink)
         tracker = Tracker(state, sink, retention=timedelta(days=7))
 
         assert tracker.wait(sink, 0.5) == Waited((run_id,), None)
@@ -145,11 +151,7 @@ def test_two_threads_tracking_at_once_record_each_run_once(tmp_path: Path) -> No
     log = ChangeLog(tmp_path / "log")
     sink = _MeetingSink(log)
     with StateDB.open(tmp_path / "state") as state:
-        run_id = state.start_run("shop")
-        spool = write_spool(state.spool_dir, run_id, "shop", [change(k, "+I", k) for k in range(3)])
-        state.mark_read(run_id, origin="http://127.0.0.1:1", stores=[], rows=3, problems=[])
-        harvest.send(state, sink, [spool])
-        harvest.commit(state, spool, delivered=False)
+        run_id = _handed_off(state, sink)
         tracker = Tracker(state, sink, retention=timedelta(days=7))
         (log.acks_dir / "part-x-0-0").write_bytes(_ack(run_id, 3))
         tracker.track()  # seen at this checkpoint; recorded once a later one is seen

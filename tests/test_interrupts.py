@@ -77,9 +77,7 @@ def test_a_ctrl_c_while_a_run_is_sent_lets_it_commit_and_stops_after_it(
     presser = threading.Thread(target=press)
 
     async def harvest() -> Any:
-        main = asyncio.current_task()
-        assert main is not None
-        with interrupts.watching(asyncio.get_running_loop(), main):
+        with interrupts.watching():
             return await harvest_target(
                 settings=settings,
                 target=settings.target("app"),
@@ -107,9 +105,10 @@ def test_a_ctrl_c_while_a_run_is_sent_lets_it_commit_and_stops_after_it(
 
 
 def test_a_ctrl_c_at_any_other_moment_interrupts(settings: Settings) -> None:
-    with Interrupts(print), pytest.raises(KeyboardInterrupt):
+    with Interrupts(print) as interrupts, pytest.raises(KeyboardInterrupt):
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(WAIT_S)
+    assert interrupts.count == 1  # ours, not Python's default handler
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
@@ -134,9 +133,7 @@ def test_a_run_broken_after_an_ignored_sigint_is_recorded_as_interrupted(
     async def harvest() -> Any:
         loop = asyncio.get_running_loop()
         loop.default_exception_handler = loop_said.append  # type: ignore[method-assign]
-        main = asyncio.current_task()
-        assert main is not None
-        with interrupts.watching(loop, main):
+        with interrupts.watching():
             return await harvest_target(
                 settings=settings,
                 target=settings.target("app"),

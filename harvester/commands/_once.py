@@ -35,9 +35,7 @@ async def _harvest_all(
 ) -> tuple[list[RunSummary], dict[str, str]]:
     summaries: list[RunSummary] = []
     unsent: dict[str, str] = {}
-    main = asyncio.current_task()
-    assert main is not None
-    with phases.interrupts.watching(asyncio.get_running_loop(), main):
+    with phases.interrupts.watching():
         for target in targets:
             if phases.interrupts.stop_requested:
                 break
