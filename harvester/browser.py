@@ -233,6 +233,10 @@ async def _poll_function(page: Page, function: str) -> None:
             try:
                 reply = await session.send("Runtime.evaluate", params)
             except PlaywrightError:
+                if page.is_closed():
+                    # The page, its context or the whole browser is gone: asking again
+                    # would only wait out page_timeout.
+                    raise
                 # No page context for a moment (the app navigated on its own): ask again.
                 await asyncio.sleep(READY_POLL.total_seconds())
                 continue

@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -53,14 +53,28 @@ def _config(tmp_path: Path, url: str, connect_url: str, ready: str) -> Path:
     return config
 
 
-def _harvest(config: Path) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "harvester", "harvest", "--all", "--sink", "jsonl"]
-    return subprocess.Popen(
-        [*command, "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+@pytest.fixture
+def harvest() -> Iterator[Callable[[Path], subprocess.Popen[str]]]:
+    """Starts `harvester harvest --all` on a config; kills what a failed test left running."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(config: Path) -> subprocess.Popen[str]:
+        command = [sys.executable, "-m", "harvester", "harvest", "--all", "--sink", "jsonl"]
+        started.append(
+            subprocess.Popen(
+                [*command, "--config", str(config)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+        return started[-1]
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
 
 
 def _runs(tmp_path: Path) -> list[tuple[str, int, str | None]]:
@@ -81,11 +95,14 @@ def test_the_protocol_follows_the_url_unless_told() -> None:
 
 
 def test_the_demo_is_harvested_through_a_remote_browser_that_may_go_away(
-    tmp_path: Path, demo: DemoServer, remote: RemoteBrowser
+    tmp_path: Path,
+    demo: DemoServer,
+    remote: RemoteBrowser,
+    harvest: Callable[[Path], subprocess.Popen[str]],
 ) -> None:
     urls = [remote.url, remote.ws_url] if remote.kind == "cdp" else [remote.url]
     for url in urls:
-        done = _harvest(_config(tmp_path, demo.url, url, "window.demoReady === true"))
+        done = harvest(_config(tmp_path, demo.url, url, "window.demoReady === true"))
         out, err = done.communicate(timeout=WAIT_S)
         assert done.returncode == 0, out + err
     runs = _runs(tmp_path)
@@ -95,12 +112,15 @@ def test_the_demo_is_harvested_through_a_remote_browser_that_may_go_away(
     # A page that never gets ready holds the run open while the remote browser goes away.
     config = _config(tmp_path, demo.url, remote.url, "window.never === true")
     pages = remote.pages()
-    stuck = _harvest(config)
+    stuck = harvest(config)
     deadline = time.monotonic() + WAIT_S
     while remote.pages() <= pages:
         assert stuck.poll() is None, stuck.communicate()
         assert time.monotonic() < deadline, "the run never opened its page"
         time.sleep(0.2)
+    # Usually past the page's load, in the wait for ready.function (which once asked a closed
+    # page again until page_timeout); either moment must fail the run at once.
+    time.sleep(1)
     remote.kill()
     out, err = stuck.communicate(timeout=WAIT_S)
     assert stuck.returncode == 1, out + err
@@ -113,7 +133,7 @@ def test_the_demo_is_harvested_through_a_remote_browser_that_may_go_away(
 
     # The browser is back on its port: the next run connects to it.
     remote.start()
-    done = _harvest(_config(tmp_path, demo.url, remote.url, "window.demoReady === true"))
+    done = harvest(_config(tmp_path, demo.url, remote.url, "window.demoReady === true"))
     out, err = done.communicate(timeout=WAIT_S)
     assert done.returncode == 0, out + err
     assert _runs(tmp_path)[-1][0] == "committed"
