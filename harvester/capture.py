@@ -13,9 +13,10 @@ does can touch the committed snapshot.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from harvester.codec import value_hash
 from harvester.spool import SpoolWriter
 from harvester.state import LOOKUP_CHUNK, Op, RunStore, StateDB, change_op
 from harvester.surrogates import escape_surrogates
@@ -32,6 +33,10 @@ class StoreReadLike(AsyncIterable[list["Record"]], Protocol):
     problems: list[Problem]
     records: int
     bytes: int
+
+    async def values(self, positions: Sequence[int]) -> list[str]:
+        """Value texts of the last batch's records at `positions` (a hash-first read's)."""
+        ...
 
 
 def _index(index: IndexSchema) -> dict[str, Any]:
@@ -68,6 +73,12 @@ class Capture:
     def close(self) -> None:
         self._snapshot.close()
 
+    def hash_first(self, schema: StoreSchema) -> bool:
+        """Whether the store is best read hash first: it has committed records to compare
+        with, and this is not a `--full` run (which sends every value)."""
+        db, name = escape_surrogates(schema.db), escape_surrogates(schema.name)
+        return not self.full and self._snapshot.count(db, name) > 0
+
     async def store(self, schema: StoreSchema, read: StoreReadLike) -> RunStore:
         """Stream one store's read into the spool; its counts (the run's row for the store)."""
         started = time.monotonic()
@@ -84,9 +95,10 @@ class Capture:
             # Keys must be valid UTF-8 for SQLite; the escape is what the spool writes too.
             keys = [escape_surrogates(record.key) for record in batch]
             found = self._snapshot.lookup(db, name, keys)
+            values, hashes = await self._values(read, batch, keys, found)
             ops: list[Op | None] = []
             replaced: list[int] = []  # snapshot row ids of the batch's +U keys
-            for key, record in zip(keys, batch, strict=True):
+            for key, new_hash in zip(keys, hashes, strict=True):
                 old_hash = None
                 hit = found.get(key)
                 if hit is not None:
@@ -96,7 +108,7 @@ class Capture:
                     if not seen[row_id >> 3] & bit:
                         seen[row_id >> 3] |= bit
                         matched += 1
-                op = change_op(old_hash, record.value_hash)
+                op = change_op(old_hash, new_hash)
                 ops.append(op)
                 if op is None:
                     unchanged += 1
@@ -107,15 +119,15 @@ class Capture:
                     replaced.append(found[key][0])
             if full:
                 # Every record is spooled as +I, which carries no before-image.
-                for key, record in zip(keys, batch, strict=True):
-                    write(key, "+I", record.value, None, record.value_hash, at)
+                for key, value, new_hash in zip(keys, values, hashes, strict=True):
+                    write(key, "+I", value, None, new_hash, at)
                 continue
             # Only the replaced values are read: values can be large, and most keys are unchanged.
             old = self._snapshot.values(db, name, replaced) if replaced else {}
-            for key, record, op in zip(keys, batch, ops, strict=True):
+            for key, value, new_hash, op in zip(keys, values, hashes, ops, strict=True):
                 if op is not None:
                     before = old.get(found[key][0]) if op == "+U" else None
-                    write(key, op, record.value, before, record.value_hash, at)
+                    write(key, op, value, before, new_hash, at)
         if read.complete:
             deleted = self._deletions(db, name, seen, matched)
         return RunStore(
@@ -136,6 +148,32 @@ class Capture:
             problems=[_problem(problem) for problem in read.problems],
             seconds=round(time.monotonic() - started, 3),
         )
+
+    @staticmethod
+    async def _values(
+        read: StoreReadLike,
+        batch: list[Record],
+        keys: list[str],
+        found: dict[str, tuple[int, str]],
+    ) -> tuple[list[str | None], list[str]]:
+        """The batch's value texts and hashes, asking a hash-first read for the values of the
+        keys that are new or whose hash differs from the snapshot's (None: unchanged, unasked).
+
+        The hash of a value asked for is taken again here, so a hash the page got wrong can
+        only cost a read of that value, never a change missed or made up.
+        """
+        values: list[str | None] = [record.value for record in batch]
+        hashes = [record.value_hash for record in batch]
+        wanted = [
+            i
+            for i, (key, record) in enumerate(zip(keys, batch, strict=True))
+            if record.value is None
+            and ((hit := found.get(key)) is None or hit[1] != record.value_hash)
+        ]
+        if wanted:
+            for i, text in zip(wanted, await read.values(wanted), strict=True):
+                values[i], hashes[i] = text, value_hash(text)
+        return values, hashes
 
     def _deletions(self, db: str, store: str, seen: bytearray, matched: int) -> int:
         """Spool `-D`, with the value it deletes, for every snapshot key of the store that this

@@ -53,7 +53,7 @@ class PageReader(Protocol):
 
     async def schema(self) -> list[DatabaseSchema]: ...
 
-    def read_store(self, store: StoreSchema) -> StoreReadLike: ...
+    def read_store(self, store: StoreSchema, *, hash_first: bool = False) -> StoreReadLike: ...
 
 
 # Opens the target and yields (origin, reader); tests pass their own.
@@ -175,7 +175,8 @@ async def read_target(
                 try:
                     for database in await reader.schema():
                         for store in database.stores:
-                            stores.append(await capture.store(store, reader.read_store(store)))
+                            read = reader.read_store(store, hash_first=capture.hash_first(store))
+                            stores.append(await capture.store(store, read))
                 finally:
                     capture.close()
                     problems = [

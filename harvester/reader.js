@@ -66,38 +66,17 @@
     0xc67178f2,
   ]);
 
-  class Sha256 {
-    constructor() {
-      this.h = Uint32Array.from([
-        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
-        0x5be0cd19,
-      ]);
-      this.w = new Uint32Array(64);
-      this.block = new Uint8Array(64);
-      this.filled = 0;
-      this.length = 0;
-    }
+  const SHA256_IV = Uint32Array.from([
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+    0x5be0cd19,
+  ]);
 
-    update(bytes) {
-      this.length += bytes.length;
-      let i = 0;
-      while (i < bytes.length) {
-        const n = Math.min(64 - this.filled, bytes.length - i);
-        this.block.set(bytes.subarray(i, i + n), this.filled);
-        this.filled += n;
-        i += n;
-        if (this.filled === 64) {
-          this.compress();
-          this.filled = 0;
-        }
-      }
-    }
-
-    compress() {
-      const w = this.w;
-      const b = this.block;
+  // Compresses the 64-byte blocks of `b` in [from, to) into the state `h` (`w`: scratch).
+  function sha256Blocks(h, w, b, from, to) {
+    for (let o = from; o < to; o += 64) {
       for (let t = 0; t < 16; t++) {
-        w[t] = (b[4 * t] << 24) | (b[4 * t + 1] << 16) | (b[4 * t + 2] << 8) | b[4 * t + 3];
+        const i = o + 4 * t;
+        w[t] = (b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3];
       }
       for (let t = 16; t < 64; t++) {
         const x = w[t - 15];
@@ -106,8 +85,14 @@
         const s1 = ((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^ (y >>> 10);
         w[t] = (w[t - 16] + s0 + w[t - 7] + s1) | 0;
       }
-      const h = this.h;
-      let [a, bb, c, d, e, f, g, hh] = h;
+      let a = h[0];
+      let bb = h[1];
+      let c = h[2];
+      let d = h[3];
+      let e = h[4];
+      let f = h[5];
+      let g = h[6];
+      let hh = h[7];
       for (let t = 0; t < 64; t++) {
         const s1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
         const t1 = (hh + s1 + ((e & f) ^ (~e & g)) + K[t] + w[t]) | 0;
@@ -131,17 +116,84 @@
       h[6] += g;
       h[7] += hh;
     }
+  }
+
+  const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
+  function sha256Hex(h) {
+    let out = "";
+    for (let i = 0; i < 8; i++) {
+      const x = h[i];
+      out += HEX[x >>> 24] + HEX[(x >>> 16) & 255] + HEX[(x >>> 8) & 255] + HEX[x & 255];
+    }
+    return out;
+  }
+
+  // Writes SHA-256's padding for a message of `length` bytes at `at`; where the blocks end.
+  function sha256Pad(b, at, length) {
+    const end = at + (at % 64 < 56 ? 64 - (at % 64) : 128 - (at % 64));
+    b.fill(0, at, end);
+    b[at] = 0x80;
+    const bits = length * 8;
+    const hi = Math.floor(bits / 0x100000000);
+    const lo = bits >>> 0;
+    b[end - 8] = hi >>> 24;
+    b[end - 7] = (hi >>> 16) & 255;
+    b[end - 6] = (hi >>> 8) & 255;
+    b[end - 5] = hi & 255;
+    b[end - 4] = lo >>> 24;
+    b[end - 3] = (lo >>> 16) & 255;
+    b[end - 2] = (lo >>> 8) & 255;
+    b[end - 1] = lo & 255;
+    return end;
+  }
+
+  class Sha256 {
+    constructor() {
+      this.h = SHA256_IV.slice();
+      this.w = new Uint32Array(64);
+      this.block = new Uint8Array(128);
+      this.filled = 0;
+      this.length = 0;
+    }
+
+    update(bytes) {
+      this.length += bytes.length;
+      let i = 0;
+      while (i < bytes.length) {
+        const n = Math.min(64 - this.filled, bytes.length - i);
+        this.block.set(bytes.subarray(i, i + n), this.filled);
+        this.filled += n;
+        i += n;
+        if (this.filled === 64) {
+          sha256Blocks(this.h, this.w, this.block, 0, 64);
+          this.filled = 0;
+        }
+      }
+    }
 
     hex() {
-      const bits = this.length * 8;
-      const tail = new Uint8Array(this.filled < 56 ? 64 - this.filled : 128 - this.filled);
-      tail[0] = 0x80;
-      const view = new DataView(tail.buffer);
-      view.setUint32(tail.length - 8, Math.floor(bits / 0x100000000));
-      view.setUint32(tail.length - 4, bits >>> 0);
-      this.update(tail);
-      return Array.from(this.h, (x) => x.toString(16).padStart(8, "0")).join("");
+      const end = sha256Pad(this.block, this.filled, this.length);
+      sha256Blocks(this.h, this.w, this.block, 0, end);
+      return sha256Hex(this.h);
     }
+  }
+
+  // SHA-256 hex of a string's UTF-8, in one go over a reused buffer: what a hash-first read
+  // sends for each value instead of its text (Python's value_hash of the same text).
+  const utf8 = new TextEncoder();
+  const textState = new Uint32Array(8);
+  const textScratch = new Uint32Array(64);
+  let textBytes = new Uint8Array(1 << 16);
+  function textSha256(text) {
+    // UTF-8 takes at most 3 bytes per UTF-16 code unit; the padding at most 72.
+    const room = text.length * 3 + 72;
+    if (textBytes.length < room) textBytes = new Uint8Array(Math.max(room, textBytes.length * 2));
+    const { written } = utf8.encodeInto(text, textBytes);
+    const end = sha256Pad(textBytes, written, written);
+    textState.set(SHA256_IV);
+    sha256Blocks(textState, textScratch, textBytes, 0, end);
+    return { hash: sha256Hex(textState), bytes: written };
   }
 
   async function blobSha256(blob) {
@@ -600,6 +652,8 @@
   const FIRST_COUNT = 500; // the first batch probes record sizes before full batches are asked
 
   function begin(db, store, options) {
+    // Stores are read one after another: a finished read's held values are no longer wanted.
+    for (const [id, st] of reads) if (st.finished && st.pending === null) reads.delete(id);
     const id = nextReadId++;
     reads.set(id, {
       db,
@@ -612,6 +666,9 @@
       finished: false,
       pending: null,
       snapshot: null,
+      seq: 0, // the number of the next batch
+      held: new Map(), // hash-first: batch number -> its value texts
+      compress: options.compress,
     });
     return id;
   }
@@ -794,14 +851,49 @@
     return { header: { done, problems: out.problems, truncated }, texts: out.texts };
   }
 
+  // A hash-first read sends each value's hash in place of its text; the texts wait here, by
+  // batch number, until Python asks for those it lacks (`values`). Python may hold batch k
+  // while the page already made k+1 and k+2 (both sides read ahead), so three are kept.
+  function hashed(st, header, texts) {
+    const values = [];
+    let bytes = 0;
+    for (let i = 1; i < texts.length; i += 2) {
+      const { hash, bytes: n } = textSha256(texts[i]);
+      values.push(texts[i]);
+      texts[i] = hash;
+      bytes += n;
+    }
+    header.seq = st.seq;
+    header.valueBytes = bytes;
+    st.held.set(st.seq, values);
+    st.held.delete(st.seq - 3);
+  }
+
+  // Batches go over CDP as one string, which Chromium's browser process and Playwright's driver
+  // relay at a cost per byte: deflated and in base64 they are a fraction of it. Text that does
+  // not shrink (already compressed blobs) stops the compression for the rest of the read.
+  const COMPRESS_FROM = 32 * 1024;
+  async function packed(st, text) {
+    if (!st.compress || text.length < COMPRESS_FROM) return text;
+    const deflated = new Blob([text]).stream().pipeThrough(new CompressionStream("deflate-raw"));
+    const bytes = new Uint8Array(await new Response(deflated).arrayBuffer());
+    if (bytes.length * 2 > text.length) st.compress = false;
+    return "~" + base64(bytes);
+  }
+
   async function produce(st) {
+    let text;
     try {
       const { header, texts } = await (st.o.consistency === "snapshot" ? snapshot(st) : batched(st));
-      return batchText(header, texts);
+      if (st.o.hashFirst) hashed(st, header, texts);
+      text = batchText(header, texts);
     } catch (e) {
       st.finished = true;
       return batchText({ done: true, fatal: errorText(e), problems: [] }, []);
+    } finally {
+      st.seq++;
     }
+    return packed(st, text);
   }
 
   async function next(id) {
@@ -812,8 +904,15 @@
     const text = await current;
     // Prefetch: read the next batch while Python takes this one.
     if (!st.finished && reads.has(id)) st.pending = produce(st);
-    else reads.delete(id);
+    else if (!st.held.size) reads.delete(id);
     return text;
+  }
+
+  // The value texts at `positions` of hash-first batch `seq`, joined by "\n".
+  async function values(id, seq, positions) {
+    const held = reads.get(id)?.held.get(seq);
+    if (held === undefined) throw new Error("batch " + seq + " of read " + id + " is not held");
+    return packed(reads.get(id), positions.map((i) => held[i]).join("\n"));
   }
 
   async function close() {
@@ -830,5 +929,5 @@
     return true;
   }
 
-  globalThis.__idbHarvester = { databases, schema, counts, begin, next, close };
+  globalThis.__idbHarvester = { databases, schema, counts, begin, next, values, close };
 })();

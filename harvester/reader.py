@@ -17,10 +17,12 @@ Consistency (`limits.consistency`):
 from __future__ import annotations
 
 import asyncio
+import base64
 import fnmatch
 import hashlib
 import itertools
 import json
+import zlib
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -80,7 +82,9 @@ class DatabaseSchema:
 @dataclass(frozen=True, slots=True)
 class Record:
     key: str  # canonical typed JSON text of the key
-    value: str  # canonical typed JSON text of the value
+    # Canonical typed JSON text of the value; None in a hash-first read, until asked for with
+    # `StoreRead.values`.
+    value: str | None
     value_hash: str  # codec.value_hash(value)
 
 
@@ -101,6 +105,13 @@ def _loads(text: str) -> Any:
     return json.loads(text)
 
 
+def _unpack(text: str) -> str:
+    """A batch as the page sent it: plain, or deflated in base64 after a `~`."""
+    if text.startswith("~"):
+        return zlib.decompress(base64.b64decode(text[1:]), -15).decode()
+    return text
+
+
 def _load_script() -> str:
     return resources.files("harvester").joinpath("reader.js").read_text(encoding="utf-8")
 
@@ -113,7 +124,8 @@ class OriginReader:
     """Reads the selected databases and stores of the origin open in `page`.
 
     `databases` are globs of database names, `stores` globs of "db/store" names. Problems that
-    concern a whole database (it could not be opened) are collected in `problems`.
+    concern a whole database (it could not be opened) are collected in `problems`. `compress`:
+    whether the page may deflate large batches (see reader.js); benchmarks turn it off.
     """
 
     def __init__(
@@ -123,8 +135,10 @@ class OriginReader:
         limits: LimitsSettings,
         databases: Sequence[str] = ("*",),
         stores: Sequence[str] = ("*",),
+        compress: bool = True,
     ) -> None:
         self.page = page
+        self.compress = compress
         self.limits = limits
         self.databases = tuple(databases)
         self.stores = tuple(stores)
@@ -225,9 +239,14 @@ class OriginReader:
         if problem not in self.problems:
             self.problems.append(problem)
 
-    def read_store(self, store: StoreSchema) -> StoreRead:
-        """An async iterable of the store's records in key order, one list per batch."""
-        read = StoreRead(self, store)
+    def read_store(self, store: StoreSchema, *, hash_first: bool = False) -> StoreRead:
+        """An async iterable of the store's records in key order, one list per batch.
+
+        `hash_first`: the records come without their values (`value` None) and the caller asks
+        for the values it needs with `StoreRead.values`: for a store whose values are mostly
+        known already, a tenth of the bytes cross from the page.
+        """
+        read = StoreRead(self, store, hash_first=hash_first)
         self._reads.append(read)
         return read
 
@@ -274,20 +293,24 @@ class StoreRead:
     Batches are never empty: an empty store gives none.
 
     After the last batch: `complete` (every record was read: no error, nothing skipped, no
-    `max_records` cut), `problems`, `records` and `bytes` (UTF-8 of the key and value texts).
+    `max_records` cut), `problems`, `records` and `bytes` (UTF-8 of the key and value texts),
+    and `compressed` (how many batches the page sent deflated).
     """
 
     reader: OriginReader
     store: StoreSchema
+    hash_first: bool = False
     complete: bool = False
     problems: list[Problem] = field(default_factory=list)
     records: int = 0
     bytes: int = 0
+    compressed: int = 0
     _id: int | None = None
     _next: asyncio.Task[str] | None = None
     _done: bool = False
     _failed: bool = False
     _dropped_problems: int = 0
+    _batches: int = 0  # the page's number of the last batch taken
 
     def __aiter__(self) -> StoreRead:
         return self
@@ -324,11 +347,25 @@ class StoreRead:
             "maxRecords": limits.max_records,
             "consistency": limits.consistency,
             "openTimeoutMs": self.reader._open_timeout_ms,
+            "hashFirst": self.hash_first,
+            "compress": self.reader.compress,
         }
         self._id = await self.reader._call("begin", self.store.db, self.store.name, options)
 
+    async def values(self, positions: Sequence[int]) -> list[str]:
+        """The value texts of the records at `positions` of the last batch of a hash-first
+        read (the page keeps them until two batches later)."""
+        if not positions:
+            return []
+        text = _unpack(await self.reader._call("values", self._id, self._batches, list(positions)))
+        texts = text.split("\n")
+        if len(texts) != len(positions):
+            raise ReaderError(f"values: asked for {len(positions)}, the page sent {len(texts)}")
+        return texts
+
     def _take(self, text: str) -> list[Record]:
-        head, _, body = text.partition("\n")
+        self.compressed += text.startswith("~")
+        head, _, body = _unpack(text).partition("\n")
         header = _loads(head)
         for problem in header["problems"]:
             self._add_problem(problem["key"], problem["message"])
@@ -342,7 +379,14 @@ class StoreRead:
             self._add_problem(None, cut)
             self._failed = True
         records: list[Record] = []
-        if header["n"]:
+        if header["n"] and self.hash_first:
+            texts = body.split("\n")
+            keys = texts[::2]
+            records = [Record(key, None, h) for key, h in zip(keys, texts[1::2], strict=True)]
+            self._batches = header["seq"]
+            self.records += len(records)
+            self.bytes += header["valueBytes"] + sum(len(key.encode()) for key in keys)
+        elif header["n"]:
             texts = body.split("\n")
             keys, values = texts[::2], texts[1::2]
             data = [value.encode() for value in values]

@@ -171,7 +171,7 @@ async def test_lone_surrogates_never_crash_and_match_on_the_next_run(state: Stat
     escaped = Record('"k\\ud800"', '"v\\udfff"', value_hash('"v\\udfff"'))
     raw = Record('"r\ud800"', '"v\udc00"', "rawhash")
     reader = FakeReader({"db": {"s": {}}})
-    reader.read_store = lambda store: FakeStoreRead(store, [escaped, raw], 10, None)  # type: ignore[method-assign]
+    reader.read_store = lambda store, **_: FakeStoreRead(store, [escaped, raw], 10, None)  # type: ignore[method-assign]
     _, rows, _ = await capture_run(state, reader)
     assert [(r["key"], r["value"]) for r in rows] == [
         ('"k\\ud800"', '"v\\udfff"'),
@@ -246,3 +246,47 @@ async def test_compound_key_paths_are_recorded_as_lists(state: StateDB) -> None:
     state.mark_read(run_id, origin=ORIGIN, stores=[stored], rows=1)
     (kept,) = state.run_stores(run_id)
     assert (kept.key_path, kept.indexes) == (stored.key_path, stored.indexes)
+
+
+@in_loop
+async def test_a_store_with_a_snapshot_is_read_hash_first_asking_only_for_changed_values(
+    state: StateDB,
+) -> None:
+    data: Data = {"db": {"big": {n: {"id": n} for n in range(50)}}}
+    reader = FakeReader(data, batch=7)
+    await capture_run(state, reader)
+    assert not reader.last_read.hash_first  # nothing to compare with yet
+
+    data["db"]["big"][3] = {"id": 3, "x": 1}
+    data["db"]["big"][60] = {"id": 60}
+    del data["db"]["big"][10]
+    _, rows, stores = await capture_run(state, reader)
+    assert reader.last_read.hash_first
+    assert sorted(reader.last_read.asked) == ["3", "60"]
+    assert ops(rows) == [("+I", "big", 60), ("+U", "big", 3), ("-D", "big", 10)]
+    assert [before(r) for r in rows if r["op"] != "+I"] == [{"id": 3}, {"id": 10}]
+    assert (stores[0].unchanged, stores[0].records) == (48, 50)
+
+    # --full sends every value: nothing is asked for.
+    _, rows, _ = await capture_run(state, reader, full=True)
+    assert not reader.last_read.hash_first and len(rows) == 50
+
+
+@in_loop
+async def test_a_wrong_hash_from_the_page_costs_a_read_of_the_value_never_a_change(
+    state: StateDB,
+) -> None:
+    data: Data = {"db": {"s": {n: {"id": n} for n in range(5)}}}
+    reader = FakeReader(data)
+    await capture_run(state, reader)
+    good = reader.read_store
+
+    def lying(store: StoreSchema, *, hash_first: bool = False) -> FakeStoreRead:
+        read = good(store, hash_first=hash_first)
+        read._records[2] = Record(read._records[2].key, read._records[2].value, "0" * 64)
+        return read
+
+    reader.read_store = lying  # type: ignore[method-assign]
+    _, rows, stores = await capture_run(state, reader)
+    assert reader.last_read.asked == ["2"]
+    assert rows == [] and stores[0].unchanged == 5

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -46,10 +46,18 @@ class FakeStoreRead:
     """A store read in batches; `fail_after` batches, it stops incomplete as a failed read does."""
 
     def __init__(
-        self, store: StoreSchema, records: list[Record], batch: int, fail_after: int | None
+        self,
+        store: StoreSchema,
+        records: list[Record],
+        batch: int,
+        fail_after: int | None,
+        hash_first: bool = False,
     ):
         self.store = store
         self._records = records
+        self.hash_first = hash_first
+        self._last: list[Record] = []
+        self.asked: list[str] = []  # keys whose values a hash-first read was asked for
         self._batch = batch
         self._fail_after = fail_after
         self.complete = False
@@ -62,15 +70,20 @@ class FakeStoreRead:
             if number == self._fail_after:
                 self.problems.append(Problem(self.store.db, self.store.name, None, "store threw"))
                 return
-            batch = self._records[start : start + self._batch]
+            batch = self._last = self._records[start : start + self._batch]
             self.records += len(batch)
-            self.bytes += sum(len(r.key) + len(r.value) for r in batch)
-            yield batch
+            self.bytes += sum(len(r.key) + len(r.value or "") for r in batch)
+            yield [Record(r.key, None, r.value_hash) for r in batch] if self.hash_first else batch
         self.complete = self._fail_after is None or self._fail_after * self._batch >= len(
             self._records
         )
         if not self.complete:
             self.problems.append(Problem(self.store.db, self.store.name, None, "store threw"))
+
+    async def values(self, positions: Sequence[int]) -> list[str]:
+        assert self.hash_first, "values asked of a read that sent them"
+        self.asked += [self._last[i].key for i in positions]
+        return [self._last[i].value or "" for i in positions]
 
 
 class FakeReader:
@@ -108,11 +121,12 @@ class FakeReader:
     async def schema(self) -> list[DatabaseSchema]:
         return self.schemas()
 
-    def read_store(self, store: StoreSchema) -> FakeStoreRead:
+    def read_store(self, store: StoreSchema, *, hash_first: bool = False) -> FakeStoreRead:
         items = sorted(self.data[store.db][store.name].items(), key=lambda kv: text(kv[0]))
         records = [record(key, value) for key, value in items]
         fail_after = 1 if (store.db, store.name) in self.broken else None
-        return FakeStoreRead(store, records, self.batch, fail_after)
+        self.last_read = FakeStoreRead(store, records, self.batch, fail_after, hash_first)
+        return self.last_read
 
     async def close(self) -> None:
         pass
@@ -138,7 +152,8 @@ async def capture_run(
     stores = []
     for database in await reader.schema():
         for store in database.stores:
-            stores.append(await capture.store(store, reader.read_store(store)))
+            read = reader.read_store(store, hash_first=capture.hash_first(store))
+            stores.append(await capture.store(store, read))
     capture.close()
     spool = writer.finish()
     state.mark_read(run_id, origin=ORIGIN, stores=stores, rows=spool.rows)

@@ -46,6 +46,7 @@ class Read:
     records: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     batches: dict[str, list[int]] = field(default_factory=dict)
     complete: dict[str, bool] = field(default_factory=dict)
+    compressed: dict[str, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
 
     def values(self, store: str) -> dict[str, str]:
@@ -64,18 +65,27 @@ def _target(url: str, **limits: Any) -> TargetSettings:
     )
 
 
-async def read_all(reader: OriginReader) -> Read:
+async def read_all(reader: OriginReader, *, hash_first: bool = False) -> Read:
+    """Every store read; `hash_first` reads hash first and asks for every value, checking that
+    each hash the page sent is Python's `value_hash` of the value's text."""
     result = Read(await reader.schema())
     for db in result.schema:
         for store in db.stores:
             name = f"{db.name}/{store.name}"
-            read = reader.read_store(store)
+            read = reader.read_store(store, hash_first=hash_first)
             result.records[name], result.batches[name] = [], []
             async for batch in read:
-                result.records[name].extend((r.key, r.value) for r in batch)
+                if hash_first:
+                    assert all(r.value is None for r in batch)
+                    values = await read.values(range(len(batch)))
+                else:
+                    values = [r.value or "" for r in batch]
+                result.records[name].extend(zip((r.key for r in batch), values, strict=True))
                 result.batches[name].append(len(batch))
-                assert all(r.value_hash == codec.value_hash(r.value) for r in batch)
+                hashes = [r.value_hash for r in batch]
+                assert hashes == [codec.value_hash(value) for value in values]
             result.complete[name] = read.complete
+            result.compressed[name] = read.compressed
             result.problems.extend(read.problems)
             assert read.records == len(result.records[name])
     result.problems.extend(reader.problems)
