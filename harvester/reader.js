@@ -53,7 +53,7 @@
 
   // SHA-256, incremental: a Blob over the byte limit is hashed as it streams, never held whole
   // (crypto.subtle.digest needs all bytes at once, and is missing on plain-http pages).
-  const K = Uint32Array.from([
+  const K = Int32Array.from([
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
     0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
     0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
@@ -66,7 +66,7 @@
     0xc67178f2,
   ]);
 
-  const SHA256_IV = Uint32Array.from([
+  const SHA256_IV = Int32Array.from([
     0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
     0x5be0cd19,
   ]);
@@ -151,7 +151,7 @@
   class Sha256 {
     constructor() {
       this.h = SHA256_IV.slice();
-      this.w = new Uint32Array(64);
+      this.w = new Int32Array(64);
       this.block = new Uint8Array(128);
       this.filled = 0;
       this.length = 0;
@@ -182,8 +182,8 @@
   // SHA-256 hex of a string's UTF-8, in one go over a reused buffer: what a hash-first read
   // sends for each value instead of its text (Python's value_hash of the same text).
   const utf8 = new TextEncoder();
-  const textState = new Uint32Array(8);
-  const textScratch = new Uint32Array(64);
+  const textState = new Int32Array(8);
+  const textScratch = new Int32Array(64);
   let textBytes = new Uint8Array(1 << 16);
   function textSha256(text) {
     // UTF-8 takes at most 3 bytes per UTF-16 code unit; the padding at most 72.
