@@ -908,11 +908,14 @@
     return text;
   }
 
-  // The value texts at `positions` of hash-first batch `seq`, joined by "\n".
-  async function values(id, seq, positions) {
-    const held = reads.get(id)?.held.get(seq);
+  // The value texts at `positions` of hash-first batch `seq`, joined by "\n"; `plain`: send
+  // values, not hashes, from the next batch made on.
+  async function values(id, seq, positions, plain) {
+    const st = reads.get(id);
+    const held = st?.held.get(seq);
     if (held === undefined) throw new Error("batch " + seq + " of read " + id + " is not held");
-    return packed(reads.get(id), positions.map((i) => held[i]).join("\n"));
+    if (plain) st.o.hashFirst = false;
+    return packed(st, positions.map((i) => held[i]).join("\n"));
   }
 
   async function close() {

@@ -311,6 +311,7 @@ class StoreRead:
     _failed: bool = False
     _dropped_problems: int = 0
     _batches: int = 0  # the page's number of the last batch taken
+    _last_size: int = 0  # records in it
 
     def __aiter__(self) -> StoreRead:
         return self
@@ -354,10 +355,18 @@ class StoreRead:
 
     async def values(self, positions: Sequence[int]) -> list[str]:
         """The value texts of the records at `positions` of the last batch of a hash-first
-        read (the page keeps them until two batches later)."""
+        read (the page keeps them until two batches later).
+
+        When most of a batch is asked for, the store is changing wholesale: hashes first would
+        only add a call per batch, so the page is told to send values for the rest of the read
+        (the batches it already made still come as hashes).
+        """
         if not positions:
             return []
-        text = _unpack(await self.reader._call("values", self._id, self._batches, list(positions)))
+        plain = len(positions) * 2 > self._last_size
+        self.hash_first = self.hash_first and not plain
+        asked = await self.reader._call("values", self._id, self._batches, list(positions), plain)
+        text = _unpack(asked)
         texts = text.split("\n")
         if len(texts) != len(positions):
             raise ReaderError(f"values: asked for {len(positions)}, the page sent {len(texts)}")
@@ -379,11 +388,11 @@ class StoreRead:
             self._add_problem(None, cut)
             self._failed = True
         records: list[Record] = []
-        if header["n"] and self.hash_first:
+        if header["n"] and "seq" in header:  # a hash-first batch
             texts = body.split("\n")
             keys = texts[::2]
             records = [Record(key, None, h) for key, h in zip(keys, texts[1::2], strict=True)]
-            self._batches = header["seq"]
+            self._batches, self._last_size = header["seq"], len(records)
             self.records += len(records)
             self.bytes += header["valueBytes"] + sum(len(key.encode()) for key in keys)
         elif header["n"]:

@@ -78,6 +78,9 @@ def test_deflated_plain_and_hash_first_reads_give_the_same_records(
     # Random bytes do not shrink: after the first batch, the page sends them as they are.
     assert deflated.compressed["d/noise"] == 1 < len(deflated.batches["d/noise"])
     assert all(read.problems == [] and all(read.complete.values()) for read in (deflated, hashed))
+    # Every value was asked for: after the batches the page had made ahead, values come along.
+    assert plain.hashed == deflated.hashed == {"d/text": 0, "d/noise": 0}
+    assert 0 < hashed.hashed["d/text"] < len(hashed.batches["d/text"])
 
 
 def test_a_page_that_replaces_what_the_transport_uses_is_read_right(

@@ -47,6 +47,7 @@ class Read:
     batches: dict[str, list[int]] = field(default_factory=dict)
     complete: dict[str, bool] = field(default_factory=dict)
     compressed: dict[str, int] = field(default_factory=dict)
+    hashed: dict[str, int] = field(default_factory=dict)  # batches that came as hashes
     problems: list[Problem] = field(default_factory=list)
 
     def values(self, store: str) -> dict[str, str]:
@@ -66,19 +67,23 @@ def _target(url: str, **limits: Any) -> TargetSettings:
 
 
 async def read_all(reader: OriginReader, *, hash_first: bool = False) -> Read:
-    """Every store read; `hash_first` reads hash first and asks for every value, checking that
-    each hash the page sent is Python's `value_hash` of the value's text."""
+    """Every store read; `hash_first` reads hash first and asks for every value (so the page
+    soon sends values instead), checking that each hash the page sent is Python's `value_hash`
+    of the value's text."""
     result = Read(await reader.schema())
     for db in result.schema:
         for store in db.stores:
             name = f"{db.name}/{store.name}"
             read = reader.read_store(store, hash_first=hash_first)
             result.records[name], result.batches[name] = [], []
+            result.hashed[name] = 0
             async for batch in read:
-                if hash_first:
-                    assert all(r.value is None for r in batch)
+                if batch[0].value is None:
+                    assert hash_first and all(r.value is None for r in batch)
                     values = await read.values(range(len(batch)))
+                    result.hashed[name] += 1
                 else:
+                    assert all(r.value is not None for r in batch)
                     values = [r.value or "" for r in batch]
                 result.records[name].extend(zip((r.key for r in batch), values, strict=True))
                 result.batches[name].append(len(batch))
