@@ -4,13 +4,14 @@ For each N, a page served from 127.0.0.1 fills one store with N records of about
 (strings, numbers, a nested object, an array, a Date) in a persistent (disk-backed) profile, reads
 it once to warm LevelDB's cache, then measures:
   (a) the in-page floor: `getAll()` + `JSON.stringify` of the whole store inside the page;
-  (b) our reader end to end: OriginReader into Python, every value decoded with codec.decode,
-      with large batches deflated in the page (the default), and (b0) the same with plain-text
-      batches (the path before compression);
+  (b) our reader end to end as `harvester dump` uses it: OriginReader into Python, typed JSON
+      texts, large batches deflated in the page (the default); (b0) the same with plain-text
+      batches (the path before compression); (bd) as (b), every value also decoded with
+      codec.decode into Python objects;
   (c) Playwright's `context.storage_state(indexed_db=True)` on the same data — in a child
       process with its own browser and an identical store, so that its memory (over a GB at
       100k) cannot inflate the Python figures of (b).
-(a), (b) and (b0) run three times for N up to 100k and the quickest run counts: on a shared machine
+(a) and the (b)s run three times for N up to 100k and the quickest run counts: on a shared machine
 other work only ever slows a run down. Peak memory is sampled every 50 ms: RSS of this Python
 process, and of the browser the sum of the PSS of the Chromium processes started under it.
 
@@ -150,9 +151,8 @@ async def floor_phase(page: Page) -> Phase:
     return Phase(result["ms"] / 1000, peak.peaks["python"], peak.peaks["browser"])
 
 
-async def reader_phase(page: Page, *, compress: bool) -> tuple[Phase, int]:
+async def reader_phase(page: Page, *, compress: bool, decode: bool) -> tuple[Phase, int]:
     limits = LimitsSettings(page_timeout="120s")
-    decode = codec.decode
     records = 0
     with PeakSampler(_python_and_browser) as peak:
         start = time.perf_counter()
@@ -161,8 +161,9 @@ async def reader_phase(page: Page, *, compress: bool) -> tuple[Phase, int]:
             for db in await reader.schema():
                 for store in db.stores:
                     async for batch in reader.read_store(store):
-                        for record in batch:
-                            decode(record.value)
+                        if decode:
+                            for record in batch:
+                                codec.decode(record.value or "")
                         records += len(batch)
         finally:
             await reader.close()
@@ -226,30 +227,32 @@ async def bench(n: int, runs: int) -> dict[str, Any]:
         async with async_playwright() as playwright:
             context, page = await _filled(playwright, Path(tmp) / "profile", url, n)
             floors: list[Phase] = []
-            reads: dict[bool, list[Phase]] = {True: [], False: []}
+            ways = {"b": (True, False), "b0": (False, False), "bd": (True, True)}
+            reads: dict[str, list[Phase]] = {name: [] for name in ways}
             try:
                 for _ in range(runs):
                     floors.append(await floor_phase(page))
-                    for compress, phases in reads.items():
-                        read, records = await reader_phase(page, compress=compress)
+                    for name, (compress, decode) in ways.items():
+                        read, records = await reader_phase(page, compress=compress, decode=decode)
                         if records != n:
                             raise SystemExit(f"the reader returned {records} records, not {n}")
-                        phases.append(read)
+                        reads[name].append(read)
             finally:
                 await context.close()
-    return {"n": n, "a": _best(floors), "b": _best(reads[True]), "b0": _best(reads[False])}
+    return {"n": n, "a": _best(floors), **{name: _best(reads[name]) for name in ways}}
 
 
 def _rate(n: int, phase: Phase) -> str:
     return f"{n / phase.seconds:>11,.0f}/s" if phase.seconds == phase.seconds else "          —"
 
 
-def report(n: int, a: Phase, b: Phase, b0: Phase, c: Phase) -> None:
+def report(n: int, a: Phase, b: Phase, b0: Phase, bd: Phase, c: Phase) -> None:
     print(f"\nN = {n:,}")
     rows = [
         ("(a) in-page floor", a),
-        ("(b) reader → Python, decoded", b),
+        ("(b) reader → Python (dump)", b),
         ("(b0) the same, plain batches", b0),
+        ("(bd) (b), values decoded", bd),
         ("(c) storage_state", c),
     ]
     for name, phase in rows:
@@ -262,13 +265,13 @@ def report(n: int, a: Phase, b: Phase, b0: Phase, c: Phase) -> None:
         print(f"  {name:<30} {seconds} {_rate(n, phase)}  {memory}  {phase.note}".rstrip())
     print(
         f"  b / a = {b.seconds / a.seconds:.2f}× (target ≤ 1.7×)   b0 / a = "
-        f"{b0.seconds / a.seconds:.2f}×",
+        f"{b0.seconds / a.seconds:.2f}×   bd / a = {bd.seconds / a.seconds:.2f}×",
         end="",
     )
     if c.seconds == c.seconds:
         print(
-            f"   c / b = {c.seconds / b.seconds:.1f}× faster"
-            f"   python memory b / c = {b.python_mb / c.python_mb:.2f}"
+            f"   c / bd = {c.seconds / bd.seconds:.1f}× faster"
+            f"   python memory bd / c = {bd.python_mb / c.python_mb:.2f}"
         )
     else:
         print(f"   (c) {c.note}")
@@ -307,7 +310,7 @@ def main() -> None:
             c = run_storage_state(n)
             if c.seconds == c.seconds:
                 projected = c.seconds / n
-        report(n, result["a"], result["b"], result["b0"], c)
+        report(n, result["a"], result["b"], result["b0"], result["bd"], c)
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
 
 
