@@ -1,5 +1,5 @@
 """Fidelity fuzzing: generated records stored by a real page come back from the reader unchanged,
-read plainly and hash first.
+read plainly and hash first; a value changed in one member gets another hash from the page.
 
 One Chromium session serves every example (it runs on its own event loop in a thread, which
 hypothesis calls into synchronously); each example replaces the records of one store and reads
@@ -22,10 +22,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from playwright.async_api import Page
 
+from harvester import codec
 from harvester.browser import TargetSession, open_target
 from harvester.config import BrowserSettings, TargetSettings
 from harvester.reader import OriginReader
-from tests.support.fuzz import FuzzRecord, records
+from tests.support.fuzz import FuzzRecord, changed_values, records
 from tests.support.reader import Read, read_all
 from tests.support.server import StaticServer
 
@@ -120,3 +121,34 @@ def test_what_is_stored_is_read_back(fuzz_page: BrowserThread, batch: list[FuzzR
         assert value == record.value, (
             f"record {record.key} came back changed:\n  stored: {record.value}\n  read:   {value}"
         )
+
+
+async def _page_hashes(browser: BrowserThread, texts: tuple[str, str]) -> list[str] | Any:
+    """The hashes a hash-first read of the page sends for `texts`, stored under keys 0 and 1."""
+    failed = await browser.page.evaluate(
+        "(pairs) => window.fuzzWrite(pairs)", [[str(i), text] for i, text in enumerate(texts)]
+    )
+    if failed is not None:
+        return failed
+    (db,) = await browser.reader.schema()
+    (store,) = db.stores
+    return [
+        r.value_hash
+        async for batch in browser.reader.read_store(store, hash_first=True)
+        for r in batch
+    ]
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(pair=changed_values())
+def test_a_value_changed_in_one_member_changes_its_hash(
+    fuzz_page: BrowserThread, pair: tuple[str, str]
+) -> None:
+    hashes = fuzz_page.run(_page_hashes(fuzz_page, pair))
+    assert not isinstance(hashes, dict), f"the page could not store a generated value: {hashes}"
+    assert hashes == [codec.value_hash(text) for text in pair]
+    assert hashes[0] != hashes[1]

@@ -8,15 +8,25 @@ IndexedDB takes, falsy and compound ones included.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from hypothesis import assume
 from hypothesis import strategies as st
 
 from harvester import codec
-from tests.support.values import dates, graphs, js_strings
+from harvester.codec import Map, Set, SparseArray
+from tests.support.values import (
+    containers_in,
+    dates,
+    graphs,
+    js_strings,
+    leaves,
+    same_value_zero,
+)
 
 
 @dataclass(frozen=True)
@@ -81,3 +91,40 @@ def records(draw: Any, max_size: int) -> list[FuzzRecord]:
         )
     )
     return [FuzzRecord(codec.canonical(k), codec.canonical(v), key_order(k)) for k, v in pairs]
+
+
+@st.composite
+def changed_values(draw: Any) -> tuple[str, str]:
+    """The typed JSON of a value and of a copy of it with one member (or, for a leaf, the whole
+    value) replaced by another leaf: two different values."""
+    value = draw(values)
+    changed = copy.deepcopy(value)
+    found = containers_in(changed)
+    new = draw(leaves)
+    if not found:
+        changed = new
+    else:
+        holder = draw(st.sampled_from(found))
+        if isinstance(holder, list | dict | SparseArray):
+            members = holder.items if isinstance(holder, SparseArray) else holder
+            names = list(range(len(members))) if isinstance(members, list) else list(members)
+            if names:
+                members[draw(st.sampled_from(names))] = new
+            elif isinstance(members, list):
+                members.append(new)
+            else:
+                members["added"] = new
+        elif isinstance(holder, Map):
+            if holder.entries:
+                at = draw(st.integers(0, len(holder.entries) - 1))
+                holder.entries[at] = (holder.entries[at][0], new)
+            else:
+                holder.entries.append(([], new))
+        elif isinstance(holder, Set):
+            # Members are unique, and a -0 member is stored as 0.
+            assume(same_value_zero(new) not in {same_value_zero(m) for m in holder.items})
+            assume(not (isinstance(new, float) and new == 0 and math.copysign(1, new) < 0))
+            holder.items.append(new)
+    before, after = codec.canonical(value), codec.canonical(changed)
+    assume(before != after)
+    return before, after

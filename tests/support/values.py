@@ -120,7 +120,7 @@ opaques = st.builds(
 )
 
 
-def _same_value_zero(value: Any) -> Any:
+def same_value_zero(value: Any) -> Any:
     """What JavaScript's Map and Set compare members by (objects by identity)."""
     if isinstance(value, BigInt):
         return ("bigint", int(value))
@@ -168,19 +168,24 @@ def _containers(draw: Any, children: st.SearchStrategy[Any]) -> Any:
             st.lists(
                 st.tuples(members, children),
                 max_size=4,
-                unique_by=lambda p: _same_value_zero(p[0]),
+                unique_by=lambda p: same_value_zero(p[0]),
             )
         )
         return Map(pairs)
     if kind == "set":
-        return Set(draw(st.lists(members, max_size=4, unique_by=_same_value_zero)))
+        return Set(draw(st.lists(members, max_size=4, unique_by=same_value_zero)))
     return _sparse(draw, children)
 
 
 trees = st.recursive(leaves, _containers, max_leaves=12)
 
 
-def _containers_in(value: Any, out: list[Any], seen: set[int]) -> list[Any]:
+def containers_in(
+    value: Any, out: list[Any] | None = None, seen: set[int] | None = None
+) -> list[Any]:
+    """Every list, dict, Map, Set and sparse array in `value`, each once."""
+    out = [] if out is None else out
+    seen = set() if seen is None else seen
     if id(value) in seen or not isinstance(value, list | dict | Map | Set | SparseArray):
         return out
     seen.add(id(value))
@@ -197,7 +202,7 @@ def _containers_in(value: Any, out: list[Any], seen: set[int]) -> list[Any]:
     else:
         children = list(value.items.values())
     for child in children:
-        _containers_in(child, out, seen)
+        containers_in(child, out, seen)
     return out
 
 
@@ -206,7 +211,7 @@ def graphs(draw: Any, with_opaque: bool = True) -> Any:
     """A tree, then a few extra references from one of its containers to another: sharing and
     cycles (a reference to an ancestor)."""
     root = draw(st.one_of(trees, opaques) if with_opaque else trees)
-    containers = _containers_in(root, [], set())
+    containers = containers_in(root, [], set())
     if containers:
         for _ in range(draw(st.integers(0, 3))):
             holder = draw(st.sampled_from(containers))
