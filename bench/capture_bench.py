@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import resource
 import statistics
 import tempfile
 import time
@@ -36,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from unittest.mock import patch
 
-from common import PeakSampler, own_rss, serve
+from common import OwnPeak, serve
 from playwright.async_api import Page, async_playwright
 
 from harvester import capture, harvest
@@ -123,7 +122,7 @@ class Phase:
 
 async def plain_read(page: Page, target: TargetSettings) -> Phase:
     records = 0
-    with PeakSampler(own_rss) as peak:
+    with OwnPeak() as peak:
         start, cpu = time.perf_counter(), time.process_time()
         reader = OriginReader(page, limits=target.limits)
         try:
@@ -134,7 +133,7 @@ async def plain_read(page: Page, target: TargetSettings) -> Phase:
         finally:
             await reader.close()
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return Phase("plain read", records, seconds, cpu, peak.peaks["python"])
+    return Phase("plain read", records, seconds, cpu, peak.mb)
 
 
 async def harvest_once(
@@ -156,7 +155,7 @@ async def harvest_once(
 
     sink = CountingSink()
     every_value = patch.object(capture.Capture, "hash_first", lambda _self, _schema: False)
-    with every_value if not hash_first else nullcontext(), PeakSampler(own_rss) as peak:
+    with every_value if not hash_first else nullcontext(), OwnPeak() as peak:
         start, cpu = time.perf_counter(), time.process_time()
         run_id = state.start_run(target.name)
         spool = await harvest.read_target(
@@ -168,9 +167,7 @@ async def harvest_once(
         done = time.perf_counter()
     run = state.get_run(run_id)
     assert run is not None and run.status == "committed", run
-    return Phase(
-        name, run.records, read - start, cpu, peak.peaks["python"], spool.rows, done - read
-    )
+    return Phase(name, run.records, read - start, cpu, peak.mb, spool.rows, done - read)
 
 
 def _line(phase: Phase, plain: Phase | None = None) -> str:
@@ -269,7 +266,7 @@ def main() -> None:
     for n in sizes:
         print(f"\nN = {n:,}")
         asyncio.run(bench(n, max(1, args.rounds)))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = OwnPeak.whole_run()
     print(f"\npeak RSS of the whole run {peak:.0f} MB; load average {os.getloadavg()[0]:.2f}")
 
 

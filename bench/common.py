@@ -103,6 +103,27 @@ class PeakSampler:
         self._sample()
 
 
-def own_rss() -> dict[str, float]:
-    """A `PeakSampler` probe: this process's resident size in MB."""
-    return {"python": rss(os.getpid()) / MB}
+class OwnPeak:
+    """This process's peak resident size in MB (`mb`) while the block runs, from the kernel's
+    high-water mark, reset on entry: nothing is sampled, so it costs the timed work nothing
+    (a sampling thread contends for the GIL and a core with what it measures)."""
+
+    mb: float = 0.0
+    _cleared: float = 0.0  # the highest mark a reset cleared, for `whole_run`
+
+    @staticmethod
+    def _mark() -> float:
+        return status_field(os.getpid(), "VmHWM:") / 1024
+
+    def __enter__(self) -> OwnPeak:
+        OwnPeak._cleared = max(OwnPeak._cleared, self._mark())
+        Path("/proc/self/clear_refs").write_text("5", encoding="ascii")
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.mb = self._mark()
+
+    @staticmethod
+    def whole_run() -> float:
+        """The process's peak resident size in MB since it started, resets included."""
+        return max(OwnPeak._cleared, OwnPeak._mark())

@@ -12,8 +12,10 @@ it once to warm LevelDB's cache, then measures:
       process with its own browser and an identical store, so that its memory (over a GB at
       100k) cannot inflate the Python figures of (b).
 (a) and the (b)s run three times for N up to 100k and the quickest run counts: on a shared machine
-other work only ever slows a run down. Peak memory is sampled every 50 ms: RSS of this Python
-process, and of the browser the sum of the PSS of the Chromium processes started under it.
+other work only ever slows a run down. Python's peak RSS is the kernel's high-water mark, reset
+before each phase. The browser's peak (the sum of the PSS of the Chromium processes started under
+this one) is sampled every 50 ms in one more, untimed run of each phase: sampling costs the
+other core a share that would slow the timed run.
 
     python bench/read_bench.py                # N = 10k and 100k
     python bench/read_bench.py 10000 --1m     # add N = 1M
@@ -29,11 +31,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import PeakSampler, children, own_rss, serve, status_field
+from common import OwnPeak, PeakSampler, children, serve, status_field
 from playwright.async_api import BrowserContext, Page, async_playwright
 
 from harvester import codec
@@ -117,8 +120,13 @@ def _browser_pss_kb() -> int:
     return total
 
 
-def _python_and_browser() -> dict[str, float]:
-    return {**own_rss(), "browser": _browser_pss_kb() / 1024}
+def _browser_peak(sampled: bool, interval: float = 0.05) -> PeakSampler | nullcontext[Any]:
+    """The browser's peak PSS while the block runs, if `sampled` (its `peaks` stay empty
+    otherwise): walking /proc and each process's smaps costs a core's share, so timed runs are
+    not sampled."""
+    if not sampled:
+        return nullcontext(PeakSampler(lambda: {}))
+    return PeakSampler(lambda: {"browser": _browser_pss_kb() / 1024}, interval=interval)
 
 
 @dataclass
@@ -145,16 +153,18 @@ async def _filled(playwright: Any, profile: Path, url: str, n: int) -> tuple[Bro
     return context, page
 
 
-async def floor_phase(page: Page) -> Phase:
-    with PeakSampler(_python_and_browser) as peak:
+async def floor_phase(page: Page, *, sampled: bool = False) -> Phase:
+    with OwnPeak() as own, _browser_peak(sampled) as browser:
         result = await page.evaluate("floor()")
-    return Phase(result["ms"] / 1000, peak.peaks["python"], peak.peaks["browser"])
+    return Phase(result["ms"] / 1000, own.mb, browser.peaks.get("browser", 0.0))
 
 
-async def reader_phase(page: Page, *, compress: bool, decode: bool) -> tuple[Phase, int]:
+async def reader_phase(
+    page: Page, *, compress: bool, decode: bool, sampled: bool = False
+) -> tuple[Phase, int]:
     limits = LimitsSettings(page_timeout="120s")
     records = 0
-    with PeakSampler(_python_and_browser) as peak:
+    with OwnPeak() as own, _browser_peak(sampled) as browser:
         start = time.perf_counter()
         reader = OriginReader(page, limits=limits, compress=compress)
         try:
@@ -168,7 +178,7 @@ async def reader_phase(page: Page, *, compress: bool, decode: bool) -> tuple[Pha
         finally:
             await reader.close()
         seconds = time.perf_counter() - start
-    return Phase(seconds, peak.peaks["python"], peak.peaks["browser"]), records
+    return Phase(seconds, own.mb, browser.peaks.get("browser", 0.0)), records
 
 
 async def storage_state_phase(n: int) -> Phase:
@@ -177,7 +187,8 @@ async def storage_state_phase(n: int) -> Phase:
         async with async_playwright() as playwright:
             context, _page = await _filled(playwright, Path(tmp) / "profile", url, n)
             try:
-                with PeakSampler(_python_and_browser) as peak:
+                # One long run: sampled sparsely, so that the sampling costs it little.
+                with OwnPeak() as own, _browser_peak(True, interval=0.25) as peak:
                     start = time.perf_counter()
                     try:
                         state = await asyncio.wait_for(
@@ -185,16 +196,14 @@ async def storage_state_phase(n: int) -> Phase:
                         )
                     except TimeoutError:
                         note = f"skipped: over {C_LIMIT_S:.0f} s"
-                        return Phase(
-                            float("nan"), peak.peaks["python"], peak.peaks["browser"], note
-                        )
+                        return Phase(float("nan"), 0, 0, note)
                     seconds = time.perf_counter() - start
                 stores = [
                     s for o in state["origins"] for d in o.get("indexedDB", []) for s in d["stores"]
                 ]
                 got = sum(len(s["records"]) for s in stores)
                 note = "" if got == n else f"storage_state returned {got} records"
-                return Phase(seconds, peak.peaks["python"], peak.peaks["browser"], note)
+                return Phase(seconds, own.mb, peak.peaks["browser"], note)
             finally:
                 await context.close()
 
@@ -214,9 +223,10 @@ def run_storage_state(n: int) -> Phase:
 
 
 def _best(phases: list[Phase]) -> Phase:
-    """The quickest of several runs (a busy machine only ever slows a run), with peak memory."""
+    """The quickest of the timed runs (a busy machine only ever slows a run; the last, sampled
+    run is not timed), with the peak memory of all."""
     return Phase(
-        min(p.seconds for p in phases),
+        min(p.seconds for p in phases[:-1]),
         max(p.python_mb for p in phases),
         max(p.browser_mb for p in phases),
     )
@@ -230,10 +240,14 @@ async def bench(n: int, runs: int) -> dict[str, Any]:
             ways = {"b": (True, False), "b0": (False, False), "bd": (True, True)}
             reads: dict[str, list[Phase]] = {name: [] for name in ways}
             try:
-                for _ in range(runs):
-                    floors.append(await floor_phase(page))
+                # The timed runs, then one sampled run of each for the browser's memory.
+                for run in range(runs + 1):
+                    sampled = run == runs
+                    floors.append(await floor_phase(page, sampled=sampled))
                     for name, (compress, decode) in ways.items():
-                        read, records = await reader_phase(page, compress=compress, decode=decode)
+                        read, records = await reader_phase(
+                            page, compress=compress, decode=decode, sampled=sampled
+                        )
                         if records != n:
                             raise SystemExit(f"the reader returned {records} records, not {n}")
                         reads[name].append(read)
