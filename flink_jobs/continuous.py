@@ -15,7 +15,6 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 from flink_jobs import checkpoints, failures, rest
@@ -28,9 +27,9 @@ from flink_jobs.protocol import (
     job_name_prefix,
     stream_spec,
 )
-from flink_jobs.statements import check_in, in_background
+from flink_jobs.statements import StatementCheck, check_in
 from flink_jobs.worker_process import START_TIMEOUT, WorkerProcess
-from harvester.errors import FlinkError, HarvesterError, PipelineChangedError
+from harvester.errors import ConfigError, FlinkError, HarvesterError, PipelineChangedError
 from harvester.sinks import ChangeSink
 from harvester.sinks.log import ChangeLog
 
@@ -42,7 +41,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
-MAX_BACKOFF = 60.0
+MAX_BACKOFF = 15.0  # a cluster that is back is found within this; a probe costs nothing
 
 
 class ContinuousForwarder(ChangeSink):
@@ -72,7 +71,7 @@ class ContinuousForwarder(ChangeSink):
         self._problem: str | None = None
         # Our job writes the default sinks: no other harvester may write (or clean) them.
         self._data_lock = DataDirLock(settings.state.data_dir, settings.state.dir)
-        self._check: Future[None] | None = None
+        self._check: StatementCheck | None = None
         self._checkpoints = 0
         self._last_checkpoint: tuple[str, int] | None = None
         self._marker_lock = threading.Lock()
@@ -86,7 +85,8 @@ class ContinuousForwarder(ChangeSink):
         self._data_lock.acquire()
         checkpoints.check_fingerprint(self.checkpoint_dir, fingerprint(self.settings))
         if self.settings.flink.statements and self._check is None:
-            self._check = in_background(self._run_check)
+            self._check = StatementCheck(self._run_check)
+            self._check.start()
 
     def _run_check(self) -> None:
         with self._lock:
@@ -108,9 +108,15 @@ class ContinuousForwarder(ChangeSink):
             self._thread.start()
 
     def send(self, spools: Sequence[SpoolFile]) -> None:
-        # Only a pipeline whose SQL Flink accepted takes runs; `harvest.send` then appends them
-        # to the log, where the job finds them whenever it runs.
-        self.checked()
+        # A pipeline whose SQL Flink rejected takes no runs. One that could not be checked yet
+        # (a remote cluster down) takes them: `harvest.send` appends them to the log, where the
+        # job finds them once the supervisor has checked the SQL and started it.
+        try:
+            self.checked()
+        except ConfigError:
+            raise
+        except HarvesterError as exc:
+            self._problem = f"flink.statements could not be checked yet: {exc}"
         self.start()
 
     def problem(self) -> str | None:
@@ -183,21 +189,18 @@ class ContinuousForwarder(ChangeSink):
     # ---- the supervisor ---------------------------------------------------------------------
 
     def _supervise(self) -> None:
-        try:
-            self.checked()
-        except HarvesterError as exc:
-            self._problem = str(exc)
-            return
         backoff = 1.0
         while not self._stop.is_set():
             try:
+                self.checked()
                 with self._lock:
                     if self._stop.is_set():
                         return
                     self._ensure_job()
                 backoff = 1.0
                 self._watch()
-            except PipelineChangedError as exc:
+            except (ConfigError, PipelineChangedError) as exc:
+                # Only a new config mends these: the daemon's reload starts a new sink.
                 self._problem = str(exc)
                 logger.error("%s", exc)
                 return

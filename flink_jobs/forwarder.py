@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from flink_jobs.protocol import SpoolSlice, source_of
 from flink_jobs.runner import FlinkRunner
-from flink_jobs.statements import in_background
+from flink_jobs.statements import StatementCheck
 from flink_jobs.verify import check_written
 from harvester.sinks import ChangeSink
 
@@ -90,7 +89,7 @@ class FlinkForwarder(ChangeSink):
         self.settings = settings
         self.runner = runner or FlinkRunner(settings)
         self.description = f"Flink ({settings.flink.mode})"
-        self._check: Future[None] | None = None
+        self._check: StatementCheck | None = None
 
     def start(self) -> None:
         """Start Flink now (cluster, warm worker) rather than at the first `send`."""
@@ -100,10 +99,12 @@ class FlinkForwarder(ChangeSink):
     def validate(self) -> None:
         """Have Flink plan `flink.statements` in the runner's worker (which then takes the
         jobs), in the background: `checked` and `send` raise `ConfigError` naming each broken
-        one. The data folder's lock and a local cluster are taken at once."""
+        one. The data folder's lock is taken at once: a second harvester on it fails here. The
+        cluster (a remote one may be down for now) and the worker start in the check's thread."""
         if self.settings.flink.statements and self._check is None:
-            self.runner.start()
-            self._check = in_background(self.runner.validate)
+            self.runner.lock_data()
+            self._check = StatementCheck(self.runner.validate)
+            self._check.start()
 
     def checked(self) -> None:
         """Wait for the check of `flink.statements` (if one runs); raise what it found."""

@@ -76,6 +76,10 @@ class FlinkRunner:
         with self._lock:
             self._start()
 
+    def lock_data(self) -> None:
+        """Take data_dir's lock now (`start` does too)."""
+        self._data_lock.acquire()
+
     def _start(self) -> None:
         if self._started:
             self._check_reachable()

@@ -43,17 +43,46 @@ def check_in(worker: WorkerProcess, settings: Settings) -> None:
         raise ConfigError([f"{source}: {problem}" for problem in problems])
 
 
-def in_background(check: Callable[[], None]) -> Future[None]:
-    """Run `check` in a thread from now: a sink's JVM starts while the first pages are read."""
-    done: Future[None] = Future()
+class StatementCheck:
+    """The check of `flink.statements`, run in a thread from `start`: a sink's JVM starts while
+    the first pages are read.
 
-    def run() -> None:
+    Broken SQL (`ConfigError`) is found for good; a check that failed otherwise (a remote
+    cluster down, a worker that died) is run again the next time its `result` is asked for.
+    """
+
+    def __init__(self, check: Callable[[], None]) -> None:
+        self._check = check
+        self._lock = threading.Lock()
+        self._done: Future[None] | None = None
+
+    def start(self) -> None:
+        with self._lock:
+            if self._done is None:
+                self._done = Future()
+                threading.Thread(
+                    target=self._run, args=(self._done,), name="flink-check", daemon=True
+                ).start()
+
+    def _run(self, done: Future[None]) -> None:
         try:
-            check()
+            self._check()
         except BaseException as exc:
             done.set_exception(exc)
         else:
             done.set_result(None)
 
-    threading.Thread(target=run, name="flink-check", daemon=True).start()
-    return done
+    def result(self) -> None:
+        """Wait for the check (starting it if none runs); raise what it found."""
+        self.start()
+        done = self._done
+        assert done is not None
+        try:
+            done.result()
+        except ConfigError:
+            raise
+        except BaseException:
+            with self._lock:
+                if self._done is done:
+                    self._done = None
+            raise

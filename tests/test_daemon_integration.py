@@ -14,12 +14,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +22,7 @@ import pytest
 
 from harvester.demo import DemoServer, serve_demo
 from harvester.state import StateDB
+from tests.support.daemon import DaemonProcess
 from tests.support.server import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -68,55 +64,6 @@ shutdown_grace = "60s"
 max_concurrent_harvests = 2
 """
     return head + "".join(targets)
-
-
-class Daemon:
-    """The `harvester run` subprocess and its HTTP endpoint."""
-
-    def __init__(self, config: Path, port: int, sink: str = "jsonl") -> None:
-        self.port = port
-        self.log_path = config.parent / "daemon.log"
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "harvester", "run", "--config", str(config), "--sink", sink],
-            cwd=config.parent,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def get(self, path: str) -> tuple[int, bytes]:
-        url = f"http://127.0.0.1:{self.port}{path}"
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
-
-    def health(self) -> dict[str, Any]:
-        status, body = self.get("/healthz")
-        assert status == 200, body
-        return dict(json.loads(body))
-
-    def wait_for(self, what: str, check: Callable[[], bool], timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"daemon exited early:\n{self.log()}"
-            try:
-                if check():
-                    return
-            except (OSError, AssertionError, KeyError):
-                pass
-            time.sleep(0.5)
-        raise AssertionError(f"timed out waiting for {what}:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self._log.close()
 
 
 def _committed(health: dict[str, Any], metrics: bytes, target: str) -> float:
@@ -170,7 +117,7 @@ def test_daemon_harvests_on_schedule_through_failures_reload_and_sigterm(
     ]
     config = tmp_path / "harvester.toml"
     config.write_text(_config(http_port, targets))
-    daemon = Daemon(config, http_port)
+    daemon = DaemonProcess(config, http_port)
     try:
         daemon.wait_for("/healthz", lambda: daemon.health()["status"] == "ok", timeout=30)
 
@@ -247,7 +194,7 @@ def test_a_second_sigint_exits_at_once_and_the_next_start_recovers(
     http_port = free_port()
     config = tmp_path / "harvester.toml"
     config.write_text(_config(http_port, [_target("one", demo.url, "1h", "profile-one")]))
-    daemon = Daemon(config, http_port)
+    daemon = DaemonProcess(config, http_port)
     try:
         daemon.wait_for("a running harvest", lambda: daemon.health()["targets"]["one"]["running"])
         daemon.proc.send_signal(signal.SIGINT)
@@ -262,7 +209,7 @@ def test_a_second_sigint_exits_at_once_and_the_next_start_recovers(
 
     # The next start finds the run that died, marks it failed, and harvests again.
     config.write_text(_config(http_port, [_target("one", demo.url, "1h", "profile-one")]))
-    daemon = Daemon(config, http_port)
+    daemon = DaemonProcess(config, http_port)
     try:
         daemon.wait_for(
             "a committed run",
@@ -287,7 +234,7 @@ def test_daemon_sends_through_flink(tmp_path: Path, demo: DemoServer) -> None:
     ]
     config = tmp_path / "harvester.toml"
     config.write_text(_config(http_port, targets))
-    daemon = Daemon(config, http_port, sink="flink")
+    daemon = DaemonProcess(config, http_port, sink="flink")
     try:
         daemon.wait_for("/healthz", lambda: daemon.health()["status"] == "ok", timeout=60)
 

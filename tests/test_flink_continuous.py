@@ -26,8 +26,30 @@ pytestmark = [pytest.mark.flink, pytest.mark.browser, pytest.mark.slow]
 TIMEOUT = 300.0
 
 
-def _config(root: Path, url: str, http_port: int, schedule: str = "1h", flink: str = "") -> Path:
+def _config(
+    root: Path,
+    url: str,
+    http_port: int,
+    schedule: str = "1h",
+    flink: str = "",
+    *,
+    statements: bool = True,
+) -> Path:
+    """A config harvesting the demo, with statements keeping records per store in
+    `out/store_counts` (a continuous pipeline's aggregate over `changes`)."""
     sink = (root / "out" / "store_counts").as_uri()
+    aggregate = f"""
+[[flink.statements]]
+sql = '''CREATE TABLE store_counts (target STRING, db_name STRING, store STRING, n BIGINT,
+           PRIMARY KEY (target, db_name, store) NOT ENFORCED)
+         WITH ('connector' = 'filesystem', 'path' = '{sink}', 'format' = 'debezium-json',
+               'sink.rolling-policy.rollover-interval' = '1s',
+               'sink.rolling-policy.check-interval' = '1s')'''
+
+[[flink.statements]]
+sql = '''INSERT INTO store_counts
+         SELECT target, db_name, store, COUNT(*) FROM changes GROUP BY target, db_name, store'''
+"""
     config = root / "harvester.toml"
     config.write_text(
         f"""
@@ -44,18 +66,7 @@ shutdown_grace = "60s"
 
 [flink]
 {flink}
-
-[[flink.statements]]
-sql = '''CREATE TABLE store_counts (target STRING, db_name STRING, store STRING, n BIGINT,
-           PRIMARY KEY (target, db_name, store) NOT ENFORCED)
-         WITH ('connector' = 'filesystem', 'path' = '{sink}', 'format' = 'debezium-json',
-               'sink.rolling-policy.rollover-interval' = '1s',
-               'sink.rolling-policy.check-interval' = '1s')'''
-
-[[flink.statements]]
-sql = '''INSERT INTO store_counts
-         SELECT target, db_name, store, COUNT(*) FROM changes GROUP BY target, db_name, store'''
-
+{aggregate if statements else ""}
 [[targets]]
 name = "demo"
 url = "{url}"

@@ -279,7 +279,13 @@ class Daemon:
         self._runs[name] = task
         task.add_done_callback(lambda _: self._runs.pop(name, None))
         # Shielded so that the scheduler's executor never cancels a run; shutdown does that.
-        await asyncio.shield(task)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # A run that shutdown cancelled is no failure of the job (APScheduler would log a
+            # traceback for it).
+            if not (self.stopping and task.cancelled()):
+                raise
 
     async def _run_with_retries(self, name: str) -> None:
         attempt = 0

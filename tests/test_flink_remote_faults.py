@@ -1,0 +1,199 @@
+"""A remote Flink cluster (started by the test: own ports, own folders) that is down when the
+daemons start, then restarted under them.
+
+In continuous delivery two daemons, each with its own state folder and log, run one job each on
+one cluster (docs/deploy.md says why not one shared log): runs are handed off to the logs while
+the cluster is down, and each job, submitted once the cluster is up and resubmitted from its
+latest checkpoint after the restart, consumes every run once, with the aggregate over `changes`
+true; a daemon restarted, and a one-shot harvest, find their job again by name. Per-harvest
+delivery keeps its runs pending while the cluster is away and sends them once it is back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flink_jobs import rest
+from flink_jobs.cluster import LocalCluster
+from harvester.demo import DemoServer, serve_demo
+from harvester.state import StateDB
+from tests.support.daemon import DaemonProcess
+from tests.support.server import free_port
+from tests.test_flink_continuous import (
+    TIMEOUT,
+    _aggregate,
+    _check_every_run_consumed_once,
+    _config,
+    _consumed_runs,
+    _harvest,
+    _truth,
+)
+
+pytestmark = [pytest.mark.flink, pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+    """A cluster on its own port, not started: the test starts and stops it."""
+    cluster = LocalCluster(tmp_path / "cluster", address=f"127.0.0.1:{free_port()}", slots=2)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def demo() -> Iterator[DemoServer]:
+    with serve_demo(0) as server:
+        yield server
+
+
+def _committed_runs(root: Path, *, since: datetime) -> int:
+    """Committed runs with rows that started after `since`."""
+    if not (root / "state" / "state.db").exists():
+        return 0
+    with StateDB.open(root / "state", readonly=True) as state:
+        runs = state.list_runs(status="committed")
+        return sum(1 for r in runs if r.rows and r.started_at > since)
+
+
+def _all_consumed(root: Path) -> bool:
+    with StateDB.open(root / "state", readonly=True) as state:
+        runs = [r for r in state.list_runs(status="committed") if r.rows]
+        return bool(runs) and all(r.consumed_at is not None for r in runs)
+
+
+def _pending(root: Path) -> int:
+    """Runs whose spool waits to be sent."""
+    if not (root / "state" / "state.db").exists():
+        return 0
+    with StateDB.open(root / "state", readonly=True) as state:
+        return len(state.pending_runs())
+
+
+def _flink_down(daemon: DaemonProcess) -> Callable[[], bool]:
+    def check() -> bool:
+        flink: dict[str, Any] = daemon.health()["flink"]
+        return not flink["healthy"] and bool(flink["problem"])
+
+    return check
+
+
+def _running(cluster: LocalCluster) -> set[str]:
+    """The ids of our jobs the cluster runs."""
+    jobs = rest.jobs(cluster.address)
+    return {j.job_id for j in jobs if j.name.startswith("idb-harvester") and j.state == "RUNNING"}
+
+
+def _wait_all(daemons: list[DaemonProcess], what: str, check: Callable[[int], bool]) -> None:
+    for i, daemon in enumerate(daemons):
+        daemon.wait_for(f"{what} ({daemon.log_path.parent.name})", lambda i=i: check(i), TIMEOUT)
+
+
+def test_two_daemons_ride_out_a_cluster_down_at_start_and_restarted_under_them(
+    tmp_path: Path, cluster: LocalCluster, demo: DemoServer
+) -> None:
+    remote = f'mode = "remote"\naddress = "{cluster.address}"'
+    roots = [tmp_path / "a", tmp_path / "b"]
+    daemons: list[DaemonProcess] = []
+    try:
+        for root in roots:
+            root.mkdir()
+            port = free_port()
+            config = _config(root, demo.url, port, schedule="2s", flink=remote)
+            daemons.append(DaemonProcess(config, port, sink=None))
+        start = datetime.now(UTC)
+        _wait_all(daemons, "flink reported down", lambda i: _flink_down(daemons[i])())
+        # Nothing is lost while the cluster is away: runs are committed to each log.
+        _wait_all(daemons, "runs handed off", lambda i: _committed_runs(roots[i], since=start) >= 2)
+        assert [_consumed_runs(root) for root in roots] == [0, 0]
+
+        cluster.start()
+        _wait_all(daemons, "the backlog consumed", lambda i: _consumed_runs(roots[i]) >= 2)
+
+        cluster.stop()
+        stopped = datetime.now(UTC)
+        _wait_all(daemons, "flink reported down again", lambda i: _flink_down(daemons[i])())
+        _wait_all(daemons, "runs while down", lambda i: _committed_runs(roots[i], since=stopped))
+
+        cluster.start()
+        _wait_all(
+            daemons,
+            "every run consumed after the restart",
+            lambda i: _consumed_runs(roots[i], since=stopped) >= 1 and _all_consumed(roots[i]),
+        )
+        _wait_all(daemons, "flink healthy", lambda i: daemons[i].health()["flink"]["healthy"])
+        jobs = _running(cluster)
+        assert len(jobs) == 2, jobs
+
+        # The cluster owns the jobs: a daemon that restarts finds its own by name, and so does a
+        # one-shot harvest; neither submits another.
+        daemons[0].stop()
+        daemons[0].close()
+        assert _running(cluster) == jobs
+        restarted = datetime.now(UTC)
+        daemons[0] = DaemonProcess(roots[0] / "harvester.toml", daemons[0].port, sink=None)
+        daemons[0].wait_for(
+            "a run consumed after the daemon's restart",
+            lambda: _consumed_runs(roots[0], since=restarted) >= 1,
+            TIMEOUT,
+        )
+        for daemon in daemons:
+            daemon.stop()
+        done = _harvest(roots[1] / "harvester.toml")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert _running(cluster) == jobs
+    finally:
+        for daemon in daemons:
+            daemon.close()
+    for root in roots:
+        assert _aggregate(root) == _truth(root)
+        assert _check_every_run_consumed_once(root) >= 3
+
+
+def test_per_harvest_runs_wait_for_a_cluster_that_is_down_and_go_once_it_is_back(
+    tmp_path: Path, cluster: LocalCluster, demo: DemoServer
+) -> None:
+    remote = f'mode = "remote"\naddress = "{cluster.address}"\ndelivery = "per-harvest"'
+    port = free_port()
+    # Per-harvest jobs start with empty state: an aggregate over them would not be the truth.
+    config = _config(tmp_path, demo.url, port, schedule="2s", flink=remote, statements=False)
+    daemon = DaemonProcess(config, port, sink=None)
+    try:
+        start = datetime.now(UTC)
+        daemon.wait_for(
+            "a run that could not be delivered",
+            lambda: _pending(tmp_path) >= 1,
+            TIMEOUT,
+        )
+        assert _committed_runs(tmp_path, since=start) == 0
+
+        cluster.start()
+        daemon.wait_for(
+            "the pending runs delivered",
+            lambda: _committed_runs(tmp_path, since=start) >= 2 and _pending(tmp_path) == 0,
+            TIMEOUT,
+        )
+
+        cluster.stop()
+        stopped = datetime.now(UTC)
+        daemon.wait_for(
+            "a run pending again",
+            lambda: _pending(tmp_path) >= 1,
+            TIMEOUT,
+        )
+        cluster.start()
+        daemon.wait_for(
+            "runs delivered after the restart",
+            lambda: _committed_runs(tmp_path, since=stopped) >= 1 and _pending(tmp_path) == 0,
+            TIMEOUT,
+        )
+        daemon.stop()
+    finally:
+        daemon.close()
+    assert _check_every_run_consumed_once(tmp_path) >= 3
