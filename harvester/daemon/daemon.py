@@ -282,9 +282,9 @@ class Daemon:
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:
-            # A run that shutdown cancelled is no failure of the job (APScheduler would log a
-            # traceback for it).
-            if not (self.stopping and task.cancelled()):
+            # The run was cancelled (only shutdown does that): no failure of the job, for which
+            # APScheduler would log a traceback.
+            if not task.cancelled():
                 raise
 
     async def _run_with_retries(self, name: str) -> None:
