@@ -20,8 +20,9 @@ import pytest
 
 from flink_jobs import rest
 from flink_jobs.cluster import LocalCluster
+from flink_jobs.protocol import JOB_NAME_PREFIX
 from harvester.demo import DemoServer, serve_demo
-from harvester.state import StateDB
+from harvester.state import Run
 from tests.support.daemon import DaemonProcess
 from tests.support.server import free_port
 from tests.test_flink_continuous import (
@@ -31,6 +32,7 @@ from tests.test_flink_continuous import (
     _config,
     _consumed_runs,
     _harvest,
+    _state,
     _truth,
 )
 
@@ -53,41 +55,41 @@ def demo() -> Iterator[DemoServer]:
         yield server
 
 
+def _runs_with_rows(root: Path) -> list[Run]:
+    """The committed runs that had rows; none before the daemon made its state DB."""
+    if not (root / "state" / "state.db").exists():
+        return []
+    with _state(root) as state:
+        return [r for r in state.list_runs(status="committed") if r.rows]
+
+
 def _committed_runs(root: Path, *, since: datetime) -> int:
     """Committed runs with rows that started after `since`."""
-    if not (root / "state" / "state.db").exists():
-        return 0
-    with StateDB.open(root / "state", readonly=True) as state:
-        runs = state.list_runs(status="committed")
-        return sum(1 for r in runs if r.rows and r.started_at > since)
+    return sum(1 for r in _runs_with_rows(root) if r.started_at > since)
 
 
 def _all_consumed(root: Path) -> bool:
-    with StateDB.open(root / "state", readonly=True) as state:
-        runs = [r for r in state.list_runs(status="committed") if r.rows]
-        return bool(runs) and all(r.consumed_at is not None for r in runs)
+    runs = _runs_with_rows(root)
+    return bool(runs) and all(r.consumed_at is not None for r in runs)
 
 
 def _pending(root: Path) -> int:
     """Runs whose spool waits to be sent."""
     if not (root / "state" / "state.db").exists():
         return 0
-    with StateDB.open(root / "state", readonly=True) as state:
+    with _state(root) as state:
         return len(state.pending_runs())
 
 
-def _flink_down(daemon: DaemonProcess) -> Callable[[], bool]:
-    def check() -> bool:
-        flink: dict[str, Any] = daemon.health()["flink"]
-        return not flink["healthy"] and bool(flink["problem"])
-
-    return check
+def _flink_down(daemon: DaemonProcess) -> bool:
+    flink: dict[str, Any] = daemon.health()["flink"]
+    return not flink["healthy"] and bool(flink["problem"])
 
 
 def _running(cluster: LocalCluster) -> set[str]:
     """The ids of our jobs the cluster runs."""
     jobs = rest.jobs(cluster.address)
-    return {j.job_id for j in jobs if j.name.startswith("idb-harvester") and j.state == "RUNNING"}
+    return {j.job_id for j in jobs if j.name.startswith(JOB_NAME_PREFIX) and j.state == "RUNNING"}
 
 
 def _wait_all(daemons: list[DaemonProcess], what: str, check: Callable[[int], bool]) -> None:
@@ -108,7 +110,7 @@ def test_two_daemons_ride_out_a_cluster_down_at_start_and_restarted_under_them(
             config = _config(root, demo.url, port, schedule="2s", flink=remote)
             daemons.append(DaemonProcess(config, port, sink=None))
         start = datetime.now(UTC)
-        _wait_all(daemons, "flink reported down", lambda i: _flink_down(daemons[i])())
+        _wait_all(daemons, "flink reported down", lambda i: _flink_down(daemons[i]))
         # Nothing is lost while the cluster is away: runs are committed to each log.
         _wait_all(daemons, "runs handed off", lambda i: _committed_runs(roots[i], since=start) >= 2)
         assert [_consumed_runs(root) for root in roots] == [0, 0]
@@ -118,7 +120,7 @@ def test_two_daemons_ride_out_a_cluster_down_at_start_and_restarted_under_them(
 
         cluster.stop()
         stopped = datetime.now(UTC)
-        _wait_all(daemons, "flink reported down again", lambda i: _flink_down(daemons[i])())
+        _wait_all(daemons, "flink reported down again", lambda i: _flink_down(daemons[i]))
         _wait_all(daemons, "runs while down", lambda i: _committed_runs(roots[i], since=stopped))
 
         cluster.start()
