@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
-MAX_BACKOFF = 15.0  # a cluster that is back is found within this; a probe costs nothing
+MAX_BACKOFF = 5.0  # a cluster that is back is found within this; a probe costs nothing
 
 
 class ContinuousForwarder(ChangeSink):
