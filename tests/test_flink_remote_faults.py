@@ -1,12 +1,13 @@
 """A remote Flink cluster (started by the test: own ports, own folders) that is down when the
 daemons start, then restarted under them.
 
-In continuous delivery two daemons, each with its own state folder and log, run one job each on
-one cluster (docs/deploy.md says why not one shared log): runs are handed off to the logs while
+Two daemons in continuous delivery, each with its own state folder and log, run one job each on
+the cluster (docs/deploy.md says why not one shared log): runs are handed off to the logs while
 the cluster is down, and each job, submitted once the cluster is up and resubmitted from its
 latest checkpoint after the restart, consumes every run once, with the aggregate over `changes`
-true; the jobs outlive the daemons, and a one-shot harvest finds its own by name. Per-harvest
-delivery keeps its runs pending while the cluster is down and sends them once it is up.
+true; the jobs outlive the daemons, and a one-shot harvest finds its own by name. A third daemon,
+in per-harvest delivery, keeps its runs pending while the cluster is away and sends them once it
+is back. One test for all three: each cluster start and restart costs the suite once.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ pytestmark = [pytest.mark.flink, pytest.mark.browser, pytest.mark.slow]
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
     """A cluster on its own port, not started: the test starts and stops it."""
-    cluster = LocalCluster(tmp_path / "cluster", address=f"127.0.0.1:{free_port()}", slots=2)
+    cluster = LocalCluster(tmp_path / "cluster", address=f"127.0.0.1:{free_port()}", slots=3)
     try:
         yield cluster
     finally:
@@ -97,39 +98,68 @@ def _wait_all(daemons: list[DaemonProcess], what: str, check: Callable[[int], bo
         daemon.wait_for(f"{what} ({daemon.log_path.parent.name})", lambda i=i: check(i), TIMEOUT)
 
 
-def test_two_daemons_ride_out_a_cluster_down_at_start_and_restarted_under_them(
+def test_daemons_in_both_modes_ride_out_a_cluster_down_at_start_and_restarted_under_them(
     tmp_path: Path, cluster: LocalCluster, demo: DemoServer
 ) -> None:
     remote = f'mode = "remote"\naddress = "{cluster.address}"'
-    roots = [tmp_path / "a", tmp_path / "b"]
+    roots = [tmp_path / "a", tmp_path / "b", tmp_path / "per-harvest"]
+    continuous, per_harvest = roots[:2], roots[2]
     daemons: list[DaemonProcess] = []
     try:
         for root in roots:
             root.mkdir()
             port = free_port()
-            config = _config(root, demo.url, port, schedule="2s", flink=remote)
+            if root is per_harvest:
+                # Per-harvest jobs start with empty state: an aggregate over them is not the truth.
+                flink = remote + '\ndelivery = "per-harvest"'
+                config = _config(root, demo.url, port, schedule="6s", flink=flink, statements=False)
+            else:
+                config = _config(root, demo.url, port, schedule="6s", flink=remote)
             daemons.append(DaemonProcess(config, port, sink=None))
         start = datetime.now(UTC)
-        _wait_all(daemons, "flink reported down", lambda i: _flink_down(daemons[i]))
-        # Nothing is lost while the cluster is away: runs are committed to each log.
-        _wait_all(daemons, "runs handed off", lambda i: _committed_runs(roots[i], since=start) >= 2)
-        assert [_consumed_runs(root) for root in roots] == [0, 0]
+        _wait_all(daemons[:2], "flink reported down", lambda i: _flink_down(daemons[i]))
+        # Nothing is lost while the cluster is away: runs are committed to each log, or stay
+        # pending in per-harvest delivery.
+        _wait_all(
+            daemons[:2], "runs handed off", lambda i: _committed_runs(roots[i], since=start) >= 2
+        )
+        daemons[2].wait_for(
+            "a run that could not be delivered", lambda: _pending(per_harvest) >= 1, TIMEOUT
+        )
+        assert [_consumed_runs(root) for root in continuous] == [0, 0]
+        assert _committed_runs(per_harvest, since=start) == 0
 
         cluster.start()
-        _wait_all(daemons, "the backlog consumed", lambda i: _consumed_runs(roots[i]) >= 2)
+        _wait_all(daemons[:2], "the backlog consumed", lambda i: _consumed_runs(roots[i]) >= 2)
+        daemons[2].wait_for(
+            "the pending runs delivered",
+            lambda: _committed_runs(per_harvest, since=start) >= 2 and _pending(per_harvest) == 0,
+            TIMEOUT,
+        )
 
         cluster.stop()
         stopped = datetime.now(UTC)
-        _wait_all(daemons, "flink reported down again", lambda i: _flink_down(daemons[i]))
-        _wait_all(daemons, "runs while down", lambda i: _committed_runs(roots[i], since=stopped))
+        _wait_all(daemons[:2], "flink reported down again", lambda i: _flink_down(daemons[i]))
+        _wait_all(
+            daemons,
+            "runs while down",
+            lambda i: bool(
+                _pending(per_harvest) if i == 2 else _committed_runs(roots[i], since=stopped)
+            ),
+        )
 
         cluster.start()
         _wait_all(
-            daemons,
+            daemons[:2],
             "every run consumed after the restart",
             lambda i: _consumed_runs(roots[i], since=stopped) >= 1 and _all_consumed(roots[i]),
         )
-        _wait_all(daemons, "flink healthy", lambda i: daemons[i].health()["flink"]["healthy"])
+        daemons[2].wait_for(
+            "a run delivered after the restart",
+            lambda: _committed_runs(per_harvest, since=stopped) >= 1,
+            TIMEOUT,
+        )
+        _wait_all(daemons[:2], "flink healthy", lambda i: daemons[i].health()["flink"]["healthy"])
         jobs = _running(cluster)
         assert len(jobs) == 2, jobs
 
@@ -144,36 +174,7 @@ def test_two_daemons_ride_out_a_cluster_down_at_start_and_restarted_under_them(
     finally:
         for daemon in daemons:
             daemon.close()
-    for root in roots:
+    for root in continuous:
         assert _aggregate(root) == _truth(root)
         assert _check_every_run_consumed_once(root) >= 3
-
-
-def test_per_harvest_runs_wait_for_a_cluster_down_at_start_and_go_once_it_is_up(
-    tmp_path: Path, cluster: LocalCluster, demo: DemoServer
-) -> None:
-    remote = f'mode = "remote"\naddress = "{cluster.address}"\ndelivery = "per-harvest"'
-    port = free_port()
-    # Per-harvest jobs start with empty state: an aggregate over them would not be the truth.
-    config = _config(tmp_path, demo.url, port, schedule="2s", flink=remote, statements=False)
-    daemon = DaemonProcess(config, port, sink=None)
-    try:
-        start = datetime.now(UTC)
-        daemon.wait_for(
-            "a run that could not be delivered",
-            lambda: _pending(tmp_path) >= 1,
-            TIMEOUT,
-        )
-        assert _committed_runs(tmp_path, since=start) == 0
-
-        cluster.start()
-        daemon.wait_for(
-            "the pending runs delivered",
-            lambda: _committed_runs(tmp_path, since=start) >= 2 and _pending(tmp_path) == 0,
-            TIMEOUT,
-        )
-
-        daemon.stop()
-    finally:
-        daemon.close()
-    assert _check_every_run_consumed_once(tmp_path) >= 2
+    assert _check_every_run_consumed_once(per_harvest) >= 3
