@@ -4,10 +4,10 @@ For each N, a page served from 127.0.0.1 fills one store with N records of about
 (strings, numbers, a nested object, an array, a Date) in a persistent (disk-backed) profile, reads
 it once to warm LevelDB's cache, then measures:
   (a) the in-page floor: `getAll()` + `JSON.stringify` of the whole store inside the page;
-  (b) our reader end to end as `harvester dump` uses it: OriginReader into Python, typed JSON
-      texts, large batches deflated in the page (the default); (b0) the same with plain-text
-      batches (the path before compression); (bd) as (b), every value also decoded with
-      codec.decode into Python objects;
+  (b) our reader end to end as `harvester dump` uses it on a local browser: OriginReader into
+      Python, typed JSON texts in plain-text batches; (bz) the same with large batches deflated
+      in the page (what a browser at `browser.connect_url` is read with); (bd) as (b), every
+      value also decoded with codec.decode into Python objects;
   (c) Playwright's `context.storage_state(indexed_db=True)` on the same data — in a child
       process with its own browser and an identical store, so that its memory (over a GB at
       100k) cannot inflate the Python figures of (b).
@@ -237,7 +237,7 @@ async def bench(n: int, runs: int) -> dict[str, Any]:
         async with async_playwright() as playwright:
             context, page = await _filled(playwright, Path(tmp) / "profile", url, n)
             floors: list[Phase] = []
-            ways = {"b": (True, False), "b0": (False, False), "bd": (True, True)}
+            ways = {"b": (False, False), "bz": (True, False), "bd": (False, True)}
             reads: dict[str, list[Phase]] = {name: [] for name in ways}
             try:
                 # The timed runs, then one sampled run of each for the browser's memory.
@@ -260,12 +260,12 @@ def _rate(n: int, phase: Phase) -> str:
     return f"{n / phase.seconds:>11,.0f}/s" if phase.seconds == phase.seconds else "          —"
 
 
-def report(n: int, a: Phase, b: Phase, b0: Phase, bd: Phase, c: Phase) -> None:
+def report(n: int, a: Phase, b: Phase, bz: Phase, bd: Phase, c: Phase) -> None:
     print(f"\nN = {n:,}")
     rows = [
         ("(a) in-page floor", a),
         ("(b) reader → Python (dump)", b),
-        ("(b0) the same, plain batches", b0),
+        ("(bz) the same, deflated batches", bz),
         ("(bd) (b), values decoded", bd),
         ("(c) storage_state", c),
     ]
@@ -278,8 +278,8 @@ def report(n: int, a: Phase, b: Phase, b0: Phase, bd: Phase, c: Phase) -> None:
         )
         print(f"  {name:<30} {seconds} {_rate(n, phase)}  {memory}  {phase.note}".rstrip())
     print(
-        f"  b / a = {b.seconds / a.seconds:.2f}× (target ≤ 1.7×)   b0 / a = "
-        f"{b0.seconds / a.seconds:.2f}×   bd / a = {bd.seconds / a.seconds:.2f}×",
+        f"  b / a = {b.seconds / a.seconds:.2f}× (target ≤ 1.7×)   bz / a = "
+        f"{bz.seconds / a.seconds:.2f}×   bd / a = {bd.seconds / a.seconds:.2f}×",
         end="",
     )
     if c.seconds == c.seconds:
@@ -324,7 +324,7 @@ def main() -> None:
             c = run_storage_state(n)
             if c.seconds == c.seconds:
                 projected = c.seconds / n
-        report(n, result["a"], result["b"], result["b0"], result["bd"], c)
+        report(n, result["a"], result["b"], result["bz"], result["bd"], c)
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
 
 

@@ -120,11 +120,15 @@ def launch_args(extra: Sequence[str] = ()) -> list[str]:
 
 @dataclass(frozen=True)
 class TargetSession:
-    """An open target: its main page, the context holding it, and the page's origin."""
+    """An open target: its main page, the context holding it, and the page's origin.
+
+    `remote`: the browser is reached at `browser.connect_url`, so what is read crosses a network.
+    """
 
     page: Page
     context: BrowserContext
     origin: str
+    remote: bool = False
 
 
 def _ms(duration: timedelta) -> float:
@@ -418,7 +422,9 @@ async def open_target(
             context.on("page", _close_popup)
             await _run_auth_steps(page, target, timeout_ms)
             await _wait_ready(page, target, timeout_ms)
-            yield TargetSession(page=page, context=context, origin=_origin(page.url))
+            yield TargetSession(
+                page=page, context=context, origin=_origin(page.url), remote=remote is not None
+            )
         except Exception as exc:
             if remote is not None and await _disconnected(remote):
                 # What failed is the page's symptom of it: name the cause.

@@ -121,6 +121,7 @@ async def open_reader(
             limits=target.limits,
             databases=tuple(target.databases),
             stores=tuple(target.stores),
+            compress=session.remote,
         )
         try:
             yield session.origin, reader

@@ -58,8 +58,8 @@ def _url(static_server: StaticServer) -> str:
 
 
 async def _three_ways(page: Page, reader: OriginReader) -> tuple[Read, Read, Read]:
-    plain = await read_all(OriginReader(page, limits=reader.limits, compress=False))
-    return plain, await read_all(reader), await read_all(reader, hash_first=True)
+    deflated = await read_all(OriginReader(page, limits=reader.limits, compress=True))
+    return await read_all(reader), deflated, await read_all(reader, hash_first=True)
 
 
 async def _broken_then_three_ways(page: Page, reader: OriginReader) -> tuple[Read, Read, Read]:

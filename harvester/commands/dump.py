@@ -208,7 +208,11 @@ async def _dump(
     started = time.perf_counter()
     async with open_target(target, settings.browser) as session:
         reader = OriginReader(
-            session.page, limits=target.limits, databases=target.databases, stores=target.stores
+            session.page,
+            limits=target.limits,
+            databases=target.databases,
+            stores=target.stores,
+            compress=session.remote,
         )
         try:
             databases = await reader.schema()
