@@ -35,7 +35,7 @@ from harvester.spool import (
     quarantined_spool,
     spool_path,
 )
-from harvester.state import Run, RunStore, StateDB
+from harvester.state import ReadScope, Run, RunStore, StateDB
 
 if TYPE_CHECKING:
     from harvester.config import Settings, TargetSettings
@@ -160,6 +160,7 @@ async def read_target(
     timeout = target.limits.harvest_timeout
     origin: str | None = None
     stores: list[RunStore] = []
+    databases: dict[str, int] = {}
     problems: list[dict[str, str | None]] = []
     writer: SpoolWriter | None = None
     spool: SpoolFile | None = None
@@ -175,6 +176,7 @@ async def read_target(
                 capture = Capture(state, writer, target=target.name, origin=origin, full=full)
                 try:
                     for database in await reader.schema():
+                        databases[database.name] = database.version
                         for store in database.stores:
                             read = reader.read_store(store, hash_first=capture.hash_first(store))
                             stores.append(await capture.store(store, read))
@@ -197,6 +199,7 @@ async def read_target(
                 stores=stores,
                 rows=spool.rows,
                 problems=problems,
+                scope=ReadScope(databases, tuple(target.databases), tuple(target.stores)),
             )
         )
     except BaseException as exc:

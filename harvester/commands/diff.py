@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
 from harvester.errors import UsageError
+from harvester.inspect.diff import field_row
 from harvester.inspect.options import (
     format_options,
     open_state,
@@ -14,8 +16,9 @@ from harvester.inspect.options import (
     positive_int,
     state_options,
 )
-from harvester.inspect.render import Column, to_json, write_rows
-from harvester.inspect.schema import top_level_fields
+from harvester.inspect.render import Column, safe_text, to_json, write_rows
+from harvester.inspect.schema_history import change_dict, summary_lines
+from harvester.state import SchemaChange
 
 COLUMNS = (
     Column("db", "db"),
@@ -38,7 +41,8 @@ def register(
         description=(
             "Show the records added, changed (field by field) and removed between two runs of "
             "one target: `diff RUN_A RUN_B`, or `diff --target T --last N` for the N-th last "
-            "committed run against the last one (`--last 2`: what the last run changed)."
+            "committed run against the last one (`--last 2`: what the last run changed). "
+            "Changes of the IndexedDB schema (versions, stores, key paths, indexes) come first."
         ),
     )
     parser.add_argument("runs", metavar="RUN", nargs="*", help="RUN_A RUN_B")
@@ -57,7 +61,7 @@ def _flat_rows(stores: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for record in store[op]:
                 row = {**base, "op": op, "key": record["key"], "key_text": record["key_text"]}
                 if op == "changed" and record["fields"] is not None:
-                    rows += [{**row, **_field_row(record, f)} for f in record["fields"]]
+                    rows += [{**row, **field_row(record, f)} for f in record["fields"]]
                 elif op == "changed":
                     new = record["new_text"] or f"hash {record['new_hash']}"
                     rows.append(
@@ -73,32 +77,23 @@ def _flat_rows(stores: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _field_row(record: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
-    path = change["field"]
-    return {
-        "field": path,
-        "old_text": change["old"],
-        "new_text": change["new"],
-        # A side where the field is absent has no node (and its text is None too).
-        "old": None if change["old"] is None else _node_at(record["old_value"], path),
-        "new": None if change["new"] is None else _node_at(record["new_value"], path),
-    }
+def _schema_rows(changes: list[SchemaChange]) -> list[dict[str, Any]]:
+    """CSV rows of the schema changes: `op` is the kind, `field` the index, `old`/`new` JSON."""
+    return [
+        {
+            "db": c.db,
+            "store": c.store,
+            "op": c.kind,
+            "field": c.index_name,
+            "old_text": None if c.old is None else _compact(c.old),
+            "new_text": None if c.new is None else _compact(c.new),
+        }
+        for c in changes
+    ]
 
 
-def _node_at(node: Any, path: str) -> Any:
-    """The node at a field path dotted through nested objects ("" = the whole value), None if
-    there is none. A field name may hold a dot itself, so each way of splitting is tried."""
-    if path == "":
-        return node
-    fields = top_level_fields(node) or {}
-    if path in fields:
-        return fields[path]
-    for at, char in enumerate(path):
-        if char == "." and path[:at] in fields:
-            found = _node_at(fields[path[:at]], path[at + 1 :])
-            if found is not None:
-                return found
-    return None
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _whole(record: dict[str, Any], op: str) -> dict[str, Any]:
@@ -122,12 +117,24 @@ def run(args: argparse.Namespace) -> int:
         else:
             run_a, run_b = reader.run(args.runs[0]), reader.run(args.runs[1])
         stores = reader.diff_runs(run_a, run_b)
+        schema = reader.schema_diff(run_a, run_b)
     diffs = [s.as_dict() for s in stores]
-    payload = {"target": run_b.target, "from_run": run_a.id, "to_run": run_b.id, "stores": diffs}
+    payload = {
+        "target": run_b.target,
+        "from_run": run_a.id,
+        "to_run": run_b.id,
+        "schema": [change_dict(c) for c in schema],
+        "stores": diffs,
+    }
     fmt = output_format(args)
     if fmt == "json":
         sys.stdout.write(to_json(payload) + "\n")
+    elif fmt == "csv":
+        write_rows(_schema_rows(schema) + _flat_rows(diffs), COLUMNS, fmt, sys.stdout)
     else:
+        # Whole lines, unwrapped: each names a database and reads as one sentence.
+        for line in summary_lines(schema):
+            sys.stdout.write(safe_text(f"schema: {line}") + "\n")
         title = f"{run_b.target}: {run_a.id} → {run_b.id}"
         write_rows(_flat_rows(diffs), COLUMNS, fmt, sys.stdout, title=title)
     return 0

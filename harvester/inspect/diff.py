@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harvester.inspect.pretty import pretty, pretty_text
-from harvester.inspect.schema import top_level_fields
+from harvester.inspect.schema import node_at, top_level_fields
 
 _MISSING = object()
 
@@ -157,3 +157,16 @@ def net_diff(changes: Iterable[Change], values: Mapping[str, str] | None = None)
         store = stores.setdefault(ident[:2], StoreDiff(ident[0], ident[1]))
         getattr(store, op).append(record)
     return sorted(stores.values(), key=lambda s: (s.db, s.store))
+
+
+def field_row(record: Mapping[str, Any], change: Mapping[str, Any]) -> dict[str, Any]:
+    """One field change of `record` (with `old_value` and `new_value` nodes) as a row."""
+    path = change["field"]
+    return {
+        "field": path,
+        "old_text": change["old"],
+        "new_text": change["new"],
+        # A side where the field is absent has no node (and its text is None too).
+        "old": None if change["old"] is None else node_at(record["old_value"], path),
+        "new": None if change["new"] is None else node_at(record["new_value"], path),
+    }

@@ -18,7 +18,10 @@ def key_texts(argument: str) -> list[str]:
     texts = [canonical(argument)]
     # Not JSON, or JSON that is no typed-JSON value: then it only names the string.
     with contextlib.suppress(ValueError, TypeError):
-        texts.append(canonical(decode(json.loads(argument))))
+        node = json.loads(argument)
+        # `decode` reads a str as typed JSON text (`"7"` would become the number 7): a JSON
+        # string is that string.
+        texts.append(canonical(node if isinstance(node, str) else decode(node)))
     return list(dict.fromkeys(texts))
 
 

@@ -21,8 +21,12 @@ from harvester.inspect.diff import Change, StoreDiff, net_diff
 from harvester.state import (
     DB_NAME,
     RUN_STATUSES,
+    KeyVersion,
     Run,
     RunStatus,
+    SchemaChange,
+    SchemaDb,
+    SchemaStore,
     SnapshotRecord,
     StateDB,
     Store,
@@ -186,6 +190,10 @@ class StateReader:
                 if limit is not None and count >= limit:
                     return
 
+    def key_history(self, store: Store, key: str) -> list[KeyVersion]:
+        """Every kept change of record `key` (typed JSON text) of `store`, oldest first."""
+        return self._state.key_history(store.target, store.origin, store.db, store.store, key)
+
     def parsed_values(self, store: Store, *, limit: int | None = None) -> Iterator[Any]:
         """The current values of a store as parsed typed JSON."""
         for record in self.records(store, limit=limit):
@@ -196,6 +204,26 @@ class StateReader:
 
     def diff_runs(self, run_a: Run, run_b: Run) -> list[StoreDiff]:
         """What changed after `run_a` up to and including `run_b` (both of one target)."""
+        changes = [c for run in self._between(run_a, run_b) for c in self._changes(run.id)]
+        return net_diff(changes, self._values(run_a.target, changes))
+
+    def schema_diff(self, run_a: Run, run_b: Run) -> list[SchemaChange]:
+        """The schema changes after `run_a` up to and including `run_b`, in the order found."""
+        runs = [run.id for run in self._between(run_a, run_b)]
+        return self._state.schema_changes(run_a.target, runs)
+
+    def schema(self, target: str) -> tuple[list[SchemaDb], list[SchemaStore]]:
+        """The target's databases and stores as its committed runs left them."""
+        self.check_target(target)
+        return self._state.schema_dbs(target), self._state.schema_stores(target)
+
+    def schema_history(self, target: str) -> list[SchemaChange]:
+        """Every schema change of the target, oldest first."""
+        self.check_target(target)
+        return self._state.schema_changes(target)
+
+    def _between(self, run_a: Run, run_b: Run) -> list[Run]:
+        """The committed runs after `run_a` up to and including `run_b`, oldest first."""
         if run_a.target != run_b.target:
             raise UsageError(
                 f"runs {run_a.id!r} and {run_b.id!r} are of different targets "
@@ -207,13 +235,11 @@ class StateReader:
         assert run_a.seq is not None and run_b.seq is not None  # checked just above
         if run_a.seq > run_b.seq:
             raise UsageError(f"run {run_a.id!r} is newer than {run_b.id!r}: give the older first")
-        between = [
+        return [
             r
             for r in self.runs(target=run_a.target, status="committed", oldest_first=True)
             if r.seq is not None and run_a.seq < r.seq <= run_b.seq
         ]
-        changes = [c for run in between for c in self._changes(run.id)]
-        return net_diff(changes, self._values(run_a.target, changes))
 
     def run_changes(self, run_id: str, store: Store, *, limit: int) -> StoreDiff:
         """What one committed run changed in `store`: exact counts, at most `limit` records per op.

@@ -46,6 +46,23 @@ def top_level_fields(node: Any) -> dict[str, Any] | None:
     return None
 
 
+def node_at(node: Any, path: str) -> Any:
+    """The node at a field path dotted through nested objects ("" = the whole value, as
+    `diff.field_changes` names it), None if there is none. A field name may hold a dot itself,
+    so each way of splitting is tried."""
+    if path == "":
+        return node
+    fields = top_level_fields(node) or {}
+    if path in fields:
+        return fields[path]
+    for at, char in enumerate(path):
+        if char == "." and path[:at] in fields:
+            found = node_at(fields[path[:at]], path[at + 1 :])
+            if found is not None:
+                return found
+    return None
+
+
 @dataclass
 class FieldSummary:
     """One top-level field: in how many records it occurs and with which types."""

@@ -7,14 +7,19 @@ constants (and `LOOKUP_CHUNK`, the keys of one keyed query), the one diff rule (
 
 from harvester.state.connections import LOOKUP_CHUNK
 from harvester.state.db import StateDB
+from harvester.state.history import KeyVersion
 from harvester.state.ops import Op, change_op
 from harvester.state.paths import DB_NAME, SPOOL_DIR, state_db_path
 from harvester.state.records import (
     RUN_STATUSES,
     Change,
+    ReadScope,
     Run,
     RunStatus,
     RunStore,
+    SchemaChange,
+    SchemaDb,
+    SchemaStore,
     SnapshotRecord,
     Store,
     TargetDelivery,
@@ -33,10 +38,15 @@ __all__ = [
     "SCHEMA_VERSION",
     "SPOOL_DIR",
     "Change",
+    "KeyVersion",
     "Op",
+    "ReadScope",
     "Run",
     "RunStatus",
     "RunStore",
+    "SchemaChange",
+    "SchemaDb",
+    "SchemaStore",
     "SnapshotRecord",
     "SnapshotView",
     "StateDB",

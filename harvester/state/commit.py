@@ -16,6 +16,7 @@ from harvester.state.failures import sqlite_failure
 from harvester.state.ops import change_op
 from harvester.state.retention import prune
 from harvester.state.schema import transaction
+from harvester.state.schemas import record_changes
 from harvester.timefmt import iso_utc
 
 COMMIT_CACHE_KB = 64 * 1024
@@ -52,12 +53,14 @@ def commit_run(
             applier = _Applier(conn, run_id=run_id, target=run["target"], origin=run["origin"])
             applier.apply(rows)
             applier.commit_stores()
+            now = iso_utc()
+            record_changes(conn, run_id, at=now)
             seq = conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM runs").fetchone()[0]
             # An earlier attempt's error (a failed send) no longer describes the run.
             conn.execute(
                 "UPDATE runs SET status = 'committed', pending = 0, error = NULL, seq = ?, "
                 "finished_at = ? WHERE id = ?",
-                (seq, iso_utc(), run_id),
+                (seq, now, run_id),
             )
             # An acknowledgement may have come before the commit: what it counted is kept.
             conn.execute(

@@ -16,15 +16,20 @@ from typing import Any
 
 from harvester.errors import StateError, UnusableStateError
 from harvester.redaction import Redactor, redact
-from harvester.state import commit, delivery, queries, runs
+from harvester.state import commit, delivery, history, queries, runs, schemas
 from harvester.state.connections import Closing, Connections
+from harvester.state.history import KeyVersion
 from harvester.state.integrity import check_db, check_file, check_missing, check_readable
 from harvester.state.paths import SPOOL_DIR, state_db_path
 from harvester.state.records import (
     Change,
+    ReadScope,
     Run,
     RunStatus,
     RunStore,
+    SchemaChange,
+    SchemaDb,
+    SchemaStore,
     SnapshotRecord,
     Store,
     TargetDelivery,
@@ -143,10 +148,21 @@ class StateDB(Closing):
         stores: Sequence[RunStore],
         rows: int,
         problems: Sequence[Mapping[str, Any]] = (),
+        scope: ReadScope | None = None,
     ) -> None:
-        """The run's spool is complete: status `read`, pending until committed."""
+        """The run's spool is complete: status `read`, pending until committed.
+
+        `scope`: the databases it opened and the globs that chose them; without it, its commit
+        finds no store deleted and no database removed (`schemas`).
+        """
         runs.mark_read(
-            self._conns, run_id, origin=origin, stores=stores, rows=rows, problems=problems
+            self._conns,
+            run_id,
+            origin=origin,
+            stores=stores,
+            rows=rows,
+            problems=problems,
+            scope=scope,
         )
 
     def fail_run(
@@ -289,6 +305,27 @@ class StateDB(Closing):
         return queries.iter_records(
             self._conns, target, origin, db, store, key=key, as_of=as_of, keep_runs=self.keep_runs
         )
+
+    def key_history(
+        self, target: str, origin: str, db: str, store: str, key: str
+    ) -> list[KeyVersion]:
+        """Every kept change of record `key` (typed JSON text), oldest first (commit order),
+        with the value each one replaced and wrote when the state DB keeps it."""
+        return history.key_history(self._conns, target, origin, db, store, key)
+
+    def schema_dbs(self, target: str) -> list[SchemaDb]:
+        """The target's databases as its committed runs left them, by origin and name."""
+        return schemas.databases(self._conns, target)
+
+    def schema_stores(self, target: str) -> list[SchemaStore]:
+        """The target's stores as its committed runs left them, by origin, db and name."""
+        return schemas.stores(self._conns, target)
+
+    def schema_changes(
+        self, target: str, run_ids: Sequence[str] | None = None
+    ) -> list[SchemaChange]:
+        """The target's schema changes in the order found (only those of `run_ids`, if given)."""
+        return schemas.changes(self._conns, target, run_ids)
 
     def past_value(self, store: Store, key: str, value_hash: str) -> str | None:
         """A value that record `key` of `store` once had, by its hash, from the history."""

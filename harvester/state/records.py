@@ -42,6 +42,7 @@ _JSON = _decode(json.loads)
 _KEY_PATH = _decode(_key_path)
 _TIME = _decode(_time)
 _REQUIRED_TIME = _decode(parse_iso)
+_NULLABLE_JSON = _decode(lambda text: None if text is None else json.loads(text))
 
 _Record = TypeVar("_Record", bound="DataclassInstance")
 
@@ -176,3 +177,58 @@ class Change:
     old_hash: str | None
     new_hash: str | None
     old_value: str | None  # the value a +U or -D replaced; None for +I
+
+
+@dataclass(frozen=True)
+class ReadScope:
+    """What a run looked at: the databases it opened (name → version) and the target's globs
+    that chose the databases and the `db/store` names. Only a store these globs select can be
+    found gone."""
+
+    databases: Mapping[str, int]
+    database_globs: tuple[str, ...] = ("*",)
+    store_globs: tuple[str, ...] = ("*",)
+
+
+@dataclass(frozen=True)
+class SchemaDb:
+    """A database of a target as its schema history knows it now."""
+
+    target: str
+    origin: str
+    db: str
+    version: int
+    first_run: str
+    last_run: str  # the last committed run that saw it
+
+
+@dataclass(frozen=True)
+class SchemaStore:
+    """A store of a target as its schema history knows it now."""
+
+    target: str
+    origin: str
+    db: str
+    store: str
+    key_path: str | list[str] | None = field(metadata=_KEY_PATH)
+    auto_increment: bool = field(metadata=_BOOL)
+    # {"name", "key_path", "unique", "multi_entry"}
+    indexes: list[dict[str, Any]] = field(metadata=_JSON)
+    first_run: str
+    last_run: str
+
+
+@dataclass(frozen=True)
+class SchemaChange:
+    """One change of a target's IndexedDB schema, found by the commit of `run_id`."""
+
+    run_id: str
+    target: str
+    origin: str
+    db: str
+    store: str | None
+    index_name: str | None
+    kind: str  # database_added, version_changed, store_created, index_added, …
+    old: Any = field(metadata=_NULLABLE_JSON)  # the schema before (JSON), None when added
+    new: Any = field(metadata=_NULLABLE_JSON)  # the schema after, None when removed
+    at: datetime = field(metadata=_REQUIRED_TIME)  # when the run was committed

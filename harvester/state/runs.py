@@ -13,8 +13,9 @@ from typing import Any
 from harvester.errors import StateError
 from harvester.limits import MAX_PROBLEMS
 from harvester.state.connections import Connections
-from harvester.state.records import RunStore
+from harvester.state.records import ReadScope, RunStore
 from harvester.state.retention import prune
+from harvester.state.schemas import scope_text
 from harvester.timefmt import iso_utc
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -110,6 +111,7 @@ def mark_read(
     stores: Sequence[RunStore],
     rows: int,
     problems: Sequence[Mapping[str, Any]],
+    scope: ReadScope | None,
 ) -> None:
     with conns.writing() as conn:
         now = _run(conn, run_id)["status"]
@@ -118,8 +120,8 @@ def mark_read(
         _save_stores(conn, run_id, stores)
         conn.execute(
             "UPDATE runs SET status = 'read', pending = 1, origin = ?, rows = ?, read_at = ?, "
-            "problems = ? WHERE id = ?",
-            (origin, rows, iso_utc(), json.dumps(kept(problems)), run_id),
+            "problems = ?, scope = ? WHERE id = ?",
+            (origin, rows, iso_utc(), json.dumps(kept(problems)), scope_text(scope), run_id),
         )
 
 

@@ -124,6 +124,59 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE runs ADD COLUMN consumed_rows INTEGER NOT NULL DEFAULT 0;
     UPDATE runs SET consumed_at = finished_at, consumed_rows = rows WHERE status = 'committed';
     """,
+    # 4: IndexedDB schema history: what each run looked at (`scope`), the schema now known per
+    # target, and every change of it. The baseline is what `stores` knew: its last schemas.
+    """
+    ALTER TABLE runs ADD COLUMN scope TEXT;
+    CREATE TABLE schema_dbs (
+        target    TEXT NOT NULL,
+        origin    TEXT NOT NULL,
+        db        TEXT NOT NULL,
+        version   INTEGER NOT NULL,
+        first_run TEXT NOT NULL,
+        last_run  TEXT NOT NULL,
+        PRIMARY KEY (target, origin, db)
+    );
+    CREATE TABLE schema_stores (
+        target         TEXT NOT NULL,
+        origin         TEXT NOT NULL,
+        db             TEXT NOT NULL,
+        store          TEXT NOT NULL,
+        key_path       TEXT NOT NULL,
+        auto_increment INTEGER NOT NULL,
+        indexes        TEXT NOT NULL,
+        first_run      TEXT NOT NULL,
+        last_run       TEXT NOT NULL,
+        PRIMARY KEY (target, origin, db, store)
+    );
+    CREATE TABLE schema_changes (
+        run_id     TEXT NOT NULL,
+        target     TEXT NOT NULL,
+        origin     TEXT NOT NULL,
+        db         TEXT NOT NULL,
+        store      TEXT,
+        index_name TEXT,
+        kind       TEXT NOT NULL CHECK (kind IN (
+            'database_added', 'database_removed', 'version_changed', 'store_created',
+            'store_deleted', 'key_path_changed', 'auto_increment_changed', 'index_added',
+            'index_removed', 'index_changed')),
+        old        TEXT,
+        new        TEXT,
+        at         TEXT NOT NULL
+    );
+    CREATE INDEX schema_changes_by_target ON schema_changes (target);
+    INSERT INTO schema_stores
+        SELECT target, origin, db, store, key_path, auto_increment, indexes, first_run, last_run
+        FROM stores;
+    INSERT INTO schema_dbs
+        SELECT target, origin, db,
+            (SELECT s.db_version FROM stores s WHERE s.target = g.target AND s.origin = g.origin
+             AND s.db = g.db ORDER BY s.last_run DESC LIMIT 1),
+            min(first_run), max(last_run)
+        FROM stores g GROUP BY target, origin, db;
+    """,
+    # 5: a key's history (`harvester history`) looks up its changes without walking the target's.
+    "CREATE INDEX changes_by_key ON changes (target, db, store, key)",
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 # Tables every version has: a DB lacking one is not a state DB (or lost part of its schema).

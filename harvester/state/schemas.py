@@ -1,0 +1,237 @@
+"""The IndexedDB schema history: each commit compares the schema its run read with the one the
+target's committed runs left (`schema_dbs`, `schema_stores`) and records every change.
+
+A change is only what the run saw. A store missing from the run is deleted only when its
+database was read whole (opened, every store complete, no problem named it) and the run's
+`stores` globs select it; a database missing from the run is removed only when the run's
+`databases` globs select it, no problem named it (one that could not be opened) and the run
+would have listed it. The rule is the one `-D` follows: what was not read is not known gone.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from harvester.state.connections import Connections, marks
+from harvester.state.records import ReadScope, SchemaChange, SchemaDb, SchemaStore, from_row
+
+_IDENT = "target = ? AND origin = ?"
+
+
+def scope_text(scope: ReadScope | None) -> str | None:
+    """The `runs.scope` column of a run read in `scope` (NULL when not told)."""
+    if scope is None:
+        return None
+    return json.dumps(
+        {
+            "databases": dict(scope.databases),
+            "database_globs": list(scope.database_globs),
+            "store_globs": list(scope.store_globs),
+        }
+    )
+
+
+def _selected(name: str, globs: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, glob) for glob in globs)
+
+
+def _listed(db: str, stores: Iterable[str], scope: Mapping[str, Any]) -> bool:
+    """Whether a run in `scope` would have read database `db`, had it been there: its globs
+    select it, and one of its `stores` (the reader leaves out a database none of whose stores
+    the globs select), or it had none."""
+    if not _selected(db, scope["database_globs"]):
+        return False
+    names = list(stores)
+    return not names or any(_selected(f"{db}/{store}", scope["store_globs"]) for store in names)
+
+
+def _store_schema(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "key_path": json.loads(row["key_path"]),
+        "auto_increment": bool(row["auto_increment"]),
+        "indexes": json.loads(row["indexes"]),
+    }
+
+
+class _Changes:
+    """The changes one commit finds, in the order they are listed."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str | None, str | None, str, Any, Any]] = []
+
+    def add(
+        self,
+        kind: str,
+        db: str,
+        store: str | None = None,
+        index: str | None = None,
+        *,
+        old: Any = None,
+        new: Any = None,
+    ) -> None:
+        self.rows.append((db, store, index, kind, old, new))
+
+    def store(self, db: str, store: str, old: dict[str, Any], new: dict[str, Any]) -> None:
+        """What changed between two schemas of one store."""
+        for name, kind in (
+            ("key_path", "key_path_changed"),
+            ("auto_increment", "auto_increment_changed"),
+        ):
+            if old[name] != new[name]:
+                self.add(kind, db, store, old=old[name], new=new[name])
+        before = {ix["name"]: ix for ix in old["indexes"]}
+        after = {ix["name"]: ix for ix in new["indexes"]}
+        for name, index in after.items():
+            if name not in before:
+                self.add("index_added", db, store, name, new=index)
+            elif before[name] != index:
+                self.add("index_changed", db, store, name, old=before[name], new=index)
+        for name, index in before.items():
+            if name not in after:
+                self.add("index_removed", db, store, name, old=index)
+
+
+def record_changes(conn: sqlite3.Connection, run_id: str, *, at: str) -> None:
+    """Compare run `run_id`'s schema with the target's and record the changes (inside the
+    commit's transaction, after `run_stores` and `runs` hold the run)."""
+    run = conn.execute(
+        "SELECT target, origin, problems, scope FROM runs WHERE id = ?", (run_id,)
+    ).fetchone()
+    ident = (run["target"], run["origin"])
+    read = conn.execute(
+        "SELECT * FROM run_stores WHERE run_id = ? ORDER BY rowid", (run_id,)
+    ).fetchall()
+    scope = None if run["scope"] is None else json.loads(run["scope"])
+    databases: dict[str, int] = {row["db"]: row["db_version"] for row in read}
+    if scope is not None:
+        databases.update(scope["databases"])
+    named = {problem.get("db") for problem in json.loads(run["problems"])}
+    partial = named | {row["db"] for row in read if not row["complete"]}
+    known_dbs = {
+        row["db"]: row["version"]
+        for row in conn.execute(f"SELECT db, version FROM schema_dbs WHERE {_IDENT}", ident)
+    }
+    known: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in conn.execute(f"SELECT * FROM schema_stores WHERE {_IDENT}", ident):
+        known.setdefault(row["db"], {})[row["store"]] = _store_schema(row)
+    seen: dict[str, dict[str, dict[str, Any]]] = {db: {} for db in databases}
+    for row in read:
+        seen[row["db"]][row["store"]] = _store_schema(row)
+
+    found = _Changes()
+    gone_dbs: list[str] = []
+    gone_stores: list[tuple[str, str]] = []
+    for db in sorted(databases):
+        if db not in known_dbs:
+            found.add("database_added", db, new=databases[db])
+        elif known_dbs[db] != databases[db]:
+            found.add("version_changed", db, old=known_dbs[db], new=databases[db])
+        before = known.get(db, {})
+        for store, schema in seen[db].items():
+            if store not in before:
+                found.add("store_created", db, store, new=schema)
+            else:
+                found.store(db, store, before[store], schema)
+        if scope is None or db in partial:
+            continue
+        for store, schema in before.items():
+            if store not in seen[db] and _selected(f"{db}/{store}", scope["store_globs"]):
+                found.add("store_deleted", db, store, old=schema)
+                gone_stores.append((db, store))
+    for db in sorted(known_dbs.keys() - databases.keys()):
+        if scope is not None and db not in named and _listed(db, known.get(db, {}), scope):
+            found.add("database_removed", db, old=known_dbs[db])
+            gone_dbs.append(db)
+
+    conn.executemany(
+        "INSERT INTO schema_changes (run_id, target, origin, db, store, index_name, kind, old, "
+        "new, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (run_id, *ident, db, store, index, kind, _json(old), _json(new), at)
+            for db, store, index, kind, old, new in found.rows
+        ],
+    )
+    _save(conn, run_id, ident, databases, read, gone_dbs, gone_stores)
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _save(
+    conn: sqlite3.Connection,
+    run_id: str,
+    ident: tuple[str, str],
+    databases: Mapping[str, int],
+    read: Iterable[sqlite3.Row],
+    gone_dbs: Sequence[str],
+    gone_stores: Sequence[tuple[str, str]],
+) -> None:
+    """Bring `schema_dbs` and `schema_stores` to the schema the run left."""
+    conn.executemany(
+        """INSERT INTO schema_dbs VALUES (?, ?, ?, ?, ?, ?)
+        ON CONFLICT (target, origin, db) DO UPDATE SET
+            version = excluded.version, last_run = excluded.last_run""",
+        [(*ident, db, version, run_id, run_id) for db, version in databases.items()],
+    )
+    conn.executemany(
+        """INSERT INTO schema_stores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (target, origin, db, store) DO UPDATE SET
+            key_path = excluded.key_path, auto_increment = excluded.auto_increment,
+            indexes = excluded.indexes, last_run = excluded.last_run""",
+        [
+            (
+                *ident,
+                r["db"],
+                r["store"],
+                r["key_path"],
+                r["auto_increment"],
+                r["indexes"],
+                run_id,
+                run_id,
+            )
+            for r in read
+        ],
+    )
+    conn.executemany(
+        f"DELETE FROM schema_stores WHERE {_IDENT} AND db = ?", [(*ident, db) for db in gone_dbs]
+    )
+    conn.executemany(
+        f"DELETE FROM schema_dbs WHERE {_IDENT} AND db = ?", [(*ident, db) for db in gone_dbs]
+    )
+    conn.executemany(
+        f"DELETE FROM schema_stores WHERE {_IDENT} AND db = ? AND store = ?",
+        [(*ident, *where) for where in gone_stores],
+    )
+
+
+# ---- the read side ---------------------------------------------------------------------------
+
+
+def databases(conns: Connections, target: str) -> list[SchemaDb]:
+    rows = conns.rows("SELECT * FROM schema_dbs WHERE target = ? ORDER BY origin, db", (target,))
+    return [from_row(SchemaDb, row) for row in rows]
+
+
+def stores(conns: Connections, target: str) -> list[SchemaStore]:
+    rows = conns.rows(
+        "SELECT * FROM schema_stores WHERE target = ? ORDER BY origin, db, store", (target,)
+    )
+    return [from_row(SchemaStore, row) for row in rows]
+
+
+def changes(
+    conns: Connections, target: str, run_ids: Sequence[str] | None = None
+) -> list[SchemaChange]:
+    """The target's schema changes in the order they were found, or only those of `run_ids`."""
+    sql, params = "SELECT * FROM schema_changes WHERE target = ?", [target]
+    if run_ids is not None:
+        if not run_ids:
+            return []
+        sql += f" AND run_id IN ({marks(len(run_ids))})"
+        params += run_ids
+    return [from_row(SchemaChange, row) for row in conns.rows(sql + " ORDER BY rowid", params)]
