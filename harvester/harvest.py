@@ -36,6 +36,7 @@ from harvester.spool import (
     spool_path,
 )
 from harvester.state import ReadScope, Run, RunStore, StateDB
+from harvester.surrogates import escape_surrogates
 
 if TYPE_CHECKING:
     from harvester.config import Settings, TargetSettings
@@ -176,7 +177,8 @@ async def read_target(
                 capture = Capture(state, writer, target=target.name, origin=origin, full=full)
                 try:
                     for database in await reader.schema():
-                        databases[database.name] = database.version
+                        # Named as capture names them in run_stores (UTF-8 cannot hold them raw).
+                        databases[escape_surrogates(database.name)] = database.version
                         for store in database.stores:
                             read = reader.read_store(store, hash_first=capture.hash_first(store))
                             stores.append(await capture.store(store, read))
