@@ -16,7 +16,7 @@ from typing import Any
 
 from harvester.errors import StateError, UnusableStateError
 from harvester.redaction import Redactor, redact
-from harvester.state import commit, delivery, history, queries, runs, schemas
+from harvester.state import commit, delivery, history, queries, runs, schemas, search
 from harvester.state.connections import Closing, Connections
 from harvester.state.history import KeyVersion
 from harvester.state.integrity import check_db, check_file, check_missing, check_readable
@@ -24,6 +24,7 @@ from harvester.state.paths import SPOOL_DIR, state_db_path
 from harvester.state.records import (
     Change,
     ReadScope,
+    RecordPage,
     Run,
     RunStatus,
     RunStore,
@@ -304,6 +305,33 @@ class StateDB(Closing):
         """
         return queries.iter_records(
             self._conns, target, origin, db, store, key=key, as_of=as_of, keep_runs=self.keep_runs
+        )
+
+    def search_records(
+        self,
+        store: Store,
+        *,
+        text: str = "",
+        order: str = "first_seen",
+        descending: bool = False,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> RecordPage:
+        """One page of the store's committed records, sorted, optionally only those whose key or
+        value text holds `text` (any case; 1–2 characters: keys that start with it).
+
+        `order`: `first_seen` (as `iter_records`), `key` (the key texts' order, not IndexedDB's)
+        or `last_changed` (commit order of the run that last changed each); else ValueError.
+        `total` counts every match, up to `search.COUNT_CAP` (then `capped`).
+        """
+        return search.search_records(
+            self._conns,
+            store,
+            text=text,
+            order=order,
+            descending=descending,
+            offset=offset,
+            limit=limit,
         )
 
     def key_history(

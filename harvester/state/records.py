@@ -164,6 +164,19 @@ class SnapshotRecord:
 
 
 @dataclass(frozen=True)
+class RecordPage:
+    """One page of a store's records (`StateDB.search_records`) and how many match in all.
+
+    `capped`: more than `search.COUNT_CAP` (10,000) match and `total` is that cap: counting a
+    text found in most of a million records would cost more than the page.
+    """
+
+    records: list[SnapshotRecord]
+    total: int
+    capped: bool = False
+
+
+@dataclass(frozen=True)
 class Change:
     """One row of the change history."""
 

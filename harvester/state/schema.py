@@ -22,6 +22,38 @@ from harvester.state.failures import sqlite_failure
 BUSY_TIMEOUT_MS = 600_000
 WAL_LIMIT_BYTES = 64 * 1024 * 1024
 
+# What a record's search index holds: its key text, then its value's string and number leaves
+# (unescaped, each cut at SEARCH_LEAF characters), joined by U+001F. Property names, JSON
+# punctuation, booleans and nulls are left out: they would double the index for text nobody
+# looks for. Deterministic, so a trigger can remove exactly what it once added (contentless).
+SEARCH_LEAF = 256
+_SEARCH_TEXT = (
+    "{row}.key || char(31) || CASE WHEN json_valid({row}.value) THEN coalesce(("
+    f"SELECT group_concat(substr(atom, 1, {SEARCH_LEAF}), char(31)) FROM json_tree({{row}}.value) "
+    "WHERE type IN ('text', 'integer', 'real')), '') "
+    f"ELSE substr({{row}}.value, 1, {SEARCH_LEAF}) END"
+)
+SEARCH_INDEX = f"""
+    CREATE VIRTUAL TABLE snapshot_search USING fts5(
+        text, content='', tokenize='trigram', detail=none);
+    CREATE TRIGGER snapshot_search_insert AFTER INSERT ON snapshot BEGIN
+        INSERT INTO snapshot_search (rowid, text) VALUES (new.id, {_SEARCH_TEXT.format(row="new")});
+    END;
+    CREATE TRIGGER snapshot_search_update AFTER UPDATE OF key, value ON snapshot BEGIN
+        INSERT INTO snapshot_search (snapshot_search, rowid, text)
+            VALUES ('delete', old.id, {_SEARCH_TEXT.format(row="old")});
+        INSERT INTO snapshot_search (rowid, text) VALUES (new.id, {_SEARCH_TEXT.format(row="new")});
+    END;
+    CREATE TRIGGER snapshot_search_delete AFTER DELETE ON snapshot BEGIN
+        INSERT INTO snapshot_search (snapshot_search, rowid, text)
+            VALUES ('delete', old.id, {_SEARCH_TEXT.format(row="old")});
+    END;
+    INSERT INTO snapshot_search (rowid, text)
+        SELECT s.id, {_SEARCH_TEXT.format(row="s")} FROM snapshot s;
+    -- One segment: a lookup then reads one b-tree per trigram, not one per batch inserted.
+    INSERT INTO snapshot_search (snapshot_search) VALUES ('optimize');
+"""
+
 # Each entry moves the schema one version up (`PRAGMA user_version`); never edit a released one.
 _MIGRATIONS: tuple[str, ...] = (
     """
@@ -177,10 +209,20 @@ _MIGRATIONS: tuple[str, ...] = (
     """,
     # 5: a key's history (`harvester history`) looks up its changes without walking the target's.
     "CREATE INDEX changes_by_key ON changes (target, db, store, key)",
+    # 6: the inspector's record search (`search.py`): a trigram index of each record's key and
+    # value leaves, kept in step with the snapshot by triggers.
+    SEARCH_INDEX,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 # Tables every version has: a DB lacking one is not a state DB (or lost part of its schema).
 TABLES = ("runs", "run_stores", "stores", "snapshot", "changes")
+
+
+def contains(text: str | None, needle: str) -> bool:
+    """The SQL function `search_contains(text, needle)` of every connection (`search.py`):
+    whether `text` holds `needle` (lower case), in any case. Ours because SQLite's `lower` and
+    `LIKE` fold ASCII letters only."""
+    return text is not None and needle in text.lower()
 
 
 def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
@@ -189,6 +231,7 @@ def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
+        conn.create_function("search_contains", 2, contains, deterministic=True)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         if not readonly:
             conn.execute("PRAGMA journal_mode = WAL")
