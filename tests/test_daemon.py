@@ -27,6 +27,7 @@ from harvester import harvest
 from harvester.config import load_settings
 from harvester.daemon import Daemon, HarvestBackend, ReadResult
 from harvester.daemon.health import TargetStatus, backoff_delay
+from harvester.daemon.http import Request, Response
 from harvester.errors import ConfigError, PageError
 from harvester.sinks import JsonLinesSink
 from harvester.state import StateDB
@@ -615,22 +616,37 @@ async def test_each_run_logs_one_start_and_one_finish_event() -> None:
     assert "connection refused" in down["error"]
 
 
-def test_the_report_on_slash_is_the_one_given_with_secrets_masked() -> None:
+def test_the_inspector_on_slash_and_the_report_are_the_ones_given_with_secrets_masked() -> None:
     settings = _Settings(targets=())
     page = '<p>token s3cret, quoted "s3cr&amp;t"</p>'
+    seen: list[str] = []
+
+    def inspector(request: Request) -> Response:
+        seen.append(request.path)
+        return Response(200, page.encode(), "text/html; charset=utf-8", {"X-Test": "1"})
+
     daemon = _daemon(
         settings,
         FakeBackend(),
         serve_http=True,
         report=lambda: page,
+        inspector=inspector,
         secrets=lambda _s: ["s3cret", "s3cr&t"],
     )
     response = daemon.report(None)  # type: ignore[arg-type]
     assert response.status == 200 and response.content_type.startswith("text/html")
     assert response.body.decode() == '<p>token ****, quoted "****"</p>'
-    assert daemon.http is not None and "/" in daemon.http._routes
+    assert daemon.http is not None and "/report" in daemon.http._routes
+    # Every path no route names goes to the inspector, masked the same way.
+    reply = daemon.http._dispatch("GET", "/target/t?page=2", {})
+    assert (reply.status, reply.headers) == (200, {"X-Test": "1"})
+    assert reply.body.decode() == '<p>token ****, quoted "****"</p>'
+    assert daemon.http._dispatch("GET", "/healthz", {}).content_type == "application/json"
+    assert daemon.http._dispatch("POST", "/", {}).status == 405
+    assert seen == ["/target/t"]
     without = _daemon(settings, FakeBackend(), serve_http=True)
     assert without.http is not None and "/" not in without.http._routes
+    assert without.http._dispatch("GET", "/", {}).status == 404
 
 
 def test_the_daemon_does_not_import_the_inspector() -> None:

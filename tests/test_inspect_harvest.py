@@ -17,7 +17,7 @@ from playwright.sync_api import sync_playwright
 
 from harvester.browser import launch_args
 from harvester.cli import main
-from harvester.demo import serve_demo
+from tests.support.demo_state import harvest_demo_twice
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -27,31 +27,7 @@ EXPECTED = json.loads(files("harvester").joinpath("demo_site", "expected.json").
 @pytest.fixture(scope="module")
 def harvested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The config of a demo target harvested twice; the state DB is the config's state folder."""
-    folder = tmp_path_factory.mktemp("demo")
-    with serve_demo(0) as server:
-        config = folder / "harvester.toml"
-        config.write_text(
-            f"""
-[state]
-dir = "state"
-data_dir = "data"
-
-[[targets]]
-name = "demo"
-url = "{server.url}"
-schedule = "1h"
-
-[targets.ready]
-function = "window.demoReady === true"
-
-[targets.auth]
-profile_dir = "profile"
-""",
-            encoding="utf-8",
-        )
-        for _ in range(2):
-            assert main(["harvest", "demo", "--config", str(config), "--sink", "jsonl"]) == 0
-        yield config
+    yield harvest_demo_twice(tmp_path_factory.mktemp("demo"))
 
 
 def cli_json(capsys: pytest.CaptureFixture[str], config: Path, *argv: str) -> Any:

@@ -19,15 +19,17 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from playwright.sync_api import sync_playwright
 
 from harvester.browser import launch_args
 from harvester.cli import main
+from harvester.commands._inspector import inspector_handler
 from harvester.config import Settings, load_settings, secret_values
 from harvester.daemon import Daemon, HarvestBackend
-from harvester.daemon.http import HttpServer
+from harvester.daemon.http import Handler, HttpServer, Request
 from harvester.errors import ConfigError
 from harvester.harvest import harvest_target
 from harvester.inspect.report import render_report
@@ -112,7 +114,7 @@ def _harvest(settings: Settings, state: StateDB, sink: JsonLinesSink) -> str:
 
 
 @pytest.mark.browser
-def test_hostile_strings_are_escaped_in_show_diff_and_the_daemon_report(
+def test_hostile_strings_are_escaped_in_show_diff_the_daemon_inspector_and_report(
     tmp_path: Path,
     static_server: StaticServer,
     chromium_path: Path,
@@ -146,11 +148,18 @@ def test_hostile_strings_are_escaped_in_show_diff_and_the_daemon_report(
             HarvestBackend(settings, state, sink),
             secrets=secret_values,
             report=_report_of(settings),
+            inspector=_inspector_of(settings),
         )
         assert daemon.http is not None
         daemon.http.start()
         try:
-            report_url = daemon.http.url + "/"
+            base = daemon.http.url
+            # The inspector's pages (no script at all) and the single-file report (its own one).
+            paths = {"/": 0, "/report": 1, "/target/hostile": 0}
+            for db, name in sorted(stores):
+                paths[
+                    "/target/hostile/store/" + quote(db, safe="") + "/" + quote(name, safe="")
+                ] = 0
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(
                     executable_path=chromium_path, args=launch_args()
@@ -159,28 +168,33 @@ def test_hostile_strings_are_escaped_in_show_diff_and_the_daemon_report(
                     page = browser.new_page()
                     dialogs: list[str] = []
                     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-                    response = page.goto(report_url)
-                    assert response is not None and response.status == 200
-                    assert response.headers["content-type"].startswith("text/html")
-                    page.wait_for_load_state("load")
-                    found = page.evaluate(
-                        """() => ({
-                            pwned: window.pwned === undefined ? null : window.pwned,
-                            injectedImages: document.querySelectorAll('img[src="x"]').length,
-                            scripts: document.scripts.length,
-                            text: document.body.innerText,
-                        })"""
-                    )
+                    found = {}
+                    for path in paths:
+                        response = page.goto(base + path)
+                        assert response is not None and response.status == 200, path
+                        assert response.headers["content-type"].startswith("text/html")
+                        page.wait_for_load_state("load")
+                        found[path] = page.evaluate(
+                            """() => ({
+                                pwned: window.pwned === undefined ? null : window.pwned,
+                                injectedImages: document.querySelectorAll('img[src="x"]').length,
+                                scripts: document.scripts.length,
+                                text: document.body.innerText,
+                            })"""
+                        )
                 finally:
                     browser.close()
         finally:
             daemon.http.stop()
-    assert found["pwned"] is None
     assert dialogs == []
-    # Escaped, not merely blocked by the CSP: no element was made of a harvested string.
-    assert found["injectedImages"] == 0
-    assert found["scripts"] == 1
-    assert IMG in found["text"] and SCRIPT in found["text"]
+    for path, scripts in paths.items():
+        seen = found[path]
+        assert seen["pwned"] is None, path
+        # Escaped, not merely blocked by the CSP: no element was made of a harvested string.
+        assert seen["injectedImages"] == 0, path
+        assert seen["scripts"] == scripts, path
+    for path in ("/report", "/target/hostile"):
+        assert IMG in found[path]["text"] and SCRIPT in found[path]["text"], path
 
 
 # ---- the HTTP endpoint ------------------------------------------------------------------------
@@ -207,6 +221,7 @@ schedule = "1h"
             settings,
             HarvestBackend(settings, state, JsonLinesSink(tmp_path)),
             report=_report_of(settings),
+            inspector=_inspector_of(settings),
         )
         assert daemon.http is not None
         daemon.http.start()
@@ -219,6 +234,11 @@ schedule = "1h"
 def _report_of(settings: Settings) -> Callable[[], str]:
     """The report renderer the composition root gives the daemon (`harvester run`)."""
     return functools.partial(render_report, state_db_path(settings.state.dir))
+
+
+def _inspector_of(settings: Settings) -> Handler:
+    """The live inspector the composition root gives the daemon (`harvester run`)."""
+    return inspector_handler(state_db_path(settings.state.dir))
 
 
 def _ask(
@@ -245,7 +265,7 @@ def test_endpoint_binds_loopback_by_default(daemon_http: HttpServer) -> None:
     assert daemon_http._server.server_address[0] == "127.0.0.1"
 
 
-@pytest.mark.parametrize("path", ["/", "/healthz", "/metrics"])
+@pytest.mark.parametrize("path", ["/", "/report", "/healthz", "/metrics"])
 def test_endpoint_answers_get_head_only_without_cors(daemon_http: HttpServer, path: str) -> None:
     host = {"Host": f"127.0.0.1:{daemon_http.port}", "Origin": "http://evil.example"}
     for method in ("GET", "HEAD"):
@@ -415,8 +435,12 @@ def test_secrets_appear_in_no_output_log_record_or_file(secret_run: SecretRun) -
             secrets=lambda _s: [SECRET],
             serve_http=False,
             report=_report_of(secret_run.settings),
+            inspector=_inspector_of(secret_run.settings),
         )
         assert SECRET not in daemon.report(None).body.decode()  # type: ignore[arg-type]
+        for path in ("/", "/target/broken", "/target/good"):
+            page = daemon.inspect(Request("GET", path, {}, {}))
+            assert page.status == 200 and SECRET not in page.body.decode(), path
 
 
 def test_run_errors_are_masked_in_the_state_db(tmp_path: Path) -> None:

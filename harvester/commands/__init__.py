@@ -20,6 +20,7 @@ from harvester.commands import (
     flink,
     harvest,
     history,
+    inspector,
     report,
     run,
     runs,
@@ -42,5 +43,6 @@ COMMANDS: list[ModuleType] = [
     diff,
     export,
     report,
+    inspector,
     flink,
 ]

@@ -8,6 +8,7 @@ import functools
 import logging
 from pathlib import Path
 
+from harvester.commands._inspector import inspector_handler
 from harvester.commands._sinks import make_sink
 from harvester.commands._state import add_reset_option, reset_if_asked
 from harvester.config import load_settings, secret_values
@@ -75,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
             config_path=settings.config_path,
             load=load_settings,
             secrets=secret_values,
-            # A `[state]` change waits for a restart, so the report reads this folder's DB.
+            # A `[state]` change waits for a restart, so the inspector (on `/`) and the
+            # single-file report (on `/report`) read this folder's DB.
+            inspector=inspector_handler(state_db_path(settings.state.dir)),
             report=functools.partial(render_report, state_db_path(settings.state.dir)),
         )
         return asyncio.run(daemon.run())

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +29,14 @@ from harvester.daemon.health import (
     backoff_delay,
     health_body,
 )
-from harvester.daemon.http import HttpServer, Request, Response, html_response
+from harvester.daemon.http import (
+    Handler,
+    HttpServer,
+    Request,
+    Response,
+    html_response,
+    mask_secrets,
+)
 from harvester.daemon.metrics import CONTENT_TYPE_LATEST, DaemonMetrics
 from harvester.daemon.skips import SkippedFires
 from harvester.errors import ConfigError
@@ -60,8 +67,9 @@ class _Attempt:
 class Daemon:
     """Schedules, runs, retries and reports the harvests of every enabled target.
 
-    `report` renders the HTML report served on `/` (the composition root passes the
-    inspector's); without it `/` is not served.
+    `inspector` answers `/` and every other path no route of the daemon names (the live
+    inspector's pages; the composition root passes it); `report` renders the single-file HTML
+    report served on `/report`. Without them those paths are not served.
     """
 
     def __init__(
@@ -78,6 +86,7 @@ class Daemon:
         serve_http: bool = True,
         secrets: Callable[[Settings], Iterable[str]] = lambda _settings: (),
         report: Callable[[], str] | None = None,
+        inspector: Handler | None = None,
         delivery: DeliveryWatch | None = None,
     ) -> None:
         self.settings = settings
@@ -90,6 +99,7 @@ class Daemon:
         self.config_path = config_path
         self._load = load
         self._render_report = report
+        self._inspector = inspector
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
         self.unhealthy_after = unhealthy_after
@@ -108,7 +118,9 @@ class Daemon:
                 metrics_content_type=CONTENT_TYPE_LATEST,
             )
             if report is not None:
-                self.http.register_route("/", self.report)
+                self.http.register_route("/report", self.report)
+            if inspector is not None:
+                self.http.register_fallback(self.inspect)
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
         self.stopping = False
@@ -445,8 +457,20 @@ class Daemon:
             body["status"] = "unavailable"
         return ok, body
 
+    def inspect(self, request: Request) -> Response:
+        """`/` and below: the live inspector's pages, secrets masked in every text reply (a run
+        error it shows may quote one), raw and as HTML escapes it."""
+        if self._inspector is None:
+            return Response(404, b"not found\n")
+        response = self._inspector(request)
+        if not response.content_type.startswith("text/"):
+            return response
+        masked = mask_secrets(response.body.decode("utf-8"), self._secrets(self.settings))
+        return replace(response, body=masked.encode("utf-8"))
+
     def report(self, _request: Request) -> Response:
-        """`/`: the HTML report of the state DB (as `harvester report` writes it), secrets masked.
+        """`/report`: the HTML report of the state DB (as `harvester report` writes it), secrets
+        masked.
 
         Run errors in it may quote a secret; it is masked raw and as the report escapes it.
         """

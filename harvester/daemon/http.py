@@ -1,5 +1,7 @@
 """The daemon's HTTP endpoint: `/healthz`, `/metrics`, and routes other modules register.
 
+`harvester inspect` serves the live inspector through the same server (no health or metrics).
+
 A stdlib `ThreadingHTTPServer` in a background thread: the endpoint must keep answering while the
 event loop is busy, and it needs nothing a framework would add. It answers GET and HEAD only,
 sends no CORS headers, and refuses requests whose Host header does not name the bound address
@@ -70,32 +72,44 @@ class HttpServer:
         bind: str,
         port: int,
         *,
-        health: HealthCheck,
-        metrics: Callable[[], bytes],
-        metrics_content_type: str,
+        health: HealthCheck | None = None,
+        metrics: Callable[[], bytes] | None = None,
+        metrics_content_type: str = "text/plain; charset=utf-8",
     ) -> None:
         self.bind = bind
         self._requested_port = port
         self._routes: dict[str, Handler] = {}
+        self._fallback: Handler | None = None
         self._server: http.server.HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._names = _host_names(bind)
 
-        def healthz(_request: Request) -> Response:
-            ok, body = health()
-            return json_response(200 if ok else 503, body)
+        if health is not None:
+            check = health
 
-        def metrics_route(_request: Request) -> Response:
-            return Response(200, metrics(), metrics_content_type)
+            def healthz(_request: Request) -> Response:
+                ok, body = check()
+                return json_response(200 if ok else 503, body)
 
-        self.register_route("/healthz", healthz)
-        self.register_route("/metrics", metrics_route)
+            self.register_route("/healthz", healthz)
+        if metrics is not None:
+            render = metrics
+
+            def metrics_route(_request: Request) -> Response:
+                return Response(200, render(), metrics_content_type)
+
+            self.register_route("/metrics", metrics_route)
 
     def register_route(self, path: str, handler: Handler) -> None:
         """Serve `handler` for GET/HEAD on exactly `path` (e.g. the HTML report on `/`)."""
         if not path.startswith("/"):
             raise ValueError(f"route path must start with '/': {path!r}")
         self._routes[path] = handler
+
+    def register_fallback(self, handler: Handler) -> None:
+        """Serve `handler` for GET/HEAD on every path no route names (e.g. the inspector's
+        pages under `/`); it answers 404 itself for a path it does not know."""
+        self._fallback = handler
 
     @property
     def port(self) -> int:
@@ -162,7 +176,7 @@ class HttpServer:
         if not self.host_allowed(headers.get("host")):
             return Response(421, b"misdirected request: unknown Host\n")
         parts = urlsplit(raw_path)
-        handler = self._routes.get(parts.path)
+        handler = self._routes.get(parts.path, self._fallback)
         if handler is None:
             return Response(404, b"not found\n")
         if method not in ("GET", "HEAD"):
@@ -257,8 +271,12 @@ def _host_names(bind: str) -> frozenset[str]:
     return frozenset(names)
 
 
+def mask_secrets(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret masked, raw and as HTML escapes it."""
+    known = list(secrets)
+    return Redactor([*known, *(escape(s, quote=True) for s in known)]).redact(text)
+
+
 def html_response(html: str, secrets: Iterable[str]) -> Response:
     """An HTML page with every secret masked, raw and as HTML escapes it."""
-    known = list(secrets)
-    masked = Redactor([*known, *(escape(s, quote=True) for s in known)]).redact(html)
-    return Response(200, masked.encode(), "text/html; charset=utf-8")
+    return Response(200, mask_secrets(html, secrets).encode(), "text/html; charset=utf-8")

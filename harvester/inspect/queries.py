@@ -22,6 +22,7 @@ from harvester.state import (
     DB_NAME,
     RUN_STATUSES,
     KeyVersion,
+    RecordPage,
     Run,
     RunStatus,
     SchemaChange,
@@ -189,6 +190,21 @@ class StateReader:
                 count += 1
                 if limit is not None and count >= limit:
                     return
+
+    def search_records(
+        self,
+        store: Store,
+        *,
+        text: str = "",
+        order: str = "first_seen",
+        descending: bool = False,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> RecordPage:
+        """One page of the store's records, sorted and searched (`StateDB.search_records`)."""
+        return self._state.search_records(
+            store, text=text, order=order, descending=descending, offset=offset, limit=limit
+        )
 
     def key_history(self, store: Store, key: str) -> list[KeyVersion]:
         """Every kept change of record `key` (typed JSON text) of `store`, oldest first."""

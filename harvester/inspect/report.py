@@ -23,6 +23,7 @@ from harvester.inspect.diff import RecordDiff, StoreDiff
 from harvester.inspect.pretty import pretty_text
 from harvester.inspect.queries import StateReader, run_dict
 from harvester.inspect.schema import infer
+from harvester.inspect.schema_history import indexes_text
 from harvester.state import Run, Store
 from harvester.surrogates import escape_surrogates
 
@@ -194,13 +195,7 @@ def _runs_table(runs: Sequence[Run]) -> str:
 
 
 def _facts(store: Store) -> str:
-    indexes = ", ".join(
-        f"{ix.get('name')} ({json.dumps(ix.get('key_path'))}"
-        + (", unique" if ix.get("unique") else "")
-        + (", multiEntry" if ix.get("multi_entry") else "")
-        + ")"
-        for ix in store.indexes
-    )
+    indexes = indexes_text(store.indexes)
     facts = [
         ("origin", store.origin),
         ("database", f"{store.db} (version {store.db_version})"),
@@ -288,7 +283,10 @@ def _records(store: Store, records: Sequence[tuple[str, str | None, str]], ids: 
     ]
     shown = len(rows)
     if store.records > shown:
-        note = f"Showing the first {shown:,} of {store.records:,} records (in first-seen order)."
+        note = (
+            f"Showing the first {shown:,} of {store.records:,} records (in first-seen order); "
+            "the live inspector (harvester inspect, or the daemon's /) searches them all."
+        )
     else:
         note = f"All {shown:,} records."
     return (

@@ -4,7 +4,7 @@ created`) and as JSON-ready data, for `diff` and `schema`."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harvester.state import SchemaChange, SchemaDb, SchemaStore
@@ -142,3 +142,14 @@ def current_json(dbs: Sequence[SchemaDb], stores: Sequence[SchemaStore]) -> list
         }
         for db in dbs
     ]
+
+
+def indexes_text(indexes: Sequence[Mapping[str, Any]]) -> str:
+    """A store's indexes on one line: `by_email ("email", unique), by_tags ("tags", multiEntry)`."""
+    return ", ".join(
+        f"{ix.get('name')} ({json.dumps(ix.get('key_path'))}"
+        + (", unique" if ix.get("unique") else "")
+        + (", multiEntry" if ix.get("multi_entry") else "")
+        + ")"
+        for ix in indexes
+    )
