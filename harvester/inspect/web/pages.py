@@ -76,7 +76,8 @@ def home(reader: StateReader) -> str:
             + run_picker(target, runs[::-1], number)
             + "</section>"
         )
-    intro = f'<p class="meta">State DB {e(reader.path)}; {len(targets):,} targets.</p>'
+    count = f"{len(targets):,} target" + ("" if len(targets) == 1 else "s")
+    intro = f'<p class="meta">State DB {e(reader.path)}; {count}.</p>'
     body = intro + ("".join(sections) or '<p class="note">No harvests yet.</p>')
     return frame("IndexedDB inspector", body)
 
