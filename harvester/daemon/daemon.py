@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,15 +29,9 @@ from harvester.daemon.health import (
     backoff_delay,
     health_body,
 )
-from harvester.daemon.http import (
-    Handler,
-    HttpServer,
-    Request,
-    Response,
-    html_response,
-    mask_secrets,
-)
+from harvester.daemon.http import Handler, HttpServer, Request, Response
 from harvester.daemon.metrics import CONTENT_TYPE_LATEST, DaemonMetrics
+from harvester.daemon.pages import inspector_page, report_page
 from harvester.daemon.skips import SkippedFires
 from harvester.errors import ConfigError
 from harvester.harvest import describe
@@ -458,25 +452,12 @@ class Daemon:
         return ok, body
 
     def inspect(self, request: Request) -> Response:
-        """`/` and below: the live inspector's pages, secrets masked in every text reply (a run
-        error it shows may quote one), raw and as HTML escapes it."""
-        if self._inspector is None:
-            return Response(404, b"not found\n")
-        response = self._inspector(request)
-        if not response.content_type.startswith("text/"):
-            return response
-        masked = mask_secrets(response.body.decode("utf-8"), self._secrets(self.settings))
-        return replace(response, body=masked.encode("utf-8"))
+        """`/` and below: the live inspector's pages (`pages.inspector_page`)."""
+        return inspector_page(self._inspector, request, self._secrets(self.settings))
 
     def report(self, _request: Request) -> Response:
-        """`/report`: the HTML report of the state DB (as `harvester report` writes it), secrets
-        masked.
-
-        Run errors in it may quote a secret; it is masked raw and as the report escapes it.
-        """
-        if self._render_report is None:
-            return Response(404, b"not found\n")
-        return html_response(self._render_report(), self._secrets(self.settings))
+        """`/report`: the single-file HTML report (`pages.report_page`)."""
+        return report_page(self._render_report, self._secrets(self.settings))
 
     # ---- reload -----------------------------------------------------------------------------
 
