@@ -16,6 +16,7 @@ import re
 import shutil
 from pathlib import Path
 
+from flink_jobs.protocol import PIPELINE_CHANGES, PIPELINE_VERSION
 from harvester.errors import PipelineChangedError
 
 FINGERPRINT_FILE = "PIPELINE"
@@ -47,21 +48,38 @@ def latest(checkpoint_dir: Path) -> Path | None:
 
 
 def check_fingerprint(checkpoint_dir: Path, fingerprint: str) -> None:
-    """Refuse to resume checkpoints that other SQL took; record `fingerprint` when none exist."""
+    """Refuse to resume checkpoints that other SQL took; record `fingerprint` when none exist.
+
+    `PIPELINE` holds the fingerprint and the `PIPELINE_VERSION` it was taken at (a file of
+    version 1 holds the fingerprint only), so that an upgrade that changed the job's own tables
+    is told as that, not as a change of the user's statements.
+    """
     path = checkpoint_dir / FINGERPRINT_FILE
-    recorded = path.read_text().strip() if path.is_file() else None
+    fields = path.read_text().split() if path.is_file() else []
+    recorded = fields[0] if fields else None
+    version = int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 1
     if latest(checkpoint_dir) is not None and recorded is not None and recorded != fingerprint:
+        if version != PIPELINE_VERSION:
+            why = (
+                f"this version of the harvester changed the continuous job's own tables "
+                f"(pipeline version {version} → {PIPELINE_VERSION}: {PIPELINE_CHANGES}) since "
+                f"its last checkpoint (in {checkpoint_dir}), which cannot be resumed with them: "
+                "run `harvester flink reset` to start the pipeline anew"
+            )
+        else:
+            why = (
+                f"flink.statements changed since the continuous job's last checkpoint (in "
+                f"{checkpoint_dir}), and a checkpoint cannot be resumed with other SQL: put the "
+                "old statements back, or run `harvester flink reset` to start the pipeline anew"
+            )
         raise PipelineChangedError(
-            f"flink.statements changed since the continuous job's last checkpoint (in "
-            f"{checkpoint_dir}), and a checkpoint cannot be resumed with other SQL: put the "
-            "old statements back, or run `harvester flink reset` to start the pipeline anew "
-            "from the log's retained files (your sinks then receive those rows again)"
+            f"{why} from the log's retained files (your sinks then receive those rows again)"
         )
     checkpoint_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if recorded != fingerprint:
+    if fields != [fingerprint, str(PIPELINE_VERSION)]:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
-            out.write(fingerprint + "\n")
+            out.write(f"{fingerprint} {PIPELINE_VERSION}\n")
 
 
 def remove_older(checkpoint_dir: Path, job_id: str) -> None:

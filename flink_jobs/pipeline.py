@@ -26,7 +26,7 @@ from pyflink.util.exceptions import JavaException
 from flink_jobs import failures
 from flink_jobs.failures import UserSink
 from flink_jobs.protocol import JobSpec, SpoolSlice
-from harvester.spool import ROW_FIELDS, ROW_SCHEMA, FieldKind
+from harvester.spool import RECORD_OPS, ROW_FIELDS, ROW_SCHEMA, SCHEMA_OPS, FieldKind
 
 
 class FlinkType(NamedTuple):
@@ -56,8 +56,13 @@ COLUMNS: tuple[tuple[str, str], ...] = tuple(
     (name, flink_type(kind).sql) for name, kind in ROW_SCHEMA
 )
 NAMES: tuple[str, ...] = ROW_FIELDS
+# `schema_log`: the schema rows, whose `key` is always NULL.
+SCHEMA_NAMES: tuple[str, ...] = tuple(name for name in NAMES if name != "key")
 RECORD_IDENTITY: tuple[str, ...] = ("target", "origin", "db_name", "store", "key")
+# Every spool row, record and schema alike; `change_log` and `schema_log` are views on it.
+ROWS_VIEW = "harvester_rows"
 CHANGES_SINK = "harvester_changes_sink"
+SCHEMA_SINK = "harvester_schema_sink"
 RUN_STATS_SINK = "harvester_run_stats_sink"
 
 # A constant watermark: no row is ever late, and event-time windows fire only when the bounded
@@ -85,6 +90,25 @@ def column_list() -> str:
 
 def select_list() -> str:
     return ", ".join(quote(name) for name in NAMES)
+
+
+def _ops(ops: Sequence[str]) -> str:
+    return ", ".join(map(sql_string, ops))
+
+
+def register_views(t_env: StreamTableEnvironment, extra: Sequence[str] = ()) -> None:
+    """`change_log` (the record rows, as before schema rows existed: users' SQL is unchanged)
+    and `schema_log` (the schema rows) on `ROWS_VIEW`, with its `extra` columns too."""
+    records = ", ".join(quote(name) for name in (*NAMES, *extra))
+    schemas = ", ".join(quote(name) for name in (*SCHEMA_NAMES, *extra))
+    t_env.execute_sql(
+        f"CREATE TEMPORARY VIEW change_log AS SELECT {records} FROM {ROWS_VIEW} "
+        f"WHERE op IN ({_ops(RECORD_OPS)})"
+    )
+    t_env.execute_sql(
+        f"CREATE TEMPORARY VIEW schema_log AS SELECT {schemas} FROM {ROWS_VIEW} "
+        f"WHERE op IN ({_ops(SCHEMA_OPS)})"
+    )
 
 
 def table_env(env: StreamExecutionEnvironment, spec: JobSpec) -> StreamTableEnvironment:
@@ -185,7 +209,8 @@ def register_collection_source(
         schema.column(name, flink_type(kind).data_type)
     if streaming:
         schema.watermark("harvested_at", _NEVER_LATE)
-    t_env.create_temporary_view("change_log", t_env.from_data_stream(stream, schema.build()))
+    t_env.create_temporary_view(ROWS_VIEW, t_env.from_data_stream(stream, schema.build()))
+    register_views(t_env)
 
 
 def register_file_source(
@@ -204,7 +229,8 @@ def register_file_source(
             f"'format' = 'json', {_ISO}, 'json.fail-on-missing-field' = 'true')"
         )
         selects.append(f"SELECT {select_list()} FROM {name}")
-    t_env.execute_sql("CREATE TEMPORARY VIEW change_log AS " + " UNION ALL ".join(selects))
+    t_env.execute_sql(f"CREATE TEMPORARY VIEW {ROWS_VIEW} AS " + " UNION ALL ".join(selects))
+    register_views(t_env)
 
 
 def register_changes(t_env: StreamTableEnvironment) -> None:
@@ -224,30 +250,45 @@ def register_changes(t_env: StreamTableEnvironment) -> None:
     t_env.create_temporary_view("changes", changes)
 
 
-def changes_sink(t_env: StreamTableEnvironment, data_dir: Path, options: str = "") -> str:
-    """Create the `changes` default sink under `data_dir` (extra WITH `options`); the INSERT
-    that fills it from `change_log`.
+def changes_sink(t_env: StreamTableEnvironment, data_dir: Path, options: str = "") -> list[str]:
+    """Create the `changes` and `schema_log` default sinks under `data_dir` (extra WITH
+    `options`); the INSERTs that fill them from `change_log` and `schema_log`."""
+    return [
+        _log_sink(t_env, CHANGES_SINK, data_dir / "changes", "change_log", NAMES, options),
+        _log_sink(t_env, SCHEMA_SINK, data_dir / "schema_log", "schema_log", SCHEMA_NAMES, options),
+    ]
+
+
+def _log_sink(
+    t_env: StreamTableEnvironment,
+    table: str,
+    folder: Path,
+    view: str,
+    names: Sequence[str],
+    options: str,
+) -> str:
+    """Create a JSON-lines sink `table` in `folder` of `view`'s `names`; its INSERT.
 
     Partition columns are not written into the files: each line carries the row minus `target`
     and `dt`, which the folder names (`target=…/dt=…`) hold.
     """
-    rest = [name for name in NAMES if name != "target"]
-    changes_columns = ", ".join(f"{quote(name)} {kind}" for name, kind in COLUMNS if name in rest)
+    rest = [name for name in names if name != "target"]
+    columns = ", ".join(f"{quote(name)} {kind}" for name, kind in COLUMNS if name in rest)
     t_env.execute_sql(
-        f"CREATE TEMPORARY TABLE {CHANGES_SINK} ({changes_columns}, target STRING, dt STRING) "
+        f"CREATE TEMPORARY TABLE {table} ({columns}, target STRING, dt STRING) "
         f"PARTITIONED BY (target, dt) WITH ('connector' = 'filesystem', "
-        f"'path' = {sql_string((data_dir / 'changes').as_uri())}, 'format' = 'json', "
+        f"'path' = {sql_string(folder.as_uri())}, 'format' = 'json', "
         f"{_ISO}{', ' + options if options else ''})"
     )
     return (
-        f"INSERT INTO {CHANGES_SINK} SELECT {', '.join(quote(name) for name in rest)}, "
-        "target, CAST(CAST(harvested_at AS DATE) AS STRING) FROM change_log"
+        f"INSERT INTO {table} SELECT {', '.join(quote(name) for name in rest)}, "
+        f"target, CAST(CAST(harvested_at AS DATE) AS STRING) FROM {view}"
     )
 
 
 def default_sinks(t_env: StreamTableEnvironment, data_dir: Path, *, streaming: bool) -> list[str]:
     """Create the default sink tables under `data_dir`; their INSERT statements."""
-    changes = changes_sink(t_env, data_dir)
+    logs = changes_sink(t_env, data_dir)
     t_env.execute_sql(
         f"CREATE TEMPORARY TABLE {RUN_STATS_SINK} (run_id STRING, target STRING, store STRING, "
         "inserts BIGINT, updates BIGINT, deletes BIGINT, "
@@ -268,7 +309,7 @@ def default_sinks(t_env: StreamTableEnvironment, data_dir: Path, *, streaming: b
         )
     else:
         grouped = "FROM change_log GROUP BY run_id, target, store"
-    return [changes, f"INSERT INTO {RUN_STATS_SINK} SELECT {counts} {grouped}"]
+    return [*logs, f"INSERT INTO {RUN_STATS_SINK} SELECT {counts} {grouped}"]
 
 
 def remove_staging(data_dir: Path) -> None:
@@ -280,7 +321,7 @@ def remove_staging(data_dir: Path) -> None:
     and it holds data_dir's `DataDirLock` (`flink_jobs.data_lock`) so that no other harvester
     stages files there (whose job would then "succeed" with its rows gone).
     """
-    for sink in ("changes", "run_stats"):
+    for sink in ("changes", "schema_log", "run_stats"):
         for staging in (data_dir / sink).glob(".staging_*"):
             shutil.rmtree(staging, ignore_errors=True)
 

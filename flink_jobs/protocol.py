@@ -106,7 +106,10 @@ def job_spec(settings: Settings, slices: Sequence[SpoolSlice], rows: int) -> Job
 
 # Bumped whenever the continuous job's own tables or sinks change shape: a checkpoint of an
 # older shape cannot be resumed, like one taken with other `flink.statements`.
-PIPELINE_VERSION = 1
+# 2: the schema rows (`schema_log`, its default sink; the acks count every row).
+PIPELINE_VERSION = 2
+# What the last bump changed, for the message that refuses an older checkpoint.
+PIPELINE_CHANGES = "the schema rows' `schema_log` view and default sink"
 JOB_NAME_PREFIX = "idb-harvester continuous"
 
 

@@ -17,6 +17,7 @@ from flink_jobs.failures import UserSink
 from flink_jobs.pipeline import (
     NAMES,
     RECORD_IDENTITY,
+    ROWS_VIEW,
     RUN_STATS_SINK,
     quote,
     sql_string,
@@ -69,7 +70,8 @@ def _rolling() -> str:
 
 
 def register_tables(t_env: StreamTableEnvironment, spec: StreamSpec) -> None:
-    """The log as a continuously monitored file table, and `change_log` and `changes` on it."""
+    """The log as a continuously monitored file table, and `change_log`, `schema_log` and
+    `changes` on it."""
     monitor = max(min(spec.interval_ms // 2, 500), 100)
     t_env.execute_sql(
         f"CREATE TEMPORARY TABLE {LOG_TABLE} ({pipeline.column_list()}, "
@@ -79,9 +81,10 @@ def register_tables(t_env: StreamTableEnvironment, spec: StreamSpec) -> None:
     )
     seq = f"CAST(REGEXP_EXTRACT(harvester_file, {sql_string(SEQ_PATTERN)}, 1) AS BIGINT)"
     t_env.execute_sql(
-        f"CREATE TEMPORARY VIEW change_log AS SELECT {pipeline.select_list()}, {seq} AS seq "
+        f"CREATE TEMPORARY VIEW {ROWS_VIEW} AS SELECT {pipeline.select_list()}, {seq} AS seq "
         f"FROM {LOG_TABLE}"
     )
+    pipeline.register_views(t_env, ("seq",))
     # The latest row of each record by `seq`, not by arrival: the file source reads the files
     # it finds in one scan in any order, so two runs of a target handed off while the job was
     # down may arrive newest first. Top-1 per record is then right whatever the order (and a
@@ -98,7 +101,7 @@ def register_tables(t_env: StreamTableEnvironment, spec: StreamSpec) -> None:
 def default_sinks(t_env: StreamTableEnvironment, spec: StreamSpec) -> list[str]:
     """The default sinks under `data_dir` and the acks in the log; their INSERT statements."""
     rolling = _rolling()
-    changes = pipeline.changes_sink(t_env, spec.data_dir, rolling)
+    logs = pipeline.changes_sink(t_env, spec.data_dir, rolling)
     t_env.execute_sql(
         f"CREATE TEMPORARY TABLE {RUN_STATS_SINK} (run_id STRING, target STRING, store STRING, "
         "inserts BIGINT, updates BIGINT, deletes BIGINT, "
@@ -115,13 +118,16 @@ def default_sinks(t_env: StreamTableEnvironment, spec: StreamSpec) -> list[str]:
         f"'format' = 'debezium-json', {rolling})"
     )
     ttl = f"/*+ STATE_TTL('change_log' = '{_COUNT_TTL}') */"
+    # The acks count every row of a run, its schema rows too: `runs.rows` counts them all.
+    acks_ttl = f"/*+ STATE_TTL('{ROWS_VIEW}' = '{_COUNT_TTL}') */"
     return [
-        changes,
+        *logs,
         f"INSERT INTO {RUN_STATS_SINK} SELECT {ttl} run_id, target, store, "
         "COUNT(*) FILTER (WHERE op = '+I'), COUNT(*) FILTER (WHERE op = '+U'), "
         "COUNT(*) FILTER (WHERE op = '-D'), MIN(harvested_at), MAX(harvested_at) "
         "FROM change_log GROUP BY run_id, target, store",
-        f"INSERT INTO {ACKS_SINK} SELECT {ttl} run_id, COUNT(*) FROM change_log GROUP BY run_id",
+        f"INSERT INTO {ACKS_SINK} SELECT {acks_ttl} run_id, COUNT(*) FROM {ROWS_VIEW} "
+        "GROUP BY run_id",
     ]
 
 

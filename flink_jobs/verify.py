@@ -43,7 +43,9 @@ def _recent(folder: Path, since: float) -> Iterator[Path]:
 
 
 def written_rows(data_dir: Path, since: float) -> tuple[dict[str, int], int]:
-    """(rows per run in `run_stats`, rows in `changes`) of the part files written since `since`."""
+    """(rows per run, rows in all) that the default sinks' part files written since `since`
+    hold: a run's record rows are counted in `run_stats` (all of them in `changes`), its schema
+    rows in `schema_log`, which holds few."""
     per_run: dict[str, int] = {}
     for path in _recent(data_dir / "run_stats", since):
         for line in path.read_bytes().splitlines():
@@ -51,24 +53,30 @@ def written_rows(data_dir: Path, since: float) -> tuple[dict[str, int], int]:
                 stats = orjson.loads(line)
                 rows = stats["inserts"] + stats["updates"] + stats["deletes"]
                 per_run[stats["run_id"]] = per_run.get(stats["run_id"], 0) + rows
-    changes = 0
+    total = 0
     for path in _recent(data_dir / "changes", since):
         with path.open("rb") as lines:
-            changes += sum(1 for line in lines if line.strip())
-    return per_run, changes
+            total += sum(1 for line in lines if line.strip())
+    for path in _recent(data_dir / "schema_log", since):
+        for line in path.read_bytes().splitlines():
+            if line.strip():
+                run_id = orjson.loads(line)["run_id"]
+                per_run[run_id] = per_run.get(run_id, 0) + 1
+                total += 1
+    return per_run, total
 
 
 def check_written(data_dir: Path, since: float, expected: Mapping[str, int]) -> None:
     """Raise `FlinkJobError` unless the job that started at `since` wrote `expected` rows per
     run into both default sinks."""
-    per_run, changes = written_rows(data_dir, since)
+    per_run, written = written_rows(data_dir, since)
     total = sum(expected.values())
     short = {run: rows for run, rows in expected.items() if per_run.get(run, 0) != rows}
-    if not short and changes == total:
+    if not short and written == total:
         return
     detail = ", ".join(f"{run}: {per_run.get(run, 0)} of {rows}" for run, rows in short.items())
     raise FlinkJobError(
-        f"Flink reported success, but its default sinks in {data_dir} hold {changes} of the "
+        f"Flink reported success, but its default sinks in {data_dir} hold {written} of the "
         f"job's {total} rows{f' (run_stats: {detail})' if detail else ''}; were their "
         "`.staging_*` folders removed during the job? The runs stay pending and are sent again",
         root_cause="rows missing from the default sinks after the job",

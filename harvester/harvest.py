@@ -37,6 +37,7 @@ from harvester.spool import (
 )
 from harvester.state import ReadScope, Run, RunStore, StateDB
 from harvester.surrogates import escape_surrogates
+from harvester.timefmt import iso_utc
 
 if TYPE_CHECKING:
     from harvester.config import Settings, TargetSettings
@@ -192,6 +193,8 @@ async def read_target(
             if deadline.expired():
                 raise TimeoutError(f"harvest timed out after {format_duration(timeout)}") from exc
             raise
+        scope = ReadScope(databases, tuple(target.databases), tuple(target.stores))
+        await _spool_schema(state, writer, stores=stores, problems=problems, scope=scope)
         spool = await asyncio.to_thread(writer.finish)
         await asyncio.to_thread(
             functools.partial(
@@ -201,7 +204,7 @@ async def read_target(
                 stores=stores,
                 rows=spool.rows,
                 problems=problems,
-                scope=ReadScope(databases, tuple(target.databases), tuple(target.stores)),
+                scope=scope,
             )
         )
     except BaseException as exc:
@@ -228,6 +231,39 @@ async def read_target(
                 await asyncio.to_thread(fail)
         raise
     return spool
+
+
+async def _spool_schema(
+    state: StateDB,
+    writer: SpoolWriter,
+    *,
+    stores: Sequence[RunStore],
+    problems: Sequence[dict[str, str | None]],
+    scope: ReadScope,
+) -> None:
+    """Append the run's schema rows (+S, -S) after its records: the changes its commit will
+    record, computed now from what `mark_read` saves, so the log carries them to Flink."""
+    rows = await asyncio.to_thread(
+        functools.partial(
+            state.schema_rows,
+            target=writer.target,
+            origin=writer.origin,
+            stores=stores,
+            problems=problems,
+            scope=scope,
+        )
+    )
+    at = iso_utc()
+    for row in rows:
+        writer.write_schema(
+            db=row.db,
+            db_version=row.db_version,
+            store=row.store,
+            op=row.op,
+            value=row.value,
+            old_value=row.old_value,
+            harvested_at=at,
+        )
 
 
 def send(state: StateDB, sink: ChangeSink, spools: Sequence[SpoolFile]) -> None:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import orjson
 
+from harvester.codec import value_hash
 from harvester.errors import HarvesterError, StateError, folder_problem
 from harvester.surrogates import escape_surrogates
 from harvester.timefmt import iso_utc
@@ -28,8 +29,8 @@ SPOOL_SUFFIX = ".jsonl"
 PART_SUFFIX = ".jsonl.part"
 # The changelog row, in spool order: each field and the kind of its JSON value. The one
 # definition: the writer below and Flink's `change_log` columns (flink_jobs.pipeline) follow it.
-# `text` may be null (`value` and `value_hash` of a `-D`, `old_value` of a `+I`); `timestamp` is
-# an ISO-8601 UTC string.
+# `text` may be null (`value` and `value_hash` of a `-D`, `old_value` of a `+I`; `key` of a
+# schema row, `store` of a database's); `timestamp` is an ISO-8601 UTC string.
 FieldKind = Literal["text", "integer", "timestamp"]
 ROW_SCHEMA: tuple[tuple[str, FieldKind], ...] = (
     ("run_id", "text"),
@@ -47,8 +48,13 @@ ROW_SCHEMA: tuple[tuple[str, FieldKind], ...] = (
 )
 ROW_FIELDS: tuple[str, ...] = tuple(name for name, _ in ROW_SCHEMA)
 _FIELD_SET = frozenset(ROW_FIELDS)
-_NULLABLE = frozenset(("value", "old_value", "value_hash"))
-_OPS = ("+I", "+U", "-D")
+_NULLABLE = frozenset(("value", "old_value", "value_hash", "key", "store"))
+# A record's change, and a schema's: a database or store created or changed, or gone (their
+# rows carry no key; `docs/contracts.md`). Only the record ops touch the snapshot.
+RECORD_OPS = ("+I", "+U", "-D")
+SCHEMA_OPS = ("+S", "-S")
+_OPS = RECORD_OPS + SCHEMA_OPS
+_REMOVALS = ("-D", "-S")
 
 QUARANTINE_DIR = "quarantine"
 REASON_SUFFIX = ".reason.json"
@@ -162,6 +168,39 @@ class SpoolWriter:
             raise self._unwritable(exc) from exc
         self.rows += 1
 
+    def write_schema(
+        self,
+        *,
+        db: str,
+        db_version: int,
+        store: str | None,
+        op: str,
+        value: str | None,
+        old_value: str | None,
+        harvested_at: str,
+    ) -> None:
+        """Append one schema row (`op` +S or -S; `store` None for a database): no key, and the
+        hash of `value` like a record's."""
+        row = {
+            "run_id": self.run_id,
+            "target": self.target,
+            "origin": self.origin,
+            "db_name": db,
+            "db_version": db_version,
+            "store": store,
+            "key": None,
+            "op": op,
+            "value": value,
+            "old_value": old_value,
+            "value_hash": None if value is None else value_hash(value),
+            "harvested_at": harvested_at,
+        }
+        try:
+            self._file.write(orjson.dumps(row) + b"\n")
+        except OSError as exc:
+            raise self._unwritable(exc) from exc
+        self.rows += 1
+
     def finish(self) -> SpoolFile:
         """Flush, fsync and atomically rename the `.part` file to its final name."""
         try:
@@ -251,9 +290,16 @@ def row_problem(row: object, *, run_id: str, target: str) -> str | None:
         return f"a row of target {row['target']!r:.80}, not of {target!r}"
     if (op := row["op"]) not in _OPS:
         return f"op {op!r:.20} is none of {', '.join(_OPS)}"
+    gone = op in _REMOVALS
     for name in ("value", "value_hash"):
-        if (row[name] is None) != (op == "-D"):
-            return f"a {op} row {'with' if op == '-D' else 'without'} a {name}"
+        if (row[name] is None) != gone:
+            return f"a {op} row {'with' if gone else 'without'} a {name}"
+    if op in RECORD_OPS:
+        for name in ("key", "store"):
+            if row[name] is None:
+                return f"a {op} row without a {name}"
+    elif row["key"] is not None:
+        return f"a {op} row with a key"
     return None
 
 

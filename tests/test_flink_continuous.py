@@ -107,9 +107,11 @@ def _aggregate(root: Path) -> dict[tuple[str, str, str], int]:
 
 
 def _check_every_run_consumed_once(root: Path) -> int:
-    """Each committed run's rows are in the default sink exactly once; how many runs."""
+    """Each committed run's rows are in the default sinks exactly once (its record rows in
+    `changes`, its schema rows in `schema_log`); how many runs."""
     written: dict[str, int] = {}
-    for path in (root / "data" / "changes").rglob("part-*"):
+    parts = [*(root / "data" / "changes").rglob("part-*")]
+    for path in [*parts, *(root / "data" / "schema_log").rglob("part-*")]:
         for line in path.read_bytes().splitlines():
             run_id = json.loads(line)["run_id"]
             written[run_id] = written.get(run_id, 0) + 1

@@ -63,7 +63,8 @@ async def test_harvest_target_sends_then_commits(settings: Settings, state: Stat
     first = await harvest_target(
         settings=settings, target=target, state=state, sink=sink, opener=fake_opener(reader)
     )
-    assert (first.run.status, first.run.inserted, first.run.rows) == ("committed", 5, 5)
+    # 5 records, then the first run's schema rows: +S of its database and of its store.
+    assert (first.run.status, first.run.inserted, first.run.rows) == ("committed", 5, 7)
     assert [(s.store, s.inserted, s.complete) for s in first.stores] == [("s", 5, True)]
     assert not list(state.spool_dir.iterdir())
     second = await harvest_target(
@@ -71,7 +72,7 @@ async def test_harvest_target_sends_then_commits(settings: Settings, state: Stat
     )
     assert (second.run.status, second.run.rows, second.run.unchanged) == ("committed", 0, 5)
     lines = sink.path.read_bytes().splitlines()
-    assert [orjson.loads(line)["run_id"] for line in lines] == [first.run.id] * 5
+    assert [orjson.loads(line)["run_id"] for line in lines] == [first.run.id] * 7
 
 
 @in_loop
@@ -113,6 +114,8 @@ async def test_a_failing_sink_keeps_the_spool_and_the_next_harvest_recovers_it_f
     rows = sink.rows()
     assert [(r["run_id"], r["op"], r["key"]) for r in rows] == [
         *[(failed.run.id, "+I", str(n)) for n in range(5)],
+        (failed.run.id, "+S", None),
+        (failed.run.id, "+S", None),
         (second.run.id, "+U", "0"),
         (second.run.id, "-D", "4"),
     ]
@@ -248,7 +251,9 @@ async def test_real_page_first_all_inserts_then_nothing_then_exactly_six_rows(
         )
         assert summary.run.status == "committed", summary.run.error
         assert all(store.complete for store in summary.stores)
-        return [orjson.loads(line) for line in sink.path.read_bytes().splitlines()[before:]]
+        rows = [orjson.loads(line) for line in sink.path.read_bytes().splitlines()[before:]]
+        # The record rows: the schema rows (+S, -S) have tests of their own (test_schema_log).
+        return [row for row in rows if row["op"] not in ("+S", "-S")]
 
     with StateDB.open(tmp_path / "state") as state:
         first = await harvest(0, state)

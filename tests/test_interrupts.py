@@ -99,7 +99,7 @@ def test_a_ctrl_c_while_a_run_is_sent_lets_it_commit_and_stops_after_it(
     assert [line.split("] ", 1)[1] for line in out.getvalue().splitlines()] == [
         "app: opening the page",
         f"app: reading IndexedDB of {ORIGIN}",
-        "app: read; sending 1 rows",
+        "app: read; sending 3 rows",  # the record, +S of its database and store
         "app: committed",
     ]
 

@@ -64,6 +64,9 @@ else:
 sys.exit(main(argv))
 """
 
+# The shop page's first run: 21 records, then +S of its database and of its two stores.
+SPOOLED = 21 + 3
+
 
 def _start(tmp_path: Path, where: str, argv: list[str]) -> tuple[subprocess.Popen[bytes], Path]:
     marker = tmp_path / f"{where}.marker"
@@ -119,7 +122,7 @@ def test_killed_during_the_read_recovers(tmp_path: Path, static_server: Any) -> 
         assert new.status == "committed" and new.inserted == 21
     assert not list((tmp_path / "state" / "spool").iterdir())
     rows = _rows(sent)
-    assert {row["run_id"] for row in rows} == {new.id} and len(rows) == 21
+    assert {row["run_id"] for row in rows} == {new.id} and len(rows) == SPOOLED
 
 
 @pytest.mark.browser
@@ -137,7 +140,7 @@ def test_killed_before_the_commit_recovers_and_a_second_process_is_refused(
         _kill(child)
     with StateDB.open(tmp_path / "state", readonly=True) as state:
         (read,) = state.list_runs()
-        assert (read.status, read.pending, read.rows) == ("read", True, 21)
+        assert (read.status, read.pending, read.rows) == ("read", True, SPOOLED)
     assert not sent.exists()
 
     assert main(argv) == 0
@@ -146,7 +149,7 @@ def test_killed_before_the_commit_recovers_and_a_second_process_is_refused(
         assert old.id == read.id and old.status == "committed" and old.seq == 1
         assert new.status == "committed" and new.rows == 0 and new.unchanged == 21
     rows = _rows(sent)
-    assert {row["run_id"] for row in rows} == {read.id} and len(rows) == 21
+    assert {row["run_id"] for row in rows} == {read.id} and len(rows) == SPOOLED
     assert not list((tmp_path / "state" / "spool").iterdir())
 
 
@@ -156,7 +159,7 @@ def test_killed_between_send_and_commit_commits_once(tmp_path: Path, static_serv
     argv, sent = _setup(tmp_path, static_server)
     child, _ = _start(tmp_path, "after-send", argv)
     _kill(child)
-    assert len(_rows(sent)) == 21
+    assert len(_rows(sent)) == SPOOLED
 
     assert main(argv) == 0
     with StateDB.open(tmp_path / "state", readonly=True) as state:
@@ -166,7 +169,7 @@ def test_killed_between_send_and_commit_commits_once(tmp_path: Path, static_serv
     # Sending is at least once across such a crash: the same run's rows came again, and its
     # run_id lets a consumer drop them. The state committed it once.
     rows = _rows(sent)
-    assert len(rows) == 42 and {row["run_id"] for row in rows} == {old.id}
+    assert len(rows) == 2 * SPOOLED and {row["run_id"] for row in rows} == {old.id}
 
 
 def test_the_lock_names_its_owner_and_dies_with_it(tmp_path: Path) -> None:
@@ -232,7 +235,7 @@ async def test_recover_cleans_up_after_each_kind_of_crash(tmp_path: Path) -> Non
         gone = state.get_run(lost)
         assert gone is not None and gone.status == "failed" and not gone.pending
         assert gone.error is not None and gone.error.startswith("spool file missing")
-        assert len(sink.path.read_bytes().splitlines()) == 3  # nothing sent twice
+        assert len(sink.path.read_bytes().splitlines()) == 5  # nothing sent twice (3 records, 2 +S)
         assert not commit(
             state, dataclasses.replace(spool, path=kept)
         )  # committing again is a no-op

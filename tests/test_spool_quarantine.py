@@ -112,12 +112,13 @@ async def test_a_row_of_another_run_is_quarantined_before_any_send_and_the_targe
     assert sink.calls == []  # never sent: no row of it reached the sink
     folder = quarantine_dir(settings.state.dir)
     moved = folder / f"{bad.run_id}.jsonl"
-    assert not bad.path.exists() and moved.read_bytes().count(b"\n") == 3
+    # 3 records and the first run's schema rows (+S of its database and store).
+    assert not bad.path.exists() and moved.read_bytes().count(b"\n") == 5
     problem = "line 2: a row of run 'app-20260101T000000000Z-000000', not of run " + bad.run_id
     error = f"{QUARANTINED}: {problem} (moved to {moved})"
     assert found.quarantined == {bad.run_id: error}
     reason = _reason(state, bad.run_id)
-    assert (reason["run_id"], reason["target"], reason["rows"]) == (bad.run_id, "app", 3)
+    assert (reason["run_id"], reason["target"], reason["rows"]) == (bad.run_id, "app", 5)
     assert (reason["problem"], reason["spool"]) == (problem, moved.name)
     run = state.get_run(bad.run_id)
     assert run is not None and (run.status, run.pending, run.error) == ("failed", False, error)
@@ -130,10 +131,13 @@ async def test_a_row_of_another_run_is_quarantined_before_any_send_and_the_targe
 
     # The snapshot never took the quarantined rows: the next run's diff sends them again.
     summary = await _harvest(settings, state, sink, _data())
-    assert (summary.run.status, summary.run.inserted, summary.run.rows) == ("committed", 3, 3)
+    # The schema history never took the quarantined run either: its +S rows come again.
+    assert (summary.run.status, summary.run.inserted, summary.run.rows) == ("committed", 3, 5)
     assert sink.calls == [[summary.run.id]]
     assert [(r["run_id"], r["op"], r["key"]) for r in sink.rows()] == [
-        (summary.run.id, "+I", str(n)) for n in range(3)
+        *((summary.run.id, "+I", str(n)) for n in range(3)),
+        (summary.run.id, "+S", None),
+        (summary.run.id, "+S", None),
     ]
     assert len(list(state.iter_records("app", ORIGIN, "db", "s"))) == 3
     assert moved.exists()  # kept for a person to look at
@@ -161,7 +165,7 @@ async def test_a_truncated_spool_is_quarantined(
     short.path.write_bytes(b"".join(lines[:2]))  # cut at a line's end: every line is whole
     found = recover(state, sink)
     assert sink.calls == [] and not found.sent
-    assert _reason(state, short.run_id)["problem"] == "2 rows, but its run spooled 3"
+    assert _reason(state, short.run_id)["problem"] == "2 rows, but its run spooled 5"
 
 
 def _row(**changes: Any) -> dict[str, Any]:
@@ -194,13 +198,13 @@ def _row(**changes: Any) -> dict[str, Any]:
         (_row(key=..., extra=1), "missing field(s) key; unknown field(s) extra"),
         (_row(db_version=True), "db_version is not an integer"),
         (_row(db_version="1"), "db_version is not an integer"),
-        (_row(key=None), "key is not a string"),
+        (_row(key=None), "a +U row without a key"),
         (_row(value=7), "value is not a string"),
         (_row(harvested_at="2026-11-26T15:00:00"), "harvested_at is not an ISO-8601 time"),
         (_row(harvested_at="yesterday"), "harvested_at is not an ISO-8601 time"),
         (_row(run_id="q"), "a row of run 'q', not of run r"),
         (_row(target="u"), "a row of target 'u', not of 't'"),
-        (_row(op="+X"), "op '+X' is none of +I, +U, -D"),
+        (_row(op="+X"), "op '+X' is none of +I, +U, -D, +S, -S"),
         (_row(value_hash=None), "a +U row without a value_hash"),
         (_row(op="+I", value=None), "a +I row without a value"),
         (_row(op="-D", value_hash=None), "a -D row with a value"),
@@ -271,7 +275,8 @@ async def test_each_pending_spool_is_sent_once_per_attempt(
     second = await _harvest(settings, state, sink, _data(4))
     assert second.run.status == "committed" and second.run.inserted == 1
     assert sink.calls == [[first.run.id]] * 3 + [[second.run.id]]
-    assert [r["run_id"] for r in sink.rows()] == [first.run.id] * 3 + [second.run.id]
+    records = [r["run_id"] for r in sink.rows() if r["op"] not in ("+S", "-S")]
+    assert records == [first.run.id] * 3 + [second.run.id]
 
 
 @in_loop
@@ -302,7 +307,7 @@ async def test_healthz_reports_each_targets_quarantined_spools(
     assert app["last_quarantined"] == {
         "run_id": newer.run_id,
         "at": found[-1].at,
-        "reason": "0 rows, but its run **** 3",
+        "reason": "0 rows, but its run **** 5",
     }
     assert (quiet["quarantined"], quiet["last_quarantined"]) == (0, None)
     # The daemon finds them in its config's state folder.

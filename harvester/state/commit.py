@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, get_args
 
 from harvester.errors import StateError
 from harvester.state.connections import LOOKUP_CHUNK, Connections, marks
 from harvester.state.failures import sqlite_failure
-from harvester.state.ops import change_op
+from harvester.state.ops import Op, change_op
 from harvester.state.retention import prune
 from harvester.state.schema import transaction
 from harvester.state.schemas import record_changes
 from harvester.timefmt import iso_utc
 
 COMMIT_CACHE_KB = 64 * 1024
+_RECORD_OPS = frozenset(get_args(Op))
 
 
 def commit_run(
@@ -97,6 +98,10 @@ class _Applier:
         keys: set[str] = set()
         where: tuple[str, str] | None = None
         for row in rows:
+            if row["op"] not in _RECORD_OPS:
+                # A schema row (+S, -S): `record_changes` finds those changes from the run's
+                # stores, by the same comparison that wrote the rows at read time.
+                continue
             here = (row["db_name"], row["store"])
             # A batch holds one store and distinct keys, so its statements commute.
             if here != where or row["key"] in keys or len(batch) >= LOOKUP_CHUNK:

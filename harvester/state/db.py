@@ -30,6 +30,7 @@ from harvester.state.records import (
     RunStore,
     SchemaChange,
     SchemaDb,
+    SchemaRow,
     SchemaStore,
     SnapshotRecord,
     Store,
@@ -164,6 +165,27 @@ class StateDB(Closing):
             rows=rows,
             problems=problems,
             scope=scope,
+        )
+
+    def schema_rows(
+        self,
+        *,
+        target: str,
+        origin: str,
+        stores: Sequence[RunStore],
+        problems: Sequence[Mapping[str, Any]] = (),
+        scope: ReadScope | None = None,
+    ) -> list[SchemaRow]:
+        """The schema log rows of a read about to be marked read with these values (read-only):
+        the changes its commit will record against the committed schema, a row per database
+        and store (`schemas.log_rows`). Called before `mark_read`, whose `rows` counts them."""
+        return schemas.read_changes(
+            self._conns,
+            target=target,
+            origin=origin,
+            stores=stores,
+            scope=scope,
+            problems=runs.kept(problems),
         )
 
     def fail_run(

@@ -245,3 +245,17 @@ class SchemaChange:
     old: Any = field(metadata=_NULLABLE_JSON)  # the schema before (JSON), None when added
     new: Any = field(metadata=_NULLABLE_JSON)  # the schema after, None when removed
     at: datetime = field(metadata=_REQUIRED_TIME)  # when the run was committed
+
+
+@dataclass(frozen=True)
+class SchemaRow:
+    """One row of the changelog's schema log (`docs/contracts.md`): a database (`store` None)
+    or a store created or changed (`+S`: `value` its new schema and what changed, as JSON
+    text) or gone (`-S`); `old_value` the committed schema before, None when it had none."""
+
+    db: str
+    db_version: int  # the run's version of the database (the last known one, once it is gone)
+    store: str | None
+    op: Literal["+S", "-S"]
+    value: str | None
+    old_value: str | None

@@ -14,10 +14,19 @@ import fnmatch
 import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from harvester.state.connections import Connections, marks
-from harvester.state.records import ReadScope, SchemaChange, SchemaDb, SchemaStore, from_row
+from harvester.state.records import (
+    ReadScope,
+    RunStore,
+    SchemaChange,
+    SchemaDb,
+    SchemaRow,
+    SchemaStore,
+    from_row,
+)
 
 _IDENT = "target = ? AND origin = ?"
 
@@ -95,36 +104,44 @@ class _Changes:
                 self.add("index_removed", db, store, name, old=index)
 
 
-def record_changes(conn: sqlite3.Connection, run_id: str, *, at: str) -> None:
-    """Compare run `run_id`'s schema with the target's and record the changes (inside the
-    commit's transaction, after `run_stores` and `runs` hold the run)."""
-    run = conn.execute(
-        "SELECT target, origin, problems, scope FROM runs WHERE id = ?", (run_id,)
-    ).fetchone()
-    ident = (run["target"], run["origin"])
-    read = conn.execute(
-        "SELECT * FROM run_stores WHERE run_id = ? ORDER BY rowid", (run_id,)
-    ).fetchall()
-    scope = None if run["scope"] is None else json.loads(run["scope"])
+@dataclass
+class Comparison:
+    """What one run's read changes in its target's schema: the changes (`_Changes.rows`), what
+    the schema history then drops, and the schemas on both sides (for `log_rows`)."""
+
+    changes: _Changes
+    databases: dict[str, int]  # the run's databases → versions
+    known_dbs: dict[str, int]  # the committed ones
+    seen: dict[str, dict[str, dict[str, Any]]]  # db → store → schema, as read
+    known: dict[str, dict[str, dict[str, Any]]]  # as committed
+    gone_dbs: list[str] = field(default_factory=list)
+    gone_stores: list[tuple[str, str]] = field(default_factory=list)
+
+
+def compare(
+    read: Sequence[Mapping[str, Any]],
+    *,
+    scope: Mapping[str, Any] | None,
+    problems: Iterable[Mapping[str, Any]],
+    known_dbs: dict[str, int],
+    known: dict[str, dict[str, dict[str, Any]]],
+) -> Comparison:
+    """The one comparison of a run's read with the committed schema, pure: the commit records
+    it (`record_changes`) and the read spools it (`read_changes`), from the same inputs.
+
+    `read`: the run's stores as `run_stores` holds them (`key_path` and `indexes` as JSON
+    text); `scope`: `runs.scope` decoded; `problems`: the run's origin-level problems as kept.
+    """
     databases: dict[str, int] = {row["db"]: row["db_version"] for row in read}
     if scope is not None:
         databases.update(scope["databases"])
-    named = {problem.get("db") for problem in json.loads(run["problems"])}
+    named = {problem.get("db") for problem in problems}
     partial = named | {row["db"] for row in read if not row["complete"]}
-    known_dbs = {
-        row["db"]: row["version"]
-        for row in conn.execute(f"SELECT db, version FROM schema_dbs WHERE {_IDENT}", ident)
-    }
-    known: dict[str, dict[str, dict[str, Any]]] = {}
-    for row in conn.execute(f"SELECT * FROM schema_stores WHERE {_IDENT}", ident):
-        known.setdefault(row["db"], {})[row["store"]] = _store_schema(row)
     seen: dict[str, dict[str, dict[str, Any]]] = {db: {} for db in databases}
     for row in read:
         seen[row["db"]][row["store"]] = _store_schema(row)
-
-    found = _Changes()
-    gone_dbs: list[str] = []
-    gone_stores: list[tuple[str, str]] = []
+    out = Comparison(_Changes(), databases, known_dbs, seen, known)
+    found = out.changes
     for db in sorted(databases):
         if db not in known_dbs:
             found.add("database_added", db, new=databases[db])
@@ -141,21 +158,129 @@ def record_changes(conn: sqlite3.Connection, run_id: str, *, at: str) -> None:
         for store, schema in before.items():
             if store not in seen[db] and _selected(f"{db}/{store}", scope["store_globs"]):
                 found.add("store_deleted", db, store, old=schema)
-                gone_stores.append((db, store))
+                out.gone_stores.append((db, store))
     for db in sorted(known_dbs.keys() - databases.keys()):
         if scope is not None and db not in named and _listed(db, known.get(db, {}), scope):
             found.add("database_removed", db, old=known_dbs[db])
-            gone_dbs.append(db)
+            out.gone_dbs.append(db)
+    return out
 
+
+def _committed(
+    conn: sqlite3.Connection, ident: tuple[str, str]
+) -> tuple[dict[str, int], dict[str, dict[str, dict[str, Any]]]]:
+    """The target's committed schema at one origin: db → version, db → store → schema."""
+    known_dbs = {
+        row["db"]: row["version"]
+        for row in conn.execute(f"SELECT db, version FROM schema_dbs WHERE {_IDENT}", ident)
+    }
+    known: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in conn.execute(f"SELECT * FROM schema_stores WHERE {_IDENT}", ident):
+        known.setdefault(row["db"], {})[row["store"]] = _store_schema(row)
+    return known_dbs, known
+
+
+def record_changes(conn: sqlite3.Connection, run_id: str, *, at: str) -> None:
+    """Compare run `run_id`'s schema with the target's and record the changes (inside the
+    commit's transaction, after `run_stores` and `runs` hold the run)."""
+    run = conn.execute(
+        "SELECT target, origin, problems, scope FROM runs WHERE id = ?", (run_id,)
+    ).fetchone()
+    ident = (run["target"], run["origin"])
+    read = conn.execute(
+        "SELECT * FROM run_stores WHERE run_id = ? ORDER BY rowid", (run_id,)
+    ).fetchall()
+    known_dbs, known = _committed(conn, ident)
+    found = compare(
+        read,
+        scope=None if run["scope"] is None else json.loads(run["scope"]),
+        problems=json.loads(run["problems"]),
+        known_dbs=known_dbs,
+        known=known,
+    )
     conn.executemany(
         "INSERT INTO schema_changes (run_id, target, origin, db, store, index_name, kind, old, "
         "new, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (run_id, *ident, db, store, index, kind, _json(old), _json(new), at)
-            for db, store, index, kind, old, new in found.rows
+            for db, store, index, kind, old, new in found.changes.rows
         ],
     )
-    _save(conn, run_id, ident, databases, read, gone_dbs, gone_stores)
+    _save(conn, run_id, ident, found.databases, read, found.gone_dbs, found.gone_stores)
+
+
+def read_changes(
+    conns: Connections,
+    *,
+    target: str,
+    origin: str,
+    stores: Sequence[RunStore],
+    scope: ReadScope | None,
+    problems: Sequence[Mapping[str, Any]],
+) -> list[SchemaRow]:
+    """The schema log rows of a read not marked read yet: what its commit will record
+    (`record_changes`), from what `mark_read` will save (`problems` as it keeps them)."""
+    # As `run_stores` and `runs.scope` will hold them: the commit compares those texts decoded.
+    read = [
+        {
+            "db": s.db,
+            "store": s.store,
+            "db_version": s.db_version,
+            "key_path": json.dumps(s.key_path),
+            "auto_increment": s.auto_increment,
+            "indexes": json.dumps(s.indexes),
+            "complete": s.complete,
+        }
+        for s in stores
+    ]
+    conn = conns.new(readonly=True)
+    try:
+        with conns.failing("reading"):
+            known_dbs, known = _committed(conn, (target, origin))
+    finally:
+        conn.close()
+    text = scope_text(scope)
+    return log_rows(
+        compare(
+            read,
+            scope=None if text is None else json.loads(text),
+            problems=problems,
+            known_dbs=known_dbs,
+            known=known,
+        )
+    )
+
+
+def log_rows(found: Comparison) -> list[SchemaRow]:
+    """The changes grouped into one row per database and per store (`docs/contracts.md`): a
+    `+S` with the new schema and what changed (`value`) and the old one (`old_value`, None for
+    one created), or a `-S` with the old schema."""
+    grouped: dict[tuple[str, str | None], list[dict[str, str]]] = {}
+    for db, store, index, kind, _, _ in found.changes.rows:
+        change = {"kind": kind} if index is None else {"kind": kind, "index": index}
+        grouped.setdefault((db, store), []).append(change)
+    rows = []
+    for (db, store), what in grouped.items():
+        if store is None:
+            old = found.known_dbs.get(db)
+            new = found.databases.get(db)
+            before = None if old is None else {"version": old}
+            after = None if new is None else {"version": new}
+        else:
+            before = found.known.get(db, {}).get(store)
+            after = found.seen.get(db, {}).get(store)
+        version = found.databases.get(db, found.known_dbs.get(db, 0))
+        if what[0]["kind"] in ("store_deleted", "database_removed"):
+            rows.append(SchemaRow(db, version, store, "-S", None, _log_json(before)))
+        else:
+            value = _log_json({**(after or {}), "changes": what})
+            rows.append(SchemaRow(db, version, store, "+S", value, _log_json(before)))
+    return rows
+
+
+def _log_json(value: dict[str, Any] | None) -> str | None:
+    # ASCII: a name with a lone surrogate stays valid UTF-8 (and hashable) as its escape.
+    return None if value is None else json.dumps(value, separators=(",", ":"))
 
 
 def _json(value: Any) -> str | None:
