@@ -1,14 +1,16 @@
-"""Record-search benchmark: `StateDB.search_records` over one store of N records.
+"""Inspector benchmark: `StateDB.search_records` and the live inspector's pages over one store
+of N records.
 
 Builds a state DB through the real commit path (`StateDB.commit_run`): a first run of N records
 of about 250 bytes (the values of capture_bench's page) and a second run that changes 1% of
-them, so that `last_changed` has two runs to order by. The DB is cached under the temp folder
-(`--rebuild` makes it again). Then each query below is timed `--repeat` times (p50, p95 in ms):
-pages in each order both ways, a deep page, a rare and a common text, a key, a 2-character key
-prefix. Also shown: the search index's share of the DB (from `dbstat`), the build time, and a
-first commit of `--commit` records with and without the index (the commit figure of
-capture_bench), each measured in this run.
-Targets: first page and p95 per page ≤ 300 ms at N = 1,000,000; index ≤ 20% of the DB.
+them, so that `last_changed` has two runs to order by. The DB is cached under the temp folder,
+per schema version (`--rebuild` makes it again). Each query below is timed `--repeat` times
+(p50, p95 in ms): pages in each order both ways, deep pages, a rare and a common text, a key, a
+2-character key prefix; then each inspector page (`InspectorApp`, as a request would get it).
+Also shown: the share of the DB of the indexes the inspector adds (from `dbstat`), the build
+time, and a first commit of `--commit` records with and without the search index (the commit
+figure of capture_bench), each measured in this run.
+Targets: p95 per page ≤ 300 ms at N = 1,000,000; the inspector's indexes ≤ 20% of the DB.
 
     python bench/inspect_bench.py              # N = 1,000,000
     python bench/inspect_bench.py 100000 --repeat 5
@@ -31,7 +33,8 @@ from typing import Any
 from common import MB, OwnPeak
 
 from harvester.codec import value_hash
-from harvester.state import RunStore, StateDB, state_db_path
+from harvester.inspect.web import InspectorApp
+from harvester.state import SCHEMA_VERSION, RunStore, StateDB, state_db_path
 
 TARGET, ORIGIN, DB, STORE = "bench", "http://bench", "bench", "records"
 EPOCH = datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
@@ -141,17 +144,23 @@ def build(n: int, folder: Path) -> None:
     print(f"  {note}")
 
 
+# The indexes the inspector adds: the search index's tables, the changed records' order, and a
+# key's history.
+INSPECTOR_INDEXES = ("snapshot_search", "snapshot_changed", "changes_by_key")
+
+
 def sizes(folder: Path) -> None:
     conn = sqlite3.connect(state_db_path(folder))
     pages = dict(conn.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name").fetchall())
     conn.close()
     whole = sum(pages.values())
-    index = sum(size for name, size in pages.items() if name.startswith("snapshot_search"))
-    print(
-        f"  state DB {whole / MB:.0f} MB, of which the search index {index / MB:.0f} MB: "
-        f"{index / whole:.1%} of the DB, {index / (whole - index):.1%} of the DB without it "
-        "(target ≤ 20%)"
-    )
+    print(f"  state DB {whole / MB:.0f} MB; the inspector's indexes (target ≤ 20% of it):")
+    total = 0
+    for index in INSPECTOR_INDEXES:
+        size = sum(size for name, size in pages.items() if name.startswith(index))
+        total += size
+        print(f"    {index:<18} {size / MB:6.1f} MB  {size / whole:6.2%}")
+    print(f"    {'together':<18} {total / MB:6.1f} MB  {total / whole:6.2%}")
 
 
 def queries(n: int) -> list[tuple[str, dict[str, Any]]]:
@@ -172,6 +181,7 @@ def queries(n: int) -> list[tuple[str, dict[str, Any]]]:
         ("common text, order key", {"text": "Springfield", "order": "key"}),
         ("common text, last_changed", {"text": "lorem", "order": "last_changed"}),
         ("common text, page 100", {"text": "lorem", "offset": 5000}),
+        ("common, last_changed, p100", {"text": "lorem", "order": "last_changed", "offset": 5000}),
         ("key (a number)", {"text": str(rare)}),
         ("2-char key prefix", {"text": "42"}),
         ("no match", {"text": "zzzqqq"}),
@@ -189,12 +199,59 @@ def time_queries(folder: Path, n: int, repeat: int) -> None:
                 started = time.perf_counter()
                 page = state.search_records(store, **args)
                 times.append((time.perf_counter() - started) * 1000)
-            p50 = statistics.median(times)
-            p95 = statistics.quantiles(times, n=20)[-1] if len(times) > 1 else times[0]
+            p50, p95 = _p(times, 50), _p(times, 95)
             worst = max(worst, p95)
             total = f"{page.total:,}{'+' if page.capped else ''}"
             print(f"  {name:<28} {p50:6.1f} ms {p95:6.1f} ms   {total:>9}  ({len(page.records)})")
         print(f"  worst p95 {worst:.1f} ms (target ≤ 300 ms)")
+
+
+def pages(state: StateDB, n: int) -> list[tuple[str, str]]:
+    """The inspector's pages over the bench DB: name and path (with its query)."""
+    first, second = sorted(run.id for run in state.list_runs(target=TARGET))
+    where = f"/target/{TARGET}"
+    store = f"{where}/store/{DB}/{STORE}"
+    last = -(-n // 50)
+    return [
+        ("home (targets, chart)", "/"),
+        ("target (runs, stores, schema)", where),
+        ("run page", f"{where}/run/{second}"),
+        ("diff of the two runs", f"{where}/diff?a={first}&b={second}"),
+        ("store, first page", store),
+        ("store, last page", f"{store}?page={last}"),
+        ("store, by key, descending", f"{store}?order=key&desc=1"),
+        ("store, last changed first", f"{store}?order=last_changed&desc=1"),
+        ("store, search a text", f"{store}?q=Springfield"),
+        ("store, search an email", f"{store}?q=customer{n * 3 // 7}%40example"),
+        ("store, search, last changed", f"{store}?q=lorem&order=last_changed&desc=1"),
+        ("record page with history", f"{store}/record?key={n // 300 * 100}"),
+    ]
+
+
+def time_pages(folder: Path, n: int, repeat: int) -> None:
+    with StateDB.open(folder, readonly=True) as state:
+        paths = pages(state, n)
+    app = InspectorApp(folder)
+    print(f"  {'inspector page':<30} {'p50':>8} {'p95':>8}     size")
+    times: list[float] = []
+    for name, path in paths:
+        took = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            reply = app.get(path)
+            took.append((time.perf_counter() - started) * 1000)
+        if reply.status != 200:
+            raise SystemExit(f"{path} answered {reply.status}: {reply.body[:300]!r}")
+        times += took
+        print(f"  {name:<30} {_p(took, 50):6.1f} ms {_p(took, 95):6.1f} ms {len(reply.body):>8,} B")
+    print(f"  p95 over every page {_p(times, 95):.1f} ms, worst {max(times):.1f} ms (≤ 300 ms)")
+
+
+def _p(times: list[float], percent: int) -> float:
+    """The `percent`th percentile of `times` (the one time if there is one)."""
+    if len(times) == 1:
+        return times[0]
+    return statistics.quantiles(times, n=100, method="inclusive")[percent - 1]
 
 
 def main() -> None:
@@ -205,7 +262,7 @@ def main() -> None:
     parser.add_argument("--rebuild", action="store_true", help="build the cached DB again")
     args = parser.parse_args()
     print(f"inspect bench, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
-    folder = Path(tempfile.gettempdir()) / f"harvester-inspect-bench-{args.n}"
+    folder = Path(tempfile.gettempdir()) / f"harvester-inspect-bench-{args.n}-v{SCHEMA_VERSION}"
     if args.rebuild and (folder / "built").exists():
         (folder / "built").unlink()
     with tempfile.TemporaryDirectory() as tmp:
@@ -213,6 +270,7 @@ def main() -> None:
     build(args.n, folder)
     sizes(folder)
     time_queries(folder, args.n, max(1, args.repeat))
+    time_pages(folder, args.n, max(1, args.repeat))
     print(f"peak RSS of the whole run {OwnPeak.whole_run():.0f} MB")
 
 

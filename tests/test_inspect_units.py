@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -100,12 +101,28 @@ def test_net_diff_folds_several_runs_per_key() -> None:
         _c("r3", "5", "+U", "o5", "n5"),
     ]
     values = {"h2": '{"v":2}', "o5": '{"v":1,"w":0}', "n5": '{"v":2,"w":0}'}
-    (store,) = net_diff(changes, values)
+    (store,) = net_diff(changes, lambda _net: values)
     assert [(r.key, r.new_value) for r in store.added] == [("1", '{"v":2}')]
     assert [(r.key, r.old_hash, r.old_value) for r in store.removed] == [("4", "h4", None)]
     (changed,) = store.changed
     assert changed.fields == (FieldChange("v", "1", "2"),)
     assert store.as_dict()["counts"] == {"added": 1, "changed": 1, "removed": 1}
+
+
+def test_net_diff_lists_up_to_the_limit_and_looks_up_only_those() -> None:
+    changes = [_c("r2", str(n), "+U", f"o{n}", f"n{n}") for n in range(5)]
+    changes += [_c("r2", "9", "+I", None, "n9"), _c("r3", "8", "-D", "o8", None)]
+    asked: list[str] = []
+
+    def lookup(net: Sequence[Change]) -> dict[str, str]:
+        asked.extend(c.key for c in net)
+        return {c.new_hash: '{"v":1}' for c in net if c.new_hash}
+
+    (store,) = net_diff(changes, lookup, limit=2)
+    assert [r.key for r in store.changed] == ["0", "1"]
+    assert store.unlisted == {"changed": 3}
+    assert store.counts() == {"added": 1, "changed": 5, "removed": 1}
+    assert sorted(asked) == ["0", "1", "8", "9"]
 
 
 def test_key_texts_and_where() -> None:

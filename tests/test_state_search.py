@@ -81,6 +81,19 @@ def test_orders_both_ways_and_pages(big: tuple[StateDB, Store]) -> None:
         state.search_records(store, order="rowid")
 
 
+def test_pages_past_the_middle_are_those_of_the_whole_order(big: tuple[StateDB, Store]) -> None:
+    """A page past the middle is read from the other end; it is still the page asked for."""
+    state, store = big
+    for order in ("first_seen", "key", "last_changed"):
+        for descending in (False, True):
+            whole = _keys(state.search_records(store, order=order, descending=descending, limit=N))
+            for offset in (N // 2 - 1, N // 2 + 1, N - 70, N - 7, N - 1):
+                page = state.search_records(
+                    store, order=order, descending=descending, offset=offset, limit=50
+                )
+                assert _keys(page) == whole[offset : offset + 50], (order, descending, offset)
+
+
 def test_a_common_text_is_capped(tmp_path: Path) -> None:
     with StateDB.open(tmp_path / "state") as state:
         records = {n: {"n": n, "w": "common"} for n in range(COUNT_CAP + 5)}
@@ -93,6 +106,36 @@ def test_a_common_text_is_capped(tmp_path: Path) -> None:
         page = state.search_records(store, text="common", order="key", descending=True, limit=2)
         assert _keys(page) == ["9999", "9998"]
         assert state.search_records(store).total == COUNT_CAP + 5
+
+
+def test_a_big_store_in_last_changed_order_pages_as_a_full_sort_would(tmp_path: Path) -> None:
+    """The merge of the two walks (changed since first seen, and the rest) gives the pages of a
+    sort by last-changed run, then first-seen order, in both directions and with a text."""
+    with StateDB.open(tmp_path / "state") as state:
+        first = {n: {"n": n, "w": "common"} for n in range(COUNT_CAP + 1500)}
+        commit_records(state, {"users": first}, {})
+        second = {n: v | {"v": 2} if n % 50 == 0 else v for n, v in first.items()}
+        commit_records(state, {"users": second}, {"users": first})
+        third = {n: v | {"v": 3} if n % 70 == 0 else v for n, v in second.items() if n % 13}
+        third |= {COUNT_CAP + 1000 + n: {"n": n, "w": "common"} for n in range(200)}
+        commit_records(state, {"users": third}, {"users": second})
+        store = state.list_stores()[0]
+        in_order = state.search_records(store, limit=len(third)).records
+        expected = [r.key for r in sorted(in_order, key=lambda r: r.last_changed_run or "")]
+        assert len(expected) == len(third) > COUNT_CAP  # big: the merge, not a sort
+        for text in ("", "common"):
+            for descending in (False, True):
+                want = expected[::-1] if descending else expected
+                for offset in (0, 7, 4321, len(want) - 20, len(want)):
+                    page = state.search_records(
+                        store,
+                        text=text,
+                        order="last_changed",
+                        descending=descending,
+                        offset=offset,
+                        limit=50,
+                    )
+                    assert _keys(page) == want[offset : offset + 50], (text, descending, offset)
 
 
 def test_the_index_follows_updates_and_deletes(tmp_path: Path) -> None:
@@ -143,9 +186,16 @@ def test_migration_from_5_builds_the_index(tmp_path: Path) -> None:
     for trigger in ("insert", "update", "delete"):
         conn.execute(f"DROP TRIGGER snapshot_search_{trigger}")
     conn.execute("DROP TABLE snapshot_search")
+    conn.execute("DROP INDEX snapshot_changed")
     conn.execute("PRAGMA user_version = 5")
     conn.close()
-    assert len(_MIGRATIONS) == SCHEMA_VERSION == 6
+    assert len(_MIGRATIONS) == SCHEMA_VERSION == 7
     with StateDB.open(folder) as state:
         store = state.list_stores()[0]
         assert _keys(state.search_records(store, text="customer17@")) == ["17"]
+    conn = sqlite3.connect(state_db_path(folder))
+    names = {row[0] for row in conn.execute("SELECT name FROM sqlite_schema")}
+    conn.close()
+    # 7 made the index again without its per-record sizes, and the last-changed index.
+    assert {"snapshot_search_data", "snapshot_changed"} <= names
+    assert "snapshot_search_docsize" not in names

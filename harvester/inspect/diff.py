@@ -7,8 +7,9 @@ several times, so the net difference per key is its state after A against its st
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harvester.inspect.pretty import pretty, pretty_text
@@ -120,13 +121,20 @@ def field_changes(old: Any, new: Any, prefix: str = "") -> list[FieldChange]:
     return changes
 
 
-def net_diff(changes: Iterable[Change], values: Mapping[str, str] | None = None) -> list[StoreDiff]:
+def net_diff(
+    changes: Iterable[Change],
+    lookup: Callable[[Sequence[Change]], Mapping[str, str]] | None = None,
+    *,
+    limit: int | None = None,
+) -> list[StoreDiff]:
     """Fold the history rows after run A up to run B (in run order) into net per-key changes.
 
-    `values` maps value hashes to typed JSON texts the state DB still holds (the current
-    snapshot, kept old values); a side whose value is unknown is reported by hash only.
+    `lookup` gives, for net changes (each a `Change` from the first old side to the last new
+    one), the typed JSON texts the state DB still holds by hash (the current snapshot, kept old
+    values); a side whose value is unknown is reported by hash only. `limit`: records listed per
+    store and op; the rest are only counted (`StoreDiff.unlisted`), their values never read.
     """
-    values = dict(values or {})
+    values: dict[str, str] = {}
     first: dict[tuple[str, str, str], Change] = {}
     last: dict[tuple[str, str, str], Change] = {}
     for change in changes:
@@ -136,27 +144,36 @@ def net_diff(changes: Iterable[Change], values: Mapping[str, str] | None = None)
         first.setdefault(ident, change)
         last[ident] = change
     stores: dict[tuple[str, str], StoreDiff] = {}
+    listed: list[tuple[str, Change]] = []
+    shown: Counter[tuple[str, str, str]] = Counter()
     for ident, start in first.items():
         end = last[ident]
         old_hash = start.old_hash if start.op != "+I" else None
         new_hash = end.new_hash if end.op != "-D" else None
         if old_hash == new_hash:
             continue  # changed and changed back, or added and removed again
-        old_value = values.get(old_hash) if old_hash else None
-        new_value = values.get(new_hash) if new_hash else None
-        if old_hash is None:
-            op = "added"
-        elif new_hash is None:
-            op = "removed"
-        else:
-            op = "changed"
-        fields: tuple[FieldChange, ...] | None = None
-        if op == "changed" and old_value is not None and new_value is not None:
-            fields = tuple(field_changes(json.loads(old_value), json.loads(new_value)))
-        record = RecordDiff(op, ident[2], old_hash, new_hash, old_value, new_value, fields)
+        op = "added" if old_hash is None else "removed" if new_hash is None else "changed"
         store = stores.setdefault(ident[:2], StoreDiff(ident[0], ident[1]))
-        getattr(store, op).append(record)
+        if limit is not None and shown[(*ident[:2], op)] >= limit:
+            store.unlisted[op] = store.unlisted.get(op, 0) + 1
+            continue
+        shown[(*ident[:2], op)] += 1
+        listed.append((op, replace(end, old_hash=old_hash, new_hash=new_hash, old_value=None)))
+    if lookup is not None and listed:
+        values.update(lookup([net for _, net in listed]))
+    for op, net in listed:
+        record = _record(op, net, values)
+        getattr(stores[(net.db, net.store)], op).append(record)
     return sorted(stores.values(), key=lambda s: (s.db, s.store))
+
+
+def _record(op: str, net: Change, values: Mapping[str, str]) -> RecordDiff:
+    old_value = values.get(net.old_hash) if net.old_hash else None
+    new_value = values.get(net.new_hash) if net.new_hash else None
+    fields: tuple[FieldChange, ...] | None = None
+    if op == "changed" and old_value is not None and new_value is not None:
+        fields = tuple(field_changes(json.loads(old_value), json.loads(new_value)))
+    return RecordDiff(op, net.key, net.old_hash, net.new_hash, old_value, new_value, fields)
 
 
 def field_row(record: Mapping[str, Any], change: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,9 +10,10 @@ diffs with the values the state DB still holds.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -211,17 +212,32 @@ class StateReader:
         return self._state.key_history(store.target, store.origin, store.db, store.store, key)
 
     def parsed_values(self, store: Store, *, limit: int | None = None) -> Iterator[Any]:
-        """The current values of a store as parsed typed JSON."""
-        for record in self.records(store, limit=limit):
+        """The current values of a store as parsed typed JSON (the first `limit`, in first-seen
+        order: one page of `search_records`, which reads a big store's first records at once)."""
+        records: Iterable[SnapshotRecord] = (
+            self.records(store)
+            if limit is None
+            else self.search_records(store, limit=limit).records
+        )
+        for record in records:
             if record.value is not None:
                 yield json.loads(record.value)
 
     # ---- changes -----------------------------------------------------------------------------
 
-    def diff_runs(self, run_a: Run, run_b: Run) -> list[StoreDiff]:
-        """What changed after `run_a` up to and including `run_b` (both of one target)."""
-        changes = [c for run in self._between(run_a, run_b) for c in self._changes(run.id)]
-        return net_diff(changes, self._values(run_a.target, changes))
+    def diff_runs(self, run_a: Run, run_b: Run, *, limit: int | None = None) -> list[StoreDiff]:
+        """What changed after `run_a` up to and including `run_b` (both of one target); `limit`:
+        records listed per store and op, the others counted."""
+        between = self._between(run_a, run_b)
+        if limit is not None and len(between) == 1:  # one run: cut and counted in SQL
+            (run,) = between
+            stores = self.stores(target=run.target)
+            diffs = [self.run_changes(run.id, store, limit=limit) for store in stores]
+            return sorted(
+                (d for d in diffs if any(d.counts().values())), key=lambda d: (d.db, d.store)
+            )
+        changes = [c for run in between for c in self._changes(run.id)]
+        return net_diff(changes, partial(self._values, run_a.target), limit=limit)
 
     def schema_diff(self, run_a: Run, run_b: Run) -> list[SchemaChange]:
         """The schema changes after `run_a` up to and including `run_b`, in the order found."""
@@ -269,7 +285,7 @@ class StateReader:
             for op, _name in OPS
             for row in self._state.run_changes(run_id, store=store, op=op, limit=limit)
         ]
-        diffs = net_diff(changes, self._values(store.target, changes))
+        diffs = net_diff(changes, partial(self._values, store.target))
         diff = diffs[0] if diffs else StoreDiff(store.db, store.store)
         for op, name in OPS:
             diff.unlisted[name] = totals.get(op, 0) - len(getattr(diff, name))

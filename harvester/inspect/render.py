@@ -27,6 +27,11 @@ def safe_text(value: str) -> str:
     return escape_surrogates(value.translate(_CONTROL))
 
 
+def counted(n: int, noun: str) -> str:
+    """`n` and `noun`, plural unless one: "1 target", "2,503 targets"."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def default_format(stream: TextIO) -> str:
     """`table` when writing to a terminal, else `json` (which pipes well into other tools)."""
     return "table" if stream.isatty() else "json"

@@ -22,6 +22,7 @@ from string import Template
 from harvester.inspect.diff import RecordDiff, StoreDiff
 from harvester.inspect.pretty import pretty_text
 from harvester.inspect.queries import StateReader, run_dict
+from harvester.inspect.render import counted
 from harvester.inspect.schema import infer
 from harvester.inspect.schema_history import indexes_text
 from harvester.state import Run, Store
@@ -361,7 +362,8 @@ def render_report(state_db_path: Path | str) -> str:
     nav = " ".join(f'<a href="#target-{i}">{_e(t)}</a>' for i, t in enumerate(targets, 1))
     body = (
         "<header><h1>IndexedDB harvest report</h1>"
-        f'<p class="meta">Generated {generated} from {_e(path)}; {len(targets):,} targets.</p>'
+        f'<p class="meta">Generated {generated} from {_e(path)}; '
+        f"{counted(len(targets), 'target')}.</p>"
         f"<nav>{nav}</nav></header>" + ("".join(sections) or '<p class="note">No harvests yet.</p>')
     )
     style, script = _asset("report.css"), _asset("report.js")

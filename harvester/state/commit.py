@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, get_args
 
 from harvester.errors import StateError
-from harvester.state.connections import LOOKUP_CHUNK, Connections, marks
+from harvester.state.connections import LOOKUP_CHUNK, Connections, marks, tuples
 from harvester.state.failures import sqlite_failure
 from harvester.state.ops import Op, change_op
 from harvester.state.retention import prune
@@ -137,34 +137,40 @@ class _Applier:
                 continue
             history.append((key, op, old, new))
             if op == "-D":
-                deletes.append((*ident, key))
+                deletes.append(key)
                 continue
             value = row["value"]
             grown += len(value.encode("utf-8", "surrogatepass"))
             if op == "+I":
                 inserts.append((*ident, key, value, new, self.run_id, self.run_id))
             else:
-                updates.append((value, new, self.run_id, *ident, key))
+                updates.append((key, value, new))
         if not history:
             return
         replaced = [key for key, op, _, _ in history if op != "+I"]
         old_values = self._current(ident, replaced, "value") if replaced else {}
         shrunk = sum(len(value.encode("utf-8", "surrogatepass")) for value in old_values.values())
-        self.conn.executemany(
-            "INSERT INTO snapshot (target, origin, db, store, key, value, value_hash, "
-            "first_seen_run, last_changed_run) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            inserts,
-        )
-        self.conn.executemany(
-            "UPDATE snapshot SET value = ?, value_hash = ?, last_changed_run = ? "
-            "WHERE target = ? AND origin = ? AND db = ? AND store = ? AND key = ?",
-            updates,
-        )
-        self.conn.executemany(
-            "DELETE FROM snapshot WHERE target = ? AND origin = ? AND db = ? AND store = ? "
-            "AND key = ?",
-            deletes,
-        )
+        # One statement per kind, not one per row: the search index's triggers flush a segment
+        # of it at the end of every statement (3× the commit's time, row by row).
+        if inserts:
+            self.conn.execute(
+                "INSERT INTO snapshot (target, origin, db, store, key, value, value_hash, "
+                f"first_seen_run, last_changed_run) VALUES {tuples(len(inserts), 9)}",
+                [value for row in inserts for value in row],
+            )
+        if updates:
+            self.conn.execute(
+                "UPDATE snapshot SET value = v.column2, value_hash = v.column3, "
+                f"last_changed_run = ? FROM (VALUES {tuples(len(updates), 3)}) AS v "
+                "WHERE target = ? AND origin = ? AND db = ? AND store = ? AND key = v.column1",
+                [self.run_id, *(value for row in updates for value in row), *ident],
+            )
+        if deletes:
+            self.conn.execute(
+                "DELETE FROM snapshot WHERE target = ? AND origin = ? AND db = ? AND store = ? "
+                f"AND key IN ({marks(len(deletes))})",
+                [*ident, *deletes],
+            )
         self.conn.executemany(
             "INSERT INTO changes (run_id, target, origin, db, store, key, op, old_hash, new_hash, "
             "old_value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -31,6 +31,12 @@ def marks(n: int) -> str:
     return ", ".join("?" * n)
 
 
+def tuples(n: int, width: int) -> str:
+    """The `(?, ?), (?, ?), …` of a `VALUES` of `n` rows of `width` values."""
+    row = f"({marks(width)})"
+    return ", ".join([row] * n)
+
+
 class Closing(ABC):
     """`with` support for the state package's objects that hold connections: `close()` on exit."""
 
@@ -85,15 +91,31 @@ class Connections:
         with self._lock, self.failing("writing"), transaction(self.shared) as conn:
             yield conn
 
-    def rows(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
-        """A query's rows, on this thread's read-only connection."""
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's read-only connection."""
         reader: sqlite3.Connection | None = getattr(self._local, "reader", None)
         if reader is None:
             reader = self._local.reader = connect(self.path, readonly=True)
             with self._lock:
                 self._readers.append(reader)
+        return reader
+
+    def rows(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        """A query's rows, on this thread's read-only connection."""
         with self.failing("reading"):
-            return reader.execute(sql, params).fetchall()
+            return self._reader().execute(sql, params).fetchall()
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """This thread's read-only connection in one read transaction: every query in it sees
+        the same commit."""
+        reader = self._reader()
+        with self.failing("reading"):
+            reader.execute("BEGIN")
+            try:
+                yield reader
+            finally:
+                reader.execute("COMMIT")
 
     def stream(self, sql: str, params: Params = ()) -> Iterator[sqlite3.Row]:
         """A query's rows, streamed on a read-only connection of their own."""

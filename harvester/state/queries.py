@@ -175,9 +175,12 @@ def values_by_hash(
     conns: Connections, target: str, db: str, store: str, keys: Sequence[str]
 ) -> dict[str, str]:
     sources = (
-        "SELECT value_hash AS hash, value FROM snapshot WHERE target = ? AND db = ? AND store = ?",
+        # The origins named, so that the lookup is a seek on the snapshot's unique index.
+        "SELECT value_hash AS hash, value FROM snapshot WHERE target = ?1 AND db = ?2 "
+        "AND store = ?3 AND origin IN (SELECT origin FROM stores "
+        "WHERE target = ?1 AND db = ?2 AND store = ?3)",
         "SELECT old_hash AS hash, old_value AS value FROM changes "
-        "WHERE target = ? AND db = ? AND store = ? AND old_value IS NOT NULL",
+        "WHERE target = ?1 AND db = ?2 AND store = ?3 AND old_value IS NOT NULL",
     )
     unique = list(dict.fromkeys(keys))
     values: dict[str, str] = {}

@@ -1,12 +1,13 @@
 """The runs of a target over time as two small inline SVG charts, rendered on the server.
 
 One chart per measure, each with its own axis (no double axis): the records after each run as a
-line, the changes (+I, +U, -D) each run committed as bars. Every point and bar links to its run's
-page and carries a `<title>` tooltip; a failed run is red and changed nothing.
+line, the changes (+I, +U, -D) each run committed as bars (log scale). Every point and bar links
+to its run's page and carries a `<title>` tooltip; a failed run is red and changed nothing.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from harvester.inspect.report import run_series
@@ -17,21 +18,22 @@ WIDTH, HEIGHT, PAD_X, PAD_Y = 420, 170, 56, 24
 MAX_CHARTED = 200  # the last runs charted (the runs table pages through all of them)
 
 
-def _frame(title: str, top: int, low: int = 0) -> list[str]:
+def _frame(title: str, ticks: Sequence[tuple[float, int]]) -> list[str]:
+    """The chart's `<svg>` opening: its title and a grid line per tick (share of the height,
+    value)."""
     inner_h = HEIGHT - 2 * PAD_Y
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
         f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{e(title)}">',
         f"<title>{e(title)}</title>",
     ]
-    for share in (0.0, 0.5, 1.0):
+    for share, value in ticks:
         level = HEIGHT - PAD_Y - inner_h * share
         cls = "axis" if share == 0 else "grid"
         parts += [
             f'<line class="{cls}" x1="{PAD_X}" y1="{level:.1f}" x2="{WIDTH - 8}" '
             f'y2="{level:.1f}"/>',
-            f'<text x="{PAD_X - 6}" y="{level + 4:.1f}" text-anchor="end">'
-            f"{round(low + (top - low) * share):,}</text>",
+            f'<text x="{PAD_X - 6}" y="{level + 4:.1f}" text-anchor="end">{value:,}</text>',
         ]
     return parts
 
@@ -57,7 +59,8 @@ def records_chart(target: str, runs: Sequence[Run]) -> str:
     def y(value: int) -> float:
         return HEIGHT - PAD_Y - inner_h * (value - low) / (high - low)
 
-    parts = _frame(f"records after each run of {target}", high, low)
+    ticks = [(share, round(low + (high - low) * share)) for share in (0.0, 0.5, 1.0)]
+    parts = _frame(f"records after each run of {target}", ticks)
     if count > 1:
         points = " ".join(f"{_x(i, count):.1f},{y(v):.1f}" for i, v in enumerate(values))
         parts.append(f'<polyline class="records" points="{points}"/>')
@@ -74,16 +77,19 @@ def records_chart(target: str, runs: Sequence[Run]) -> str:
 
 
 def changes_chart(target: str, runs: Sequence[Run]) -> str:
-    """Changes each run committed, as a linked bar per run (its own linear axis)."""
+    """Changes each run committed, as a linked bar per run, on a log scale: a first harvest's
+    million inserts would flatten every later run's few changes on a linear one."""
     _records, values = run_series(runs)
-    top = max(max(values, default=0), 1)
+    top = math.log10(max(max(values, default=0), 1) + 1)
     inner_h = HEIGHT - 2 * PAD_Y
     count = len(runs)
     width = max(2.0, min(24.0, (WIDTH - PAD_X - 16) / max(count, 1) * 0.7))
-    parts = _frame(f"changes made by each run of {target}", top)
+    powers = [10**p for p in range(math.floor(top) + 1)]
+    ticks = [(0.0, 0), *((math.log10(v + 1) / top, v) for v in powers if math.log10(v + 1) <= top)]
+    parts = _frame(f"changes made by each run of {target} (log scale)", ticks)
     for i, (run, value) in enumerate(zip(runs, values, strict=True)):
-        height = max(inner_h * value / top, 1.0 if run.status == "failed" else 0.0)
         failed = " failed" if run.status == "failed" else ""
+        height = max(inner_h * math.log10(value + 1) / top, 1.0 if failed else 0.0)
         tip = f"+I {run.inserted:,}, +U {run.updated:,}, -D {run.deleted:,}"
         parts.append(
             f'<a href="{e(url("target", target, "run", run.id))}">'
@@ -108,6 +114,7 @@ def charts(target: str, runs: Sequence[Run]) -> str:
         f'<figure class="chart-records">{records_chart(target, shown)}'
         f"<figcaption>Records after each run{e(more)}{e(span)}</figcaption></figure>"
         f'<figure class="chart-changes">{changes_chart(target, shown)}'
-        f"<figcaption>Changes (+I, +U, -D) each run made; red: failed</figcaption></figure>"
+        f"<figcaption>Changes (+I, +U, -D) each run made, on a log scale; red: failed"
+        "</figcaption></figure>"
         "</div>"
     )

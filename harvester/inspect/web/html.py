@@ -57,7 +57,8 @@ th, td { border: 1px solid #dde3ee; padding: .2rem .5rem; text-align: left; vert
 th { background: #eef2f8; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .code, td.value, pre { font-family: ui-monospace, monospace; font-size: 13px; }
-td.value { white-space: pre-wrap; overflow-wrap: anywhere; max-width: 40rem; }
+td.value { white-space: pre-wrap; overflow-wrap: break-word; max-width: 40rem; }
+.table-scroll { overflow-x: auto; max-width: 100%; }
 pre { background: #fff; border: 1px solid #dde3ee; padding: .6rem; white-space: pre-wrap;
   overflow-wrap: anywhere; }
 .status-failed, .op-removed, .op--D { color: #b3261e; font-weight: 600; }
@@ -140,7 +141,11 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, cls: str = "
         for row in rows
     )
     attr = f' class="{cls}"' if cls else ""
-    return f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    # A wide table scrolls on its own, rather than squeezing its cells to break words apart.
+    return (
+        f'<div class="table-scroll"><table{attr}><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
 
 
 def td(html: str, cls: str = "") -> str:

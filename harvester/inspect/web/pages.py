@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from harvester.inspect.diff import FieldChange, RecordDiff, StoreDiff
 from harvester.inspect.pretty import pretty_text
 from harvester.inspect.queries import StateReader, run_dict
+from harvester.inspect.render import counted
 from harvester.inspect.schema_history import change_text, current_rows
 from harvester.inspect.web.chart import charts
 from harvester.inspect.web.html import (
@@ -76,8 +77,7 @@ def home(reader: StateReader) -> str:
             + run_picker(target, runs[::-1], number)
             + "</section>"
         )
-    count = f"{len(targets):,} target" + ("" if len(targets) == 1 else "s")
-    intro = f'<p class="meta">State DB {e(reader.path)}; {count}.</p>'
+    intro = f'<p class="meta">State DB {e(reader.path)}; {counted(len(targets), "target")}.</p>'
     body = intro + ("".join(sections) or '<p class="note">No harvests yet.</p>')
     return frame("IndexedDB inspector", body)
 
@@ -252,7 +252,7 @@ def diff_page(reader: StateReader, target: str, params: Params) -> str:
     run_a = _run_of(reader, target, params.required("a"))
     run_b = _run_of(reader, target, params.required("b"))
     schema = reader.schema_diff(run_a, run_b)
-    diffs = reader.diff_runs(run_a, run_b)
+    diffs = reader.diff_runs(run_a, run_b, limit=MAX_DIFF_ROWS)
     committed = reader.runs(target=target, status="committed")
     schema_html = (
         table(
