@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint format bench report-screenshot clean-demo
+.PHONY: setup demo test lint format bench screenshots clean-demo
 
 setup:
 	@bash scripts/setup.sh
@@ -32,9 +32,10 @@ bench: setup
 	$(BIN)/python bench/capture_bench.py
 	$(BIN)/python bench/flink_bench.py
 
-# Renders the report of the demo's state (run `make demo` twice first) to docs/report.png.
-report-screenshot: setup
-	$(BIN)/python scripts/report_screenshot.py
+# Harvests the demo twice into a temporary folder and renders each live inspector page to
+# docs/screenshots/*.png and the HTML report to docs/report.png (docs/inspect.md shows them).
+screenshots: setup
+	$(BIN)/python scripts/screenshots.py
 
 clean-demo:
 	rm -rf demo-state
