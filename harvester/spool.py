@@ -119,18 +119,28 @@ class SpoolWriter:
         folder = self.part.parent
         return StateError(f"the spool folder {folder} {folder_problem(folder, exc, self.part)}")
 
+    def _where(self, *, db: str, db_version: int, store: str | None) -> dict[str, Any]:
+        """The fields a row's place sets: the run, its target and origin, the database, the
+        store."""
+        return {
+            "run_id": self.run_id,
+            "target": self.target,
+            "origin": self.origin,
+            "db_name": db,
+            "db_version": db_version,
+            "store": store,
+        }
+
+    def _append(self, line: bytes) -> None:
+        try:
+            self._file.write(line)
+        except OSError as exc:
+            raise self._unwritable(exc) from exc
+        self.rows += 1
+
     def begin_store(self, *, db: str, db_version: int, store: str) -> None:
         """Set the store that the following rows belong to."""
-        head = orjson.dumps(
-            {
-                "run_id": self.run_id,
-                "target": self.target,
-                "origin": self.origin,
-                "db_name": db,
-                "db_version": db_version,
-                "store": store,
-            }
-        )
+        head = orjson.dumps(self._where(db=db, db_version=db_version, store=store))
         # Rows are the store's fixed fields plus the record's own: the prefix is encoded once.
         self._head = head[:-1] + b',"key":'
 
@@ -162,11 +172,7 @@ class SpoolWriter:
                 b'"}\n',
             )
         )
-        try:
-            self._file.write(line)
-        except OSError as exc:
-            raise self._unwritable(exc) from exc
-        self.rows += 1
+        self._append(line)
 
     def write_schema(
         self,
@@ -182,12 +188,7 @@ class SpoolWriter:
         """Append one schema row (`op` +S or -S; `store` None for a database): no key, and the
         hash of `value` like a record's."""
         row = {
-            "run_id": self.run_id,
-            "target": self.target,
-            "origin": self.origin,
-            "db_name": db,
-            "db_version": db_version,
-            "store": store,
+            **self._where(db=db, db_version=db_version, store=store),
             "key": None,
             "op": op,
             "value": value,
@@ -195,11 +196,7 @@ class SpoolWriter:
             "value_hash": None if value is None else value_hash(value),
             "harvested_at": harvested_at,
         }
-        try:
-            self._file.write(orjson.dumps(row) + b"\n")
-        except OSError as exc:
-            raise self._unwritable(exc) from exc
-        self.rows += 1
+        self._append(orjson.dumps(row) + b"\n")
 
     def finish(self) -> SpoolFile:
         """Flush, fsync and atomically rename the `.part` file to its final name."""
