@@ -49,6 +49,11 @@ class PageError(BrowserError):
     exit_code = 2
 
 
+class WatchError(HarvesterError):
+    """Watching a page's IndexedDB for changes failed: Chromium refused to track its storage, or
+    the watch ended (closed, the page gone)."""
+
+
 class ReaderError(HarvesterError):
     """Reading IndexedDB failed as a whole (not one store or record)."""
 

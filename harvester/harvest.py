@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -40,6 +40,7 @@ from harvester.surrogates import escape_surrogates
 from harvester.timefmt import iso_utc
 
 if TYPE_CHECKING:
+    from harvester.browser import TargetSession
     from harvester.config import Settings, TargetSettings
     from harvester.reader import DatabaseSchema, Problem, StoreSchema
 
@@ -108,6 +109,38 @@ def summary(state: StateDB, run_id: str) -> RunSummary:
     return RunSummary(run=run, stores=state.run_stores(run_id))
 
 
+def narrowed(target: TargetSettings, stores: Iterable[tuple[str, str]]) -> TargetSettings:
+    """`target` reading exactly `stores` ((db, store) as change events name them): their globs
+    are the run's scope, so `-D` and schema changes touch no store it did not read."""
+    from harvester.watch import name_glob, store_glob
+
+    pairs = sorted(set(stores))
+    names = [store_glob(db, store) for db, store in pairs]
+    return target.model_copy(
+        update={"databases": sorted({name_glob(db) for db, _ in pairs}), "stores": names}
+    )
+
+
+@asynccontextmanager
+async def reader_on(
+    session: TargetSession, target: TargetSettings
+) -> AsyncIterator[tuple[str, PageReader]]:
+    """A reader of `target`'s databases and stores on a page already open and ready."""
+    from harvester.reader import OriginReader
+
+    reader = OriginReader(
+        session.page,
+        limits=target.limits,
+        databases=tuple(target.databases),
+        stores=tuple(target.stores),
+        compress=session.remote,
+    )
+    try:
+        yield session.origin, reader
+    finally:
+        await reader.close()
+
+
 @asynccontextmanager
 async def open_reader(
     settings: Settings, target: TargetSettings
@@ -115,20 +148,9 @@ async def open_reader(
     """The target's page in Chromium, ready, and a reader on it."""
     # Imported here: Playwright is heavy, and sending, committing and recovery never need it.
     from harvester.browser import open_target
-    from harvester.reader import OriginReader
 
-    async with open_target(target, settings.browser) as session:
-        reader = OriginReader(
-            session.page,
-            limits=target.limits,
-            databases=tuple(target.databases),
-            stores=tuple(target.stores),
-            compress=session.remote,
-        )
-        try:
-            yield session.origin, reader
-        finally:
-            await reader.close()
+    async with open_target(target, settings.browser) as session, reader_on(session, target) as got:
+        yield got
 
 
 async def read_target(
@@ -430,14 +452,17 @@ async def harvest_target(
     state: StateDB,
     sink: ChangeSink,
     full: bool = False,
+    stores: Iterable[tuple[str, str]] | None = None,
+    trigger: str | None = None,
     opener: Opener | None = None,
     progress: Progress = _quiet,
 ) -> RunSummary:
     """Read, send and commit one new run; `recover` has sent the pending runs before.
 
-    A failure of the new run is recorded in it and its summary returned; a pending run of the
-    target raises, and no new run is read.
+    `stores`: only these (db, store) pairs (`narrowed`); `trigger`: `runs.trigger`. A failure
+    of the new run is recorded in it and its summary returned; a pending run raises.
     """
+    target = target if stores is None else narrowed(target, stores)
     if pending := await asyncio.to_thread(state.pending_runs, target.name):
         # Recovery sent it in this attempt already: again now would only repeat its failure.
         earlier = pending[0]
@@ -445,7 +470,9 @@ async def harvest_target(
             f"run {earlier.id} is still pending ({earlier.error or 'not sent yet'}); "
             "the next harvest sends it again"
         )
-    run_id = await asyncio.to_thread(functools.partial(state.start_run, target.name, full=full))
+    run_id = await asyncio.to_thread(
+        functools.partial(state.start_run, target.name, full=full, trigger=trigger)
+    )
     try:
         spool = await read_target(
             settings=settings,

@@ -23,7 +23,7 @@ import hashlib
 import itertools
 import json
 import zlib
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Final
@@ -116,8 +116,16 @@ def _load_script() -> str:
     return resources.files("harvester").joinpath("reader.js").read_text(encoding="utf-8")
 
 
-def _selected(name: str, patterns: Sequence[str]) -> bool:
+def selected(name: str, patterns: Sequence[str]) -> bool:
+    """Whether a glob of `patterns` matches `name` (case counts), as a target's globs choose."""
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
+def chosen(databases: Sequence[str], stores: Sequence[str]) -> Callable[[str, str], bool]:
+    """Whether a target's `databases` and `stores` globs choose store `db/store`, as the reader
+    does."""
+    databases, stores = tuple(databases), tuple(stores)
+    return lambda db, store: selected(db, databases) and selected(f"{db}/{store}", stores)
 
 
 class OriginReader:
@@ -212,7 +220,7 @@ class OriginReader:
     async def schema(self) -> list[DatabaseSchema]:
         """The selected databases with their selected stores, key paths, indexes and counts."""
         listed = _loads(await self._call("databases"))
-        names = [d["name"] for d in listed if _selected(d["name"], self.databases)]
+        names = [d["name"] for d in listed if selected(d["name"], self.databases)]
         described = _loads(await self._call("schema", names, self._open_timeout_ms))
         chosen: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
         for db in described:
@@ -220,7 +228,7 @@ class OriginReader:
                 self._problem(Problem(db["name"], None, None, f"cannot open: {db['error']}"))
                 continue
             prefix = db["name"] + "/"
-            picked = [s for s in db["stores"] if _selected(prefix + s["name"], self.stores)]
+            picked = [s for s in db["stores"] if selected(prefix + s["name"], self.stores)]
             if picked or not db["stores"]:  # a database none of whose stores is wanted is left out
                 chosen.append((db, picked))
         pairs = [[db["name"], s["name"]] for db, stores in chosen for s in stores]

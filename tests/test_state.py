@@ -325,7 +325,7 @@ def test_records_are_built_from_columns_by_name() -> None:
         '2026-11-26T15:00:01.000Z' AS read_at, '2026-11-26T15:00:00.000Z' AS started_at,
         'http://o.test' AS origin, 0 AS full, 'read' AS status, 'app' AS target, 'r1' AS id,
         3 AS log_seq, '2026-11-26T15:00:02.000Z' AS handed_off_at, NULL AS consumed_at,
-        4 AS consumed_rows"""
+        4 AS consumed_rows, 'event' AS trigger, 2 AS trigger_events"""
     ).fetchone()
     run = from_row(Run, row)
     assert (run.id, run.target, run.status, run.full, run.pending) == (

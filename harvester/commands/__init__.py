@@ -27,6 +27,7 @@ from harvester.commands import (
     schema,
     show,
     stores,
+    watch,
 )
 
 COMMANDS: list[ModuleType] = [
@@ -45,4 +46,5 @@ COMMANDS: list[ModuleType] = [
     report,
     inspector,
     flink,
+    watch,
 ]

@@ -138,9 +138,17 @@ class StateDB(Closing):
 
     # ---- the life of a run ------------------------------------------------------------------
 
-    def start_run(self, target: str, *, full: bool = False) -> str:
-        """Record a new `running` run of `target`; its id."""
-        return runs.start_run(self._conns, target, full=full)
+    def start_run(
+        self,
+        target: str,
+        *,
+        full: bool = False,
+        trigger: str | None = None,
+        events: int | None = None,
+    ) -> str:
+        """Record a new `running` run of `target`; its id. `trigger`: None for a scheduled or
+        one-shot run, `"event"` for one that `events` IndexedDB change events triggered."""
+        return runs.start_run(self._conns, target, full=full, trigger=trigger, events=events)
 
     def mark_read(
         self,

@@ -115,6 +115,8 @@ class Run:
     handed_off_at: datetime | None = field(metadata=_TIME)  # when it went into the log
     consumed_at: datetime | None = field(metadata=_TIME)  # when all its rows were delivered
     consumed_rows: int  # rows the consumer has acknowledged so far
+    trigger: str | None = None  # None: scheduled or one-shot; "event": IndexedDB change events
+    trigger_events: int | None = None  # the change events that triggered it (event-driven runs)
 
 
 @dataclass(frozen=True)

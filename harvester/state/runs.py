@@ -37,11 +37,14 @@ def kept(problems: Sequence[Any]) -> list[Any]:
     return [*problems[:MAX_PROBLEMS], more]
 
 
-def start_run(conns: Connections, target: str, *, full: bool) -> str:
+def start_run(
+    conns: Connections, target: str, *, full: bool, trigger: str | None, events: int | None
+) -> str:
     run_id = new_run_id(target)
     conns.write(
-        "INSERT INTO runs (id, target, status, full, started_at) VALUES (?, ?, 'running', ?, ?)",
-        (run_id, target, int(full), iso_utc()),
+        "INSERT INTO runs (id, target, status, full, started_at, trigger, trigger_events) "
+        "VALUES (?, ?, 'running', ?, ?, ?, ?)",
+        (run_id, target, int(full), iso_utc(), trigger, events),
     )
     return run_id
 

@@ -236,6 +236,13 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX snapshot_changed ON snapshot (target, origin, db, store, last_changed_run)
         WHERE last_changed_run <> first_seen_run
     """,
+    # 8: what started a run: NULL for a scheduled or one-shot harvest, 'event' for one that
+    # IndexedDB change events triggered (watch mode), with how many events its batch held. The
+    # stores it read are its run_stores.
+    """
+    ALTER TABLE runs ADD COLUMN trigger TEXT;
+    ALTER TABLE runs ADD COLUMN trigger_events INTEGER
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 # Tables every version has: a DB lacking one is not a state DB (or lost part of its schema).
