@@ -149,7 +149,8 @@ def _secret(value: SecretStr | None) -> str:
     return value.get_secret_value() if value is not None else ""
 
 
-def _origin(url: str) -> str:
+def origin_of(url: str) -> str:
+    """The origin (`scheme://host:port`) of `url`."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
 
@@ -423,7 +424,7 @@ async def open_target(
             await _run_auth_steps(page, target, timeout_ms)
             await _wait_ready(page, target, timeout_ms)
             yield TargetSession(
-                page=page, context=context, origin=_origin(page.url), remote=remote is not None
+                page=page, context=context, origin=origin_of(page.url), remote=remote is not None
             )
         except Exception as exc:
             if remote is not None and await _disconnected(remote):

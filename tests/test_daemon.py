@@ -25,6 +25,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from harvester import harvest
 from harvester.config import load_settings
+from harvester.config.models.watch import WatchSettings
 from harvester.daemon import Daemon, HarvestBackend, ReadResult
 from harvester.daemon.health import TargetStatus, backoff_delay
 from harvester.daemon.http import Request, Response
@@ -49,6 +50,7 @@ class _Target:
     retries: int = 2
     jitter: timedelta = timedelta(0)
     limits: _Limits = field(default_factory=_Limits)
+    watch: WatchSettings = field(default_factory=WatchSettings)
 
     def trigger(self) -> BaseTrigger:
         """Intervals in whole seconds, as `TargetSettings.trigger()` gives them."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 from harvester.inspect.options import (
     format_options,
@@ -16,7 +17,7 @@ from harvester.inspect.options import (
 from harvester.inspect.queries import run_dict
 from harvester.inspect.render import Column, write_rows
 from harvester.spool import QUARANTINED
-from harvester.state import Run, TargetDelivery
+from harvester.state import Run, StateDB, TargetDelivery
 
 # The default table fits a run on one line of 80 columns: the id (which holds the target and
 # the start time) whole, the counts in one cell, the error cut to the width left. Delivery is
@@ -28,6 +29,8 @@ COLUMNS = (
     Column("changes", "+I/+U/-D", "right", fit="keep"),
     Column("error", "error", fit="cut"),
 )
+# Added before `error` when an event-driven run is listed: what triggered it, the stores it read.
+TRIGGER_COLUMN = Column("trigger_text", "trigger", fit="cut")
 
 # `--wide`, and CSV, which has no width to keep to: every field.
 WIDE_COLUMNS = (
@@ -36,6 +39,7 @@ WIDE_COLUMNS = (
     Column("status", "status"),
     Column("delivered", "delivered"),
     Column("full", "full"),
+    Column("trigger_text", "trigger"),
     Column("origin", "origin"),
     Column("started_at", "started"),
     Column("read_at", "read"),
@@ -122,15 +126,43 @@ def quarantine_lines(runs: list[Run]) -> list[str]:
     return [f"{r.id}: {r.error}" for r in runs if (r.error or "").startswith(QUARANTINED)]
 
 
+def stores_read(path: Path, runs: list[Run]) -> dict[str, list[str]]:
+    """The stores ("db/store") each event-driven run of `runs` read: what its events named."""
+    event_runs = [r for r in runs if r.trigger == "event"]
+    if not event_runs:
+        return {}
+    state = StateDB.open_file(path)
+    try:
+        return {r.id: [f"{s.db}/{s.store}" for s in state.run_stores(r.id)] for r in event_runs}
+    finally:
+        state.close()
+
+
+def trigger_text(run: Run, stores: list[str] | None) -> str:
+    """What started the run: `event ×3: app/items` (its events, the stores it read); empty for
+    a scheduled or one-shot run."""
+    if run.trigger != "event":
+        return run.trigger or ""
+    return f"event ×{run.trigger_events or 0}: {', '.join(stores or []) or 'no store'}"
+
+
 def run(args: argparse.Namespace) -> int:
     with open_state(args) as reader:
         runs = reader.runs(target=args.target, status=args.status, limit=args.limit)
         delivery = reader.delivery()
+        read = stores_read(reader.path, runs)
     rows = [run_dict(r) for r in runs]
+    for row, r in zip(rows, runs, strict=True):
+        if r.trigger == "event":
+            row["stores_read"] = read.get(r.id, [])
+        if output_format(args) != "json":
+            row["trigger_text"] = trigger_text(r, read.get(r.id))
     fmt = output_format(args)
     columns: tuple[Column, ...] = WIDE_COLUMNS
     if fmt == "table" and not args.wide:
         columns = COLUMNS
+        if read:
+            columns = (*COLUMNS[:-1], TRIGGER_COLUMN, COLUMNS[-1])
         for row in rows:
             row["changes"] = f"{row['inserted']}/{row['updated']}/{row['deleted']}"
     elif fmt != "json":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from harvester import harvest
 
 if TYPE_CHECKING:
     from harvester.config import Settings, TargetSettings
+    from harvester.harvest import Opener
     from harvester.sinks import ChangeSink
     from harvester.spool import SpoolFile
     from harvester.state import StateDB
@@ -44,11 +46,16 @@ class RunBackend(Protocol):
     async def pending(self, target: TargetSettings) -> list[ReadResult]:
         """Earlier runs of `target` read but not committed; they go before a new read."""
 
-    async def begin(self, target: TargetSettings) -> str:
-        """Record a new run of `target`; its run id."""
+    async def begin(
+        self, target: TargetSettings, *, trigger: str | None = None, events: int | None = None
+    ) -> str:
+        """Record a new run of `target` (`trigger`: "event" for an event-driven one); its id."""
 
-    async def read(self, target: TargetSettings, run_id: str) -> ReadResult:
-        """Browser → reader → capture → spool; the run ends in status `read`.
+    async def read(
+        self, target: TargetSettings, run_id: str, *, opener: Opener | None = None
+    ) -> ReadResult:
+        """Browser → reader → capture → spool; the run ends in status `read`. `opener`: read
+        through a page already open (watch mode) instead of a fresh browser.
 
         The read owns its deadline, `limits.harvest_timeout`: past it, it raises `TimeoutError`
         saying so, with the run already marked failed.
@@ -119,12 +126,17 @@ class HarvestBackend:
         spools = await asyncio.to_thread(harvest.pending_spools, self.state, target.name)
         return [await asyncio.to_thread(self._result, spool) for spool in spools]
 
-    async def begin(self, target: TargetSettings) -> str:
-        return await asyncio.to_thread(self.state.start_run, target.name)
+    async def begin(
+        self, target: TargetSettings, *, trigger: str | None = None, events: int | None = None
+    ) -> str:
+        start = functools.partial(self.state.start_run, trigger=trigger, events=events)
+        return await asyncio.to_thread(start, target.name)
 
-    async def read(self, target: TargetSettings, run_id: str) -> ReadResult:
+    async def read(
+        self, target: TargetSettings, run_id: str, *, opener: Opener | None = None
+    ) -> ReadResult:
         spool = await harvest.read_target(
-            settings=self.settings, target=target, state=self.state, run_id=run_id
+            settings=self.settings, target=target, state=self.state, run_id=run_id, opener=opener
         )
         return await asyncio.to_thread(self._result, spool)
 

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +18,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from harvester.config.schedule import missed_run
 from harvester.daemon import signals
+from harvester.daemon.attempt import attempt as run_attempt
 from harvester.daemon.forwarder import Forwarder
 from harvester.daemon.health import (
     BACKOFF_BASE,
@@ -33,6 +32,7 @@ from harvester.daemon.http import Handler, HttpServer, Request, Response
 from harvester.daemon.metrics import CONTENT_TYPE_LATEST, DaemonMetrics
 from harvester.daemon.pages import inspector_page, report_page
 from harvester.daemon.skips import SkippedFires
+from harvester.daemon.watch import Watches
 from harvester.errors import ConfigError
 from harvester.harvest import describe
 from harvester.redaction import Redactor, remember_secrets
@@ -46,16 +46,6 @@ if TYPE_CHECKING:
     from harvester.daemon.delivery import DeliveryWatch
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Attempt:
-    """One attempt's timing: the whole run, and its read phase (browser to spool)."""
-
-    target: TargetSettings
-    run_id: str | None = None
-    started: float = field(default_factory=time.monotonic)
-    read_s: float | None = None
 
 
 class Daemon:
@@ -119,7 +109,9 @@ class Daemon:
         self._stop = asyncio.Event()
         self.stopping = False
         self._browsers = asyncio.Semaphore(settings.daemon.max_concurrent_harvests)
-        self._forwarder = Forwarder(backend, on_config_error=self.config_broken)
+        self.forwarder = Forwarder(backend, on_config_error=self.config_broken)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.watches = Watches(self)
         self._exit_code = 0
         self._forwarding: asyncio.Task[None] | None = None
         self.delivery = delivery
@@ -138,7 +130,7 @@ class Daemon:
             self.http.start()
         try:
             await self._recover()
-            self._forwarding = asyncio.create_task(self._forwarder.run(), name="forwarder")
+            self._forwarding = asyncio.create_task(self.forwarder.run(), name="forwarder")
             if self.delivery is not None:
                 self._tracking = asyncio.create_task(self.delivery.run(), name="delivery")
             self.scheduler.start()
@@ -153,7 +145,7 @@ class Daemon:
         finally:
             if self.scheduler.running:
                 self.scheduler.shutdown(wait=False)
-            for task in (self._forwarding, self._tracking):
+            for task in (self._forwarding, self._tracking, *self.watches.tasks()):
                 if task is not None:
                     task.cancel()
             await asyncio.to_thread(self.backend.close)
@@ -177,6 +169,10 @@ class Daemon:
             self.scheduler.pause()
         self._stop.set()
 
+    async def stopped(self) -> None:
+        """Return once the daemon is asked to stop."""
+        await self._stop.wait()
+
     def config_broken(self, exc: ConfigError) -> None:
         """A sink found the config broken after the start (its background check): stop, exit 2."""
         log.error("config error: %s", "; ".join(exc.problems), extra={"event": "config_broken"})
@@ -196,7 +192,9 @@ class Daemon:
 
     async def _drain(self) -> int:
         grace = self.settings.daemon.shutdown_grace.total_seconds()
+        # A watched page closes once its read in progress is committed, within the same grace.
         running = [task for task in self._runs.values() if not task.done()]
+        running += self.watches.tasks()
         if running:
             _done, pending = await asyncio.wait(running, timeout=grace)
             if pending:
@@ -254,6 +252,7 @@ class Daemon:
             elif old.schedule_key() != target.schedule_key():
                 self.scheduler.reschedule_job(name, trigger=trigger)
                 log.info("target %s rescheduled", name, extra={"target": name})
+        self.watches.sync(self.targets)
 
     def _runs_at_start(self, target: TargetSettings, trigger: BaseTrigger, now: datetime) -> bool:
         if self.settings.daemon.run_on_start:
@@ -326,108 +325,17 @@ class Daemon:
                 pass
 
     async def _attempt(self, target: TargetSettings, attempt: int) -> bool:
-        """One read → send → commit of `target`; False when it failed (already recorded).
+        """One read → send → commit of `target` (`attempt.attempt`); False when it failed."""
+        return await run_attempt(self, target, attempt)
 
-        The read is bounded by its own deadline (`limits.harvest_timeout`, in the backend), not
-        by one here: a second timeout racing it would cancel the read mid-write instead.
-        """
-        status = self.status.setdefault(target.name, TargetStatus())
-        status.running = True
-        run = _Attempt(target)
-        try:
-            for earlier in await self.backend.pending(target):
-                # A new read would diff against a snapshot that lacks these runs' changes.
-                await self._forwarder.forward(earlier)
-            async with self._browsers:
-                if self.stopping:
-                    # Stopped while waiting for a browser: this run never starts.
-                    status.running = False
-                    return True
-                # The run's duration counts from here, not from the wait for a browser.
-                run.started = time.monotonic()
-                run.run_id = await self.backend.begin(target)
-                status.started(run.run_id)
-                log.info(
-                    "run started: target=%s run=%s attempt=%d",
-                    target.name,
-                    run.run_id,
-                    attempt + 1,
-                    extra={"event": "run_started", "target": target.name, "run_id": run.run_id},
-                )
-                self.metrics.browsers_alive.inc()
-                try:
-                    result = await self.backend.read(target, run.run_id)
-                finally:
-                    self.metrics.browsers_alive.dec()
-            run.read_s = time.monotonic() - run.started
-            await self._forwarder.forward(result)
-        except asyncio.CancelledError:
-            await self._finish(run, "cancelled", "cancelled at shutdown")
-            raise
-        except Exception as exc:
-            await self._finish(run, "failed", describe(exc))
-            return False
-        await self._finish(run, "committed", None, result.counts)
-        return True
+    def lock(self, name: str) -> asyncio.Lock:
+        """Held by every run of target `name` and by its watched page's opening and closing:
+        runs of one target never overlap, whether the schedule or change events started them."""
+        return self._locks.setdefault(name, asyncio.Lock())
 
-    async def _finish(
-        self,
-        run: _Attempt,
-        outcome: str,
-        error: str | None,
-        counts: Mapping[str, int] | None = None,
-    ) -> None:
-        name, run_id = run.target.name, run.run_id
-        duration = time.monotonic() - run.started
-        status = self.status.setdefault(name, TargetStatus())
-        status.finished(outcome, error)
-        self.metrics.run_finished(
-            name,
-            outcome=outcome,
-            seconds=duration,
-            counts=counts or {},
-            failures=status.consecutive_failures,
-        )
-        if outcome != "committed" and run_id is not None:
-            try:
-                await self.backend.fail(run_id, error or outcome)
-            except Exception as exc:
-                log.error("recording the failure of run %s failed: %s", run_id, describe(exc))
-        level = logging.INFO if outcome == "committed" else logging.WARNING
-        read = f" (read {run.read_s:.1f}s)" if run.read_s is not None else ""
-        log.log(
-            level,
-            "run %s: target=%s run=%s duration=%.1fs%s counts=%s%s",
-            outcome,
-            name,
-            run_id,
-            duration,
-            read,
-            dict(counts or {}),
-            f" error={error}" if error else "",
-            extra={
-                "event": "run_finished",
-                "target": name,
-                "run_id": run_id,
-                "status": outcome,
-                "counts": dict(counts or {}),
-                "duration_s": round(duration, 3),
-                "read_s": None if run.read_s is None else round(run.read_s, 3),
-                "error": error,
-            },
-        )
-        if name not in self.targets:
-            # Removed by a reload while this run went on: report it no more.
-            self.status.pop(name, None)
-            self.metrics.forget_target(name)
-        elif outcome == "failed" and status.consecutive_failures == self.unhealthy_after:
-            log.error(
-                "target %s is unhealthy: %d failures in a row (last: %s); it keeps its schedule",
-                name,
-                status.consecutive_failures,
-                error,
-                extra={"event": "target_unhealthy", "target": name},
-            )
+    def browsers(self) -> asyncio.Semaphore:
+        """The bound of browsers open at once (a reload may replace it)."""
+        return self._browsers
 
     # ---- health -----------------------------------------------------------------------------
 
@@ -446,6 +354,7 @@ class Daemon:
             redact=self._redact,
             quarantined=quarantined(quarantine_dir(self.settings.state.dir)),
         )
+        self.watches.annotate(body, self._redact)
         if self.delivery is not None and not self.delivery.annotate(body, self._redact):
             ok = False
             body["status"] = "unavailable"

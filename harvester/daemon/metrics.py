@@ -17,6 +17,8 @@ __all__ = ["CONTENT_TYPE_LATEST", "DaemonMetrics"]
 
 # Harvests take from about a second (small store) to many minutes (millions of records).
 _DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+# Watch mode aims at seconds from a write to its commit (debounce 250ms, max_delay 2s by default).
+_WATCH_DELAY_BUCKETS = (0.25, 0.5, 1, 2, 3, 4, 6, 10, 30, 60, 300)
 
 
 class DaemonMetrics:
@@ -82,6 +84,31 @@ class DaemonMetrics:
             "harvester_delivery_lag_seconds",
             "How long the target's oldest run not yet consumed by Flink has waited (0: none).",
             ["target"],
+            registry=self.registry,
+        )
+        self.watch_events = Counter(
+            "harvester_watch_events",
+            "IndexedDB change events received from the target's watched page.",
+            ["target"],
+            registry=self.registry,
+        )
+        self.watch_reads = Counter(
+            "harvester_watch_reads",
+            "Event-driven (partial) harvests the target's change events triggered.",
+            ["target"],
+            registry=self.registry,
+        )
+        self.watch_reopens = Counter(
+            "harvester_watch_reopens",
+            "Times the target's watched page was lost (crash, close, navigation) and reopened.",
+            ["target"],
+            registry=self.registry,
+        )
+        self.watch_delay = Histogram(
+            "harvester_watch_delay_seconds",
+            "From the first change event of a batch to the commit of the run that read it.",
+            ["target"],
+            buckets=_WATCH_DELAY_BUCKETS,
             registry=self.registry,
         )
         self.pending_spools = Gauge(

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +70,128 @@ class DaemonProcess:
             self.proc.kill()
             self.proc.wait()
         self._log.close()
+
+
+# A page for watch mode: IndexedDB `app` with stores `items` (seeded k0..k2), `other` and
+# `ignored`; it writes what the test pushes over Server-Sent Events, so that it does nothing (no
+# timer, no polling) while the test pushes nothing.
+WATCH_PAGE = """<!doctype html><meta charset="utf-8"><title>watched</title><script>
+const open = indexedDB.open("app", 1);
+open.onupgradeneeded = () => {
+  const db = open.result;
+  const items = db.createObjectStore("items");
+  db.createObjectStore("other");
+  db.createObjectStore("ignored");
+  for (const k of ["k0", "k1", "k2"]) items.put({v: 0}, k);
+};
+open.onsuccess = () => {
+  const db = open.result;
+  const events = new EventSource("/events");
+  events.onmessage = (message) => {
+    const c = JSON.parse(message.data);
+    const tx = db.transaction(c.store, "readwrite");
+    if (c.op === "delete") tx.objectStore(c.store).delete(c.key);
+    else tx.objectStore(c.store).put(c.value, c.key);
+  };
+  events.onopen = () => { window.watchReady = true; };
+};
+</script>"""
+
+
+class WatchPageServer:
+    """Serves WATCH_PAGE on 127.0.0.1 and pushes writes to the pages connected now.
+
+    `connections` counts the event streams opened so far: a reopened page opens a new one, and a
+    write pushed before it connects would reach no page.
+    """
+
+    def __init__(self) -> None:
+        self._commands: list[str] = []
+        self._changed = threading.Condition()
+        self.connections = 0
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                if self.path != "/events":
+                    body = WATCH_PAGE.encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html; charset=utf-8")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                with server._changed:
+                    sent = len(server._commands)  # only what is pushed from now on
+                    server.connections += 1
+                    server._changed.notify_all()
+                try:
+                    self.wfile.write(b": hello\n\n")
+                    self.wfile.flush()
+                    while not server.closed:
+                        with server._changed:
+                            server._changed.wait_for(
+                                lambda sent=sent: server.closed or len(server._commands) > sent,
+                                1.0,
+                            )
+                            fresh = server._commands[sent:]
+                        for command in fresh:
+                            self.wfile.write(f"data: {command}\n\n".encode())
+                        self.wfile.flush()
+                        sent += len(fresh)
+                except OSError:
+                    pass
+
+        self.closed = False
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def put(self, store: str, key: str, value: Any) -> None:
+        """Have the connected pages put `value` under `key` in `store`."""
+        command = json.dumps({"op": "put", "store": store, "key": key, "value": value})
+        with self._changed:
+            self._commands.append(command)
+            self._changed.notify_all()
+
+    def close(self) -> None:
+        self.closed = True
+        with self._changed:
+            self._changed.notify_all()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def children(pid: int) -> Iterator[int]:
+    """Every descendant of `pid` (from /proc)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, found):
+            yield child
+            yield from children(child)
+
+
+def renderers(pid: int) -> list[int]:
+    """The Chromium renderer processes under `pid`."""
+    found = []
+    for child in children(pid):
+        try:
+            # Chromium rewrites its command line as one string: look for the flag in it.
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"--type=renderer" in command:
+            found.append(child)
+    return found

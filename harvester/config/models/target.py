@@ -10,6 +10,7 @@ from apscheduler.triggers.base import BaseTrigger
 from pydantic import Field, SecretStr, ValidationInfo, field_serializer, field_validator
 
 from harvester.config.models.base import ConfigModel, table
+from harvester.config.models.watch import WatchSettings
 from harvester.config.schedule import Schedule, make_trigger
 from harvester.config.types import (
     Duration,
@@ -185,6 +186,7 @@ class TargetSettings(ConfigModel):
     ready: ReadySettings = table()
     auth: AuthSettings = table()
     limits: LimitsSettings = table()
+    watch: WatchSettings = table()
 
     def trigger(self) -> BaseTrigger:
         """The APScheduler trigger of `schedule` in `timezone`, with `jitter`."""

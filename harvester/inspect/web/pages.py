@@ -91,6 +91,7 @@ def _runs_table(target: str, runs: Sequence[Run]) -> str:
                 td(run_link(target, run.id), "code"),
                 td(e(run.status), f"status-{e(run.status)}"),
                 when(run.started_at),
+                td(e(run.trigger or "")),
                 td("" if duration is None else f"{duration:.2f}", "num"),
                 td(num(run.records), "num"),
                 td(num(run.inserted), "num"),
@@ -99,7 +100,8 @@ def _runs_table(target: str, runs: Sequence[Run]) -> str:
                 td(e(cut(run.error or "")), "value"),
             ]
         )
-    headers = ["run", "status", "started", "seconds", "records", "+I", "+U", "-D", "error"]
+    headers = ["run", "status", "started", "trigger", "seconds", "records", "+I", "+U", "-D"]
+    headers.append("error")
     return table(headers, rows, cls="runs")
 
 
