@@ -24,6 +24,7 @@ from flink_jobs.pipeline import (
 )
 from flink_jobs.protocol import StreamSpec
 from harvester.sinks.log import ACKS_DIR, SEQ_PATTERN
+from harvester.spool import ROW_SCHEMA
 
 LOG_TABLE = "harvester_log"
 ROLL_CHECK_MS = 100
@@ -79,10 +80,17 @@ def register_tables(t_env: StreamTableEnvironment, spec: StreamSpec) -> None:
         f"'connector' = 'filesystem', 'path' = {sql_string(spec.log_dir.as_uri())}, "
         f"'format' = 'json', {_ISO}, 'source.monitor-interval' = '{monitor}ms')"
     )
-    seq = f"CAST(REGEXP_EXTRACT(harvester_file, {sql_string(SEQ_PATTERN)}, 1) AS BIGINT)"
+    # Every column opaque (`pipeline.opaque`): a filter pushed into the scan (a view's on `op`,
+    # the user's on `store`) makes that branch's scan differ from the others, and scans that
+    # differ are not shared: the job then reads the log once per branch, each branch at its own
+    # place in it, and a restart from a checkpoint finds a slower branch's next files gone (set
+    # aside once the acks' branch had consumed them). One scan serves every branch.
+    columns = ", ".join(
+        f"{pipeline.opaque(quote(name), kind)} AS {quote(name)}" for name, kind in ROW_SCHEMA
+    )
+    seq = f"CAST(REGEXP_EXTRACT(harvester_file || '', {sql_string(SEQ_PATTERN)}, 1) AS BIGINT)"
     t_env.execute_sql(
-        f"CREATE TEMPORARY VIEW {ROWS_VIEW} AS SELECT {pipeline.select_list()}, {seq} AS seq "
-        f"FROM {LOG_TABLE}"
+        f"CREATE TEMPORARY VIEW {ROWS_VIEW} AS SELECT {columns}, {seq} AS seq FROM {LOG_TABLE}"
     )
     pipeline.register_views(t_env, ("seq",))
     # The latest row of each record by `seq`, not by arrival: the file source reads the files
