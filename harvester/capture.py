@@ -7,18 +7,20 @@ streamed scan of the store's keys. A bitmap, not the temporary table of seen ids
 inserting every matched id cost more than the lookups themselves. The `+U` and `-D` rows carry
 the committed value they replace (`old_value`), fetched by row id for those rows only, a chunk
 at a time. The capture reads the snapshot through `state.SnapshotView`, read-only: nothing it
-does can touch the committed snapshot.
+does can touch the committed snapshot. A store the read finds gone (deleted, or its database
+removed) gets a `-D` for every committed record the same way, before the run's schema rows
+(`spool_schema`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import AsyncIterable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from harvester.codec import value_hash
 from harvester.spool import SpoolWriter
-from harvester.state import LOOKUP_CHUNK, Op, RunStore, StateDB, change_op
+from harvester.state import LOOKUP_CHUNK, Op, ReadScope, RunStore, StateDB, change_op
 from harvester.surrogates import escape_surrogates
 from harvester.timefmt import iso_utc
 
@@ -180,15 +182,32 @@ class Capture:
         read did not see."""
         if self._snapshot.count(db, store) == matched:
             return 0
+        unseen = (
+            (row_id, key)
+            for row_id, key in self._snapshot.ids(db, store)
+            if not seen[row_id >> 3] & (1 << (row_id & 7))
+        )
+        return self._spool_gone(db, store, unseen)
+
+    def gone(self, *, db: str, db_version: int, store: str) -> int:
+        """Spool `-D`, with the value it deletes, for every committed record of a store that the
+        run found gone (deleted, or its database removed: `StateDB.schema_read`); how many.
+
+        Streamed from the snapshot like the deletions of a read store, so a store of a million
+        records costs a chunk of values in memory, not the store."""
+        self.spool.begin_store(db=db, db_version=db_version, store=store)
+        return self._spool_gone(db, store, self._snapshot.ids(db, store))
+
+    def _spool_gone(self, db: str, store: str, rows: Iterable[tuple[int, str]]) -> int:
+        """Spool `-D` for the snapshot rows `rows` (row id, key), a chunk at a time; how many."""
         at = iso_utc()
         deleted = 0
-        gone: list[tuple[int, str]] = []  # (row id, key), a chunk at a time: bounded memory
-        for row_id, key in self._snapshot.ids(db, store):
-            if not seen[row_id >> 3] & (1 << (row_id & 7)):
-                gone.append((row_id, key))
-                if len(gone) >= LOOKUP_CHUNK:
-                    deleted += self._spool_deletes(db, store, gone, at)
-                    gone = []
+        gone: list[tuple[int, str]] = []  # bounded memory: one chunk of keys and their values
+        for row in rows:
+            gone.append(row)
+            if len(gone) >= LOOKUP_CHUNK:
+                deleted += self._spool_deletes(db, store, gone, at)
+                gone = []
         return deleted + (self._spool_deletes(db, store, gone, at) if gone else 0)
 
     def _spool_deletes(self, db: str, store: str, gone: list[tuple[int, str]], at: str) -> int:
@@ -197,3 +216,46 @@ class Capture:
         for row_id, key in gone:
             self.spool.write(key, "-D", None, old.get(row_id), None, at)
         return len(gone)
+
+
+def spool_schema(
+    state: StateDB,
+    writer: SpoolWriter,
+    *,
+    stores: Sequence[RunStore],
+    problems: Sequence[dict[str, str | None]],
+    scope: ReadScope,
+) -> int:
+    """Append, after the run's record rows, what its read changes in the schema; the `-D` rows
+    among them. Blocking (the snapshot and the spool): async code runs it in a thread.
+
+    First a `-D`, with its committed value, for every record of each store the read finds gone
+    (deleted, or of a database removed: `StateDB.schema_read`, the schema history's rule), so
+    that a sink dropping a table at its `-S` has had its rows deleted before; then the schema
+    rows (+S, -S), the changes the commit will record, computed now from what `mark_read`
+    saves, so the log carries them to Flink. The commit applies those `-D` like any other.
+    """
+    target, origin = writer.target, writer.origin
+    read = state.schema_read(
+        target=target, origin=origin, stores=stores, problems=problems, scope=scope
+    )
+    deleted = 0
+    if read.gone:
+        capture = Capture(state, writer, target=target, origin=origin)
+        try:
+            for gone in read.gone:
+                deleted += capture.gone(db=gone.db, db_version=gone.db_version, store=gone.store)
+        finally:
+            capture.close()
+    at = iso_utc()
+    for row in read.rows:
+        writer.write_schema(
+            db=row.db,
+            db_version=row.db_version,
+            store=row.store,
+            op=row.op,
+            value=row.value,
+            old_value=row.old_value,
+            harvested_at=at,
+        )
+    return deleted

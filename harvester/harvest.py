@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from harvester import interrupts
-from harvester.capture import Capture, StoreReadLike
+from harvester.capture import Capture, StoreReadLike, spool_schema
 from harvester.config import format_duration
 from harvester.errors import ConfigError, HarvesterError, StateError
 from harvester.sinks import ChangeSink
@@ -37,7 +37,6 @@ from harvester.spool import (
 )
 from harvester.state import ReadScope, Run, RunStore, StateDB
 from harvester.surrogates import escape_surrogates
-from harvester.timefmt import iso_utc
 
 if TYPE_CHECKING:
     from harvester.browser import TargetSession
@@ -216,7 +215,12 @@ async def read_target(
                 raise TimeoutError(f"harvest timed out after {format_duration(timeout)}") from exc
             raise
         scope = ReadScope(databases, tuple(target.databases), tuple(target.stores))
-        await _spool_schema(state, writer, stores=stores, problems=problems, scope=scope)
+        # In a thread: the `-D` rows of a store found gone stream its whole committed snapshot.
+        await asyncio.to_thread(
+            functools.partial(
+                spool_schema, state, writer, stores=stores, problems=problems, scope=scope
+            )
+        )
         spool = await asyncio.to_thread(writer.finish)
         await asyncio.to_thread(
             functools.partial(
@@ -253,39 +257,6 @@ async def read_target(
                 await asyncio.to_thread(fail)
         raise
     return spool
-
-
-async def _spool_schema(
-    state: StateDB,
-    writer: SpoolWriter,
-    *,
-    stores: Sequence[RunStore],
-    problems: Sequence[dict[str, str | None]],
-    scope: ReadScope,
-) -> None:
-    """Append the run's schema rows (+S, -S) after its records: the changes its commit will
-    record, computed now from what `mark_read` saves, so the log carries them to Flink."""
-    rows = await asyncio.to_thread(
-        functools.partial(
-            state.schema_rows,
-            target=writer.target,
-            origin=writer.origin,
-            stores=stores,
-            problems=problems,
-            scope=scope,
-        )
-    )
-    at = iso_utc()
-    for row in rows:
-        writer.write_schema(
-            db=row.db,
-            db_version=row.db_version,
-            store=row.store,
-            op=row.op,
-            value=row.value,
-            old_value=row.old_value,
-            harvested_at=at,
-        )
 
 
 def send(state: StateDB, sink: ChangeSink, spools: Sequence[SpoolFile]) -> None:

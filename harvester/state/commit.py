@@ -7,7 +7,7 @@ the last committed state intact.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, get_args
 
 from harvester.errors import StateError
@@ -55,7 +55,8 @@ def commit_run(
             applier.apply(rows)
             applier.commit_stores()
             now = iso_utc()
-            record_changes(conn, run_id, at=now)
+            found = record_changes(conn, run_id, at=now)
+            applier.forget_gone(found.gone_dbs, found.gone_stores)
             seq = conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM runs").fetchone()[0]
             # An earlier attempt's error (a failed send) no longer describes the run.
             conn.execute(
@@ -92,6 +93,7 @@ class _Applier:
         self.origin = origin
         self.changed: set[tuple[str, str]] = set()
         self.byte_delta: dict[tuple[str, str], int] = {}
+        self.deleted: dict[tuple[str, str], int] = {}  # -D applied, per store
 
     def apply(self, rows: Iterable[Mapping[str, Any]]) -> None:
         batch: list[Mapping[str, Any]] = []
@@ -181,6 +183,17 @@ class _Applier:
         )
         self.changed.add(where)
         self.byte_delta[where] = self.byte_delta.get(where, 0) + grown - shrunk
+        self.deleted[where] = self.deleted.get(where, 0) + len(deletes)
+
+    def _records(self, where: tuple[str, str]) -> int:
+        """How many records the snapshot holds of store `where` (db, store) now."""
+        return int(
+            self.conn.execute(
+                "SELECT count(*) FROM snapshot "
+                "WHERE target = ? AND origin = ? AND db = ? AND store = ?",
+                (self.target, self.origin, *where),
+            ).fetchone()[0]
+        )
 
     def commit_stores(self) -> None:
         """Bring `stores` up to date with the run's stores and what the rows changed."""
@@ -191,11 +204,7 @@ class _Applier:
         ).fetchall()
         for store in stores:
             where = (store["db"], store["store"])
-            records = self.conn.execute(
-                "SELECT count(*) FROM snapshot "
-                "WHERE target = ? AND origin = ? AND db = ? AND store = ?",
-                (self.target, self.origin, *where),
-            ).fetchone()[0]
+            records = self._records(where)
             self.conn.execute(
                 """INSERT INTO stores VALUES (
                     :target, :origin, :db, :store, :db_version, :key_path, :auto_increment,
@@ -216,4 +225,48 @@ class _Applier:
                     "run": self.run_id,
                     "changed": self.run_id if where in self.changed else None,
                 },
+            )
+
+    def forget_gone(self, dbs: Sequence[str], stores: Sequence[tuple[str, str]]) -> None:
+        """Drop from `stores` the stores the run found gone (`stores`, and those of the removed
+        databases `dbs`), whose records its `-D` rows deleted; and count those in the run.
+
+        A gone store's `-D` rows are the read's (`capture.spool_schema`), so the snapshot holds
+        none of its records now: it leaves `stores`, and `harvester stores`, the inspector and
+        the report list it no more. One whose records remain (a removed database's store the
+        run's globs left out, or a spool written before the read deleted a gone store's records)
+        keeps its row, with its count. `run_stores` has no row for a gone store (it is the
+        schema the run read, which the schema history compares), so the run's `deleted` takes
+        the count of its store rows plus these.
+        """
+        ident = (self.target, self.origin)
+        gone = set(stores)
+        for db in dbs:
+            rows = self.conn.execute(
+                "SELECT store FROM stores WHERE target = ? AND origin = ? AND db = ?",
+                (*ident, db),
+            )
+            gone.update((db, row[0]) for row in rows)
+        for where in sorted(gone):
+            records = self._records(where)
+            if records == 0:
+                self.conn.execute(
+                    "DELETE FROM stores WHERE target = ? AND origin = ? AND db = ? AND store = ?",
+                    (*ident, *where),
+                )
+            elif where in self.changed:
+                self.conn.execute(
+                    "UPDATE stores SET records = ?, bytes = bytes + ?, last_changed_run = ? "
+                    "WHERE target = ? AND origin = ? AND db = ? AND store = ?",
+                    (records, self.byte_delta.get(where, 0), self.run_id, *ident, *where),
+                )
+        read = {
+            (row[0], row[1])
+            for row in self.conn.execute(
+                "SELECT db, store FROM run_stores WHERE run_id = ?", (self.run_id,)
+            )
+        }
+        if extra := sum(n for where, n in self.deleted.items() if where not in read):
+            self.conn.execute(
+                "UPDATE runs SET deleted = deleted + ? WHERE id = ?", (extra, self.run_id)
             )

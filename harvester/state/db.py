@@ -38,6 +38,7 @@ from harvester.state.records import (
 )
 from harvester.state.retention import KEEP_FAILED_RUNS
 from harvester.state.schema import create_db, migrate
+from harvester.state.schemas import SchemaRead
 from harvester.state.snapshot import SnapshotView
 
 
@@ -187,6 +188,22 @@ class StateDB(Closing):
         """The schema log rows of a read about to be marked read with these values (read-only):
         the changes its commit will record against the committed schema, a row per database
         and store (`schemas.log_rows`). Called before `mark_read`, whose `rows` counts them."""
+        read = self.schema_read(
+            target=target, origin=origin, stores=stores, problems=problems, scope=scope
+        )
+        return read.rows
+
+    def schema_read(
+        self,
+        *,
+        target: str,
+        origin: str,
+        stores: Sequence[RunStore],
+        problems: Sequence[Mapping[str, Any]] = (),
+        scope: ReadScope | None = None,
+    ) -> SchemaRead:
+        """`schema_rows`, and the stores the read finds gone (`gone`: deleted, or of a removed
+        database, by the schema history's rule), whose committed records it spools as `-D`."""
         return schemas.read_changes(
             self._conns,
             target=target,

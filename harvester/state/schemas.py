@@ -6,6 +6,8 @@ database was read whole (opened, every store complete, no problem named it) and 
 `stores` globs select it; a database missing from the run is removed only when the run's
 `databases` globs select it, no problem named it (one that could not be opened) and the run
 would have listed it. The rule is the one `-D` follows: what was not read is not known gone.
+The records of a store found gone are gone with it: the read spools a `-D` for each
+(`read_changes`'s `gone`), and the commit drops the store from `stores`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from harvester.state.connections import Connections, marks
 from harvester.state.records import (
@@ -180,9 +182,10 @@ def _committed(
     return known_dbs, known
 
 
-def record_changes(conn: sqlite3.Connection, run_id: str, *, at: str) -> None:
+def record_changes(conn: sqlite3.Connection, run_id: str, *, at: str) -> Comparison:
     """Compare run `run_id`'s schema with the target's and record the changes (inside the
-    commit's transaction, after `run_stores` and `runs` hold the run)."""
+    commit's transaction, after `run_stores` and `runs` hold the run); what it found, whose
+    `gone_dbs` and `gone_stores` the commit then drops from `stores`."""
     run = conn.execute(
         "SELECT target, origin, problems, scope FROM runs WHERE id = ?", (run_id,)
     ).fetchone()
@@ -207,6 +210,25 @@ def record_changes(conn: sqlite3.Connection, run_id: str, *, at: str) -> None:
         ],
     )
     _save(conn, run_id, ident, found.databases, read, found.gone_dbs, found.gone_stores)
+    return found
+
+
+class GoneStore(NamedTuple):
+    """A store whose committed records a read deletes: found deleted, or of a database found
+    removed. `db_version` is the version its rows carry, as on its `-S` row."""
+
+    db: str
+    db_version: int
+    store: str
+
+
+@dataclass(frozen=True)
+class SchemaRead:
+    """What a read not marked read yet changes in the schema: its log rows, and the stores
+    whose records it must spool as `-D` (`gone`, in the order found)."""
+
+    rows: list[SchemaRow]
+    gone: list[GoneStore]
 
 
 def read_changes(
@@ -217,9 +239,10 @@ def read_changes(
     stores: Sequence[RunStore],
     scope: ReadScope | None,
     problems: Sequence[Mapping[str, Any]],
-) -> list[SchemaRow]:
+) -> SchemaRead:
     """The schema log rows of a read not marked read yet: what its commit will record
-    (`record_changes`), from what `mark_read` will save (`problems` as it keeps them)."""
+    (`record_changes`), from what `mark_read` will save (`problems` as it keeps them); and the
+    stores it finds gone, whose records it deletes."""
     # As `run_stores` and `runs.scope` will hold them: the commit compares those texts decoded.
     read = [
         {
@@ -233,22 +256,51 @@ def read_changes(
         }
         for s in stores
     ]
+    text = scope_text(scope)
+    decoded = None if text is None else json.loads(text)
+    ident = (target, origin)
     conn = conns.new(readonly=True)
     try:
         with conns.failing("reading"):
-            known_dbs, known = _committed(conn, (target, origin))
+            known_dbs, known = _committed(conn, ident)
+            found = compare(
+                read, scope=decoded, problems=problems, known_dbs=known_dbs, known=known
+            )
+            gone = _gone(conn, ident, found, decoded)
     finally:
         conn.close()
-    text = scope_text(scope)
-    return log_rows(
-        compare(
-            read,
-            scope=None if text is None else json.loads(text),
-            problems=problems,
-            known_dbs=known_dbs,
-            known=known,
+    return SchemaRead(log_rows(found), gone)
+
+
+def _gone(
+    conn: sqlite3.Connection,
+    ident: tuple[str, str],
+    found: Comparison,
+    scope: Mapping[str, Any] | None,
+) -> list[GoneStore]:
+    """The stores `found` judges gone: each deleted one, and every store of a removed database
+    that the snapshot holds and the run's store globs select. The snapshot, not the schema
+    history, names a removed database's stores: records are what its `-D` rows delete. A store
+    the globs leave out was not read, so by the rule of `-D` it is not known gone."""
+    gone = [GoneStore(db, _version(found, db), store) for db, store in found.gone_stores]
+    # A run without scope finds no database removed.
+    globs = () if scope is None else scope["store_globs"]
+    for db in found.gone_dbs:
+        names = conn.execute(
+            f"SELECT DISTINCT store FROM snapshot WHERE {_IDENT} AND db = ? ORDER BY store",
+            (*ident, db),
         )
-    )
+        gone += [
+            GoneStore(db, _version(found, db), name)
+            for (name,) in names
+            if _selected(f"{db}/{name}", globs)
+        ]
+    return gone
+
+
+def _version(found: Comparison, db: str) -> int:
+    """The version a database's rows carry: the run's, or the last known one once it is gone."""
+    return found.databases.get(db, found.known_dbs.get(db, 0))
 
 
 def log_rows(found: Comparison) -> list[SchemaRow]:
@@ -269,7 +321,7 @@ def log_rows(found: Comparison) -> list[SchemaRow]:
         else:
             before = found.known.get(db, {}).get(store)
             after = found.seen.get(db, {}).get(store)
-        version = found.databases.get(db, found.known_dbs.get(db, 0))
+        version = _version(found, db)
         if what[0]["kind"] in ("store_deleted", "database_removed"):
             rows.append(SchemaRow(db, version, store, "-S", None, _log_json(before)))
         else:
