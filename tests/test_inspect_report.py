@@ -11,9 +11,12 @@ from playwright.sync_api import Page, sync_playwright
 
 from harvester.browser import launch_args
 from harvester.cli import main
+from harvester.codec import canonical, value_hash
+from harvester.inspect.queries import db_file
 from harvester.inspect.report import render_report
-from harvester.state import StateDB
-from tests.support.inspect_data import FIRST, SECOND, TARGET, XSS, commit_records
+from harvester.inspect.triggers import stores_read, trigger_text
+from harvester.state import RunStore, StateDB
+from tests.support.inspect_data import FIRST, ORIGIN, SECOND, TARGET, XSS, commit_records
 
 pytestmark = pytest.mark.browser
 
@@ -105,5 +108,77 @@ def test_report_without_csp_still_runs_no_harvested_script(
     out.write_text(html, encoding="utf-8")
     page.goto(out.as_uri())
     page.wait_for_load_state("load")
+    assert page.evaluate("typeof window.pwned") == "undefined"
+    assert page.evaluate("document.images.length") == 0
+
+
+def _commit_event_run(state: StateDB, store: str, key: str, value: object, events: int) -> str:
+    """An event-driven run of TARGET that read only `store` and inserted or updated `key`."""
+    run_id = state.start_run(TARGET, trigger="event", events=events)
+    text = canonical(value)
+    row = {
+        "run_id": run_id,
+        "target": TARGET,
+        "origin": ORIGIN,
+        "db_name": "shopdb",
+        "db_version": 3,
+        "store": store,
+        "key": canonical(key),
+        "op": "+U",
+        "value": text,
+        "value_hash": value_hash(text),
+    }
+    read = RunStore(
+        db="shopdb",
+        db_version=3,
+        store=store,
+        key_path="id",
+        auto_increment=False,
+        indexes=[],
+        records=1,
+        bytes=len(text),
+        rows=1,
+        inserted=0,
+        updated=1,
+        deleted=0,
+        unchanged=0,
+        complete=True,
+    )
+    state.mark_read(run_id, origin=ORIGIN, stores=[read], rows=1)
+    assert state.commit_run(run_id, [row])
+    return run_id
+
+
+def test_report_runs_table_shows_what_triggered_event_driven_runs(
+    state_folder: tuple[Path, list[str]], page: Page, tmp_path: Path
+) -> None:
+    folder, _runs = state_folder
+    # Only scheduled runs: no trigger column, as in `harvester runs`.
+    assert "<th>trigger</th>" not in render_report(folder)
+
+    with StateDB.open(folder) as state:
+        orders = _commit_event_run(state, "orders", "o-1", {"id": "o-1", "note": "x"}, events=2)
+        hostile = _commit_event_run(state, XSS[0], "k", {"id": "k"}, events=1)
+        with_runs = state.list_runs(target=TARGET)
+        read = stores_read(db_file(folder), with_runs)
+        expected = {r.id: trigger_text(r, read.get(r.id)) for r in with_runs}
+    assert expected[orders] == "event ×2: shopdb/orders"
+    assert expected[hostile] == f"event ×1: shopdb/{XSS[0]}"
+
+    out = tmp_path / "report.html"
+    assert main(["report", "--state", str(folder), "--out", str(out)]) == 0
+    page.goto(out.as_uri())
+    page.wait_for_load_state("load")
+    table = page.locator(f'section.target[data-target="{TARGET}"] table.runs')
+    headers = table.locator("thead th").all_inner_texts()
+    assert headers[:3] == ["run", "status", "trigger"]
+    cells = {
+        row.locator("td").nth(0).inner_text(): row.locator("td").nth(2).inner_text()
+        for row in table.locator("tbody tr").all()
+    }
+    # The same text as `harvester runs` (one helper), empty for the scheduled and failed runs;
+    # the store name that tries XSS is text.
+    assert cells == expected
+    assert sum(1 for text in cells.values() if text) == 2
     assert page.evaluate("typeof window.pwned") == "undefined"
     assert page.evaluate("document.images.length") == 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 from harvester.inspect.options import (
     format_options,
@@ -16,8 +15,9 @@ from harvester.inspect.options import (
 )
 from harvester.inspect.queries import run_dict
 from harvester.inspect.render import Column, write_rows
+from harvester.inspect.triggers import stores_read, trigger_text
 from harvester.spool import QUARANTINED
-from harvester.state import Run, StateDB, TargetDelivery
+from harvester.state import Run, TargetDelivery
 
 # The default table fits a run on one line of 80 columns: the id (which holds the target and
 # the start time) whole, the counts in one cell, the error cut to the width left. Delivery is
@@ -124,26 +124,6 @@ def quarantine_lines(runs: list[Run]) -> list[str]:
     """The listed runs whose spool was quarantined, each with its whole reason (the table cuts
     errors to fit)."""
     return [f"{r.id}: {r.error}" for r in runs if (r.error or "").startswith(QUARANTINED)]
-
-
-def stores_read(path: Path, runs: list[Run]) -> dict[str, list[str]]:
-    """The stores ("db/store") each event-driven run of `runs` read: what its events named."""
-    event_runs = [r for r in runs if r.trigger == "event"]
-    if not event_runs:
-        return {}
-    state = StateDB.open_file(path)
-    try:
-        return {r.id: [f"{s.db}/{s.store}" for s in state.run_stores(r.id)] for r in event_runs}
-    finally:
-        state.close()
-
-
-def trigger_text(run: Run, stores: list[str] | None) -> str:
-    """What started the run: `event ×3: app/items` (its events, the stores it read); empty for
-    a scheduled or one-shot run."""
-    if run.trigger != "event":
-        return run.trigger or ""
-    return f"event ×{run.trigger_events or 0}: {', '.join(stores or []) or 'no store'}"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -32,7 +33,7 @@ from harvester.timefmt import iso_utc
 
 if TYPE_CHECKING:
     from harvester.browser import TargetSession
-    from harvester.config import TargetSettings
+    from harvester.config import BrowserSettings, TargetSettings
     from harvester.daemon.daemon import Daemon
     from harvester.harvest import Opener
     from harvester.watch import Batch, Watcher
@@ -83,6 +84,43 @@ class WatchStatus:
         }
 
 
+PageOpener = Callable[
+    ["TargetSettings", "BrowserSettings"], AbstractAsyncContextManager["TargetSession"]
+]
+WatcherFactory = Callable[..., "Watcher"]
+
+
+@dataclass(frozen=True)
+class WatchSeams:
+    """What a watched page is made of, replaceable by tests so that the loop runs without a
+    browser and without waiting for production intervals.
+
+    `open_page`: `browser.open_target` when None (imported then: Playwright loads only when a
+    target is watched); `new_watcher`: `harvester.watch.Watcher` when None, called with
+    `debounce`, `max_delay` and `accept`; `memory_check`: how often the heap is compared with
+    `watch.max_renderer_memory`; `backoff(n)`: the wait before reopening after the (n+1)th
+    failure in a row, and before retry n of an event-driven read.
+    """
+
+    open_page: PageOpener | None = None
+    new_watcher: WatcherFactory | None = None
+    memory_check: timedelta = MEMORY_CHECK
+    backoff: Callable[[int], timedelta] = backoff_delay
+
+
+def _open_target() -> PageOpener:
+    # Imported here: Playwright and the event engine load only when a target is watched.
+    from harvester.browser import open_target
+
+    return open_target
+
+
+def _watcher_class() -> WatcherFactory:
+    from harvester.watch import Watcher
+
+    return Watcher
+
+
 class _PageGone(BrowserError):
     """The watched page can no longer be used; the message says why."""
 
@@ -90,9 +128,18 @@ class _PageGone(BrowserError):
 class TargetWatch:
     """The watched page of one target, reopened until the daemon stops or the watch ends."""
 
-    def __init__(self, daemon: Daemon, target: TargetSettings) -> None:
+    def __init__(
+        self,
+        daemon: Daemon,
+        target: TargetSettings,
+        *,
+        seams: WatchSeams | None = None,
+        after: asyncio.Task[None] | None = None,
+    ) -> None:
         self.daemon = daemon
         self.target = target
+        self._after = after
+        self._seams = seams or WatchSeams()
         self.status = WatchStatus()
         self.session: TargetSession | None = None
         self._ended = asyncio.Event()
@@ -105,6 +152,10 @@ class TargetWatch:
         self._ended.set()
 
     async def _run(self) -> None:
+        if self._after is not None:
+            # The watch this one replaces (a reload) closes its page first: a persistent profile
+            # takes one browser at a time. Its own failure was its own: asyncio.wait never raises.
+            await asyncio.wait({self._after})
         failures = 0
         while not self._done():
             started = time.monotonic()
@@ -117,7 +168,7 @@ class TargetWatch:
                     break
                 # A page that served for a good while is not failing again and again.
                 failures = 0 if time.monotonic() - started > 600 else failures + 1
-                delay = backoff_delay(max(0, failures - 1)).total_seconds()
+                delay = self._seams.backoff(max(0, failures - 1)).total_seconds()
                 self.status.now("reopening")
                 self.status.reopens += 1
                 self.daemon.metrics.watch_reopens.labels(target=self.target.name).inc()
@@ -150,10 +201,8 @@ class TargetWatch:
             stopped.cancel()
 
     async def _open_and_serve(self) -> None:
-        # Imported here: Playwright and the event engine load only when a target is watched.
-        from harvester.browser import open_target
-        from harvester.watch import Watcher
-
+        open_page = self._seams.open_page or _open_target()
+        new_watcher = self._seams.new_watcher or _watcher_class()
         target = self.target
         settings = target.watch
         self.status.now("opening")
@@ -165,9 +214,9 @@ class TargetWatch:
                 if self._done():
                     return
                 session = await stack.enter_async_context(
-                    open_target(target, self.daemon.settings.browser)
+                    open_page(target, self.daemon.settings.browser)
                 )
-                watcher = Watcher(
+                watcher = new_watcher(
                     debounce=settings.debounce.total_seconds(),
                     max_delay=settings.max_delay.total_seconds(),
                     accept=chosen(target.databases, target.stores),
@@ -250,7 +299,7 @@ class TargetWatch:
                 waiting: set[asyncio.Future[Any]] = {batch, done, self._gone}
                 await asyncio.wait(
                     waiting,
-                    timeout=max(0.0, min(left, MEMORY_CHECK.total_seconds())),
+                    timeout=max(0.0, min(left, self._seams.memory_check.total_seconds())),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 if self._gone.done():
@@ -311,7 +360,7 @@ class TargetWatch:
                     break
                 if self._gone is not None and self._gone.done():
                     break  # the page is gone: its reopening is the retry (the schedule too)
-                await self._sleep(backoff_delay(number).total_seconds())
+                await self._sleep(self._seams.backoff(number).total_seconds())
         finally:
             self.status.now("watching")
         self._count_events(watcher)
@@ -320,8 +369,9 @@ class TargetWatch:
 class Watches:
     """The watched pages of the daemon's targets: started, ended and reported."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: Daemon, *, seams: WatchSeams | None = None) -> None:
         self.daemon = daemon
+        self.seams = seams or WatchSeams()
         self.watches: dict[str, TargetWatch] = {}
 
     def sync(self, targets: dict[str, TargetSettings]) -> None:
@@ -329,13 +379,17 @@ class Watches:
         reload) gets its page reopened with them."""
         if self.daemon.stopping:
             return
+        ended: dict[str, asyncio.Task[None]] = {}
         for name, watch in list(self.watches.items()):
             if targets.get(name) != watch.target:
                 watch.end()
+                ended[name] = watch.task
                 del self.watches[name]
         for name, target in targets.items():
             if target.watch.enabled and name not in self.watches:
-                self.watches[name] = TargetWatch(self.daemon, target)
+                self.watches[name] = TargetWatch(
+                    self.daemon, target, seams=self.seams, after=ended.get(name)
+                )
 
     def opener(self, name: str) -> Opener | None:
         """For a scheduled run of `name`: a reader on its watched page while one is open."""

@@ -25,6 +25,7 @@ from harvester.inspect.queries import StateReader, run_dict
 from harvester.inspect.render import counted
 from harvester.inspect.schema import infer
 from harvester.inspect.schema_history import indexes_text
+from harvester.inspect.triggers import stores_read, trigger_text
 from harvester.state import Run, Store
 from harvester.surrogates import escape_surrogates
 
@@ -174,15 +175,21 @@ def run_series(runs: Sequence[Run]) -> tuple[list[int], list[int]]:
     return records, changes
 
 
-def _runs_table(runs: Sequence[Run]) -> str:
+def _runs_table(runs: Sequence[Run], path: Path) -> str:
+    """The target's runs, newest first; with a trigger column (as `harvester runs` shows it)
+    when an event-driven run is listed."""
+    listed = list(reversed(runs))[:MAX_RUNS_LISTED]
+    read = stores_read(path, listed)
     rows = []
-    for run in list(reversed(runs))[:MAX_RUNS_LISTED]:
+    for run in listed:
         duration = run_dict(run)["duration_s"]
+        trigger = f'<td class="trigger">{_e(trigger_text(run, read.get(run.id)))}</td>'
         rows.append(
             "<tr>"
             f'<td class="code">{_e(run.id)}</td>'
             f'<td class="status-{_e(run.status)}">{_e(run.status)}</td>'
-            f"<td>{_e(_when(run.started_at))}</td>"
+            + (trigger if read else "")
+            + f"<td>{_e(_when(run.started_at))}</td>"
             f'<td class="num">{"" if duration is None else f"{duration:.2f}"}</td>'
             f'<td class="num">{_num(run.inserted)}</td><td class="num">{_num(run.updated)}</td>'
             f'<td class="num">{_num(run.deleted)}</td><td class="num">{_num(run.unchanged)}</td>'
@@ -192,6 +199,8 @@ def _runs_table(runs: Sequence[Run]) -> str:
     more = len(runs) - MAX_RUNS_LISTED
     note = f'<p class="note">{more:,} older runs not listed.</p>' if more > 0 else ""
     headers = ["run", "status", "started", "seconds", "+I", "+U", "-D", "unchanged", "error"]
+    if read:
+        headers.insert(2, "trigger")
     return _table(headers, rows, attrs=' class="runs"') + note
 
 
@@ -308,7 +317,7 @@ def _target_section(reader: StateReader, target: str, number: int, ids: _Ids) ->
         'each run and <span class="legend-changes">changes</span> (+I, +U, -D) made by it.</p>',
         f'<figure class="chart" data-target="{_e(target)}">{chart(runs)}</figure>',
         "<h3>Runs</h3>",
-        _runs_table(runs),
+        _runs_table(runs, reader.path),
     ]
     overview: list[str] = []
     sections: list[str] = []
