@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harvester.cli import main
 from harvester.state import StateDB
-from tests.support.configs import write_config
+from tests.support.configs import harvest_page
 from tests.support.server import StaticServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -41,18 +40,7 @@ open.onsuccess = () => {
 
 def _harvest(folder: Path, url: str, chromium_path: Path) -> list[dict[str, object]]:
     """Harvest `url` once into JSON lines; every row the sink holds so far."""
-    extra = f"""
-[targets.ready]
-function = "window.ready === true"
-
-[targets.auth]
-profile_dir = "profile"
-
-[browser]
-executable_path = "{chromium_path}"
-"""
-    config = write_config(folder, url, extra)
-    assert main(["harvest", "app", "--config", str(config), "--sink", "jsonl"]) == 0
+    harvest_page(folder, url, chromium_path)
     out = folder / "data" / "changes-jsonl" / "changes.jsonl"
     return [json.loads(line) for line in out.read_text().splitlines()]
 

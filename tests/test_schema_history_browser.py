@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harvester.cli import main
-from tests.support.configs import write_config
+from tests.support.configs import harvest_page
 from tests.support.server import StaticServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -35,22 +35,6 @@ open.onsuccess = () => {
 </script>"""
 
 
-def _harvest(folder: Path, url: str, chromium_path: Path) -> Path:
-    extra = f"""
-[targets.ready]
-function = "window.ready === true"
-
-[targets.auth]
-profile_dir = "profile"
-
-[browser]
-executable_path = "{chromium_path}"
-"""
-    config = write_config(folder, url, extra)
-    assert main(["harvest", "app", "--config", str(config), "--sink", "jsonl"]) == 0
-    return config
-
-
 def test_an_upgrade_shows_in_the_diff(
     tmp_path: Path,
     static_server: StaticServer,
@@ -58,8 +42,8 @@ def test_an_upgrade_shows_in_the_diff(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     static_server.add("todo.html", PAGE)
-    _harvest(tmp_path, static_server.url("todo.html?v=1"), chromium_path)
-    config = _harvest(tmp_path, static_server.url("todo.html?v=2"), chromium_path)
+    harvest_page(tmp_path, static_server.url("todo.html?v=1"), chromium_path)
+    config = harvest_page(tmp_path, static_server.url("todo.html?v=2"), chromium_path)
     capsys.readouterr()
     argv = ["diff", "--target", "app", "--last", "2", "--config", str(config), "--format", "json"]
     assert main(argv) == 0

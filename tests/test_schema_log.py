@@ -28,7 +28,8 @@ def _read(
     state: StateDB, stores: Sequence[RunStore], databases: dict[str, int] | None = None
 ) -> list[SchemaRow]:
     opened = {s.db: s.db_version for s in stores} | (databases or {})
-    return state.schema_rows(target="app", origin=ORIGIN, stores=stores, scope=ReadScope(opened))
+    read = state.schema_read(target="app", origin=ORIGIN, stores=stores, scope=ReadScope(opened))
+    return read.rows
 
 
 def _commit(state: StateDB, stores: Sequence[RunStore]) -> str:

@@ -30,7 +30,6 @@ from harvester.state.records import (
     RunStore,
     SchemaChange,
     SchemaDb,
-    SchemaRow,
     SchemaStore,
     SnapshotRecord,
     Store,
@@ -176,23 +175,6 @@ class StateDB(Closing):
             scope=scope,
         )
 
-    def schema_rows(
-        self,
-        *,
-        target: str,
-        origin: str,
-        stores: Sequence[RunStore],
-        problems: Sequence[Mapping[str, Any]] = (),
-        scope: ReadScope | None = None,
-    ) -> list[SchemaRow]:
-        """The schema log rows of a read about to be marked read with these values (read-only):
-        the changes its commit will record against the committed schema, a row per database
-        and store (`schemas.log_rows`). Called before `mark_read`, whose `rows` counts them."""
-        read = self.schema_read(
-            target=target, origin=origin, stores=stores, problems=problems, scope=scope
-        )
-        return read.rows
-
     def schema_read(
         self,
         *,
@@ -202,8 +184,11 @@ class StateDB(Closing):
         problems: Sequence[Mapping[str, Any]] = (),
         scope: ReadScope | None = None,
     ) -> SchemaRead:
-        """`schema_rows`, and the stores the read finds gone (`gone`: deleted, or of a removed
-        database, by the schema history's rule), whose committed records it spools as `-D`."""
+        """What a read about to be marked read with these values finds changed (read-only): its
+        schema log rows (`rows`: the changes its commit will record against the committed
+        schema, a row per database and store; `mark_read`'s `rows` counts them), and the stores
+        it finds gone (`gone`: deleted, or of a removed database, by the schema history's rule),
+        whose committed records it spools as `-D`."""
         return schemas.read_changes(
             self._conns,
             target=target,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harvester.cli import main
+
 
 def write_config(folder: Path, url: str = "http://127.0.0.1:9/", extra: str = "") -> Path:
     """`folder/harvester.toml`: state under `folder`, target `app` at `url`, then `extra`."""
@@ -54,3 +56,21 @@ open.onsuccess = () => {
   tx.oncomplete = () => { window.ready = true; };
 };
 </script>"""
+
+
+def harvest_page(folder: Path, url: str, chromium_path: Path) -> Path:
+    """Harvest target `app` at `url` (ready once `window.ready` is true, a persistent profile)
+    once into the JSON-lines sink under `folder`; the config's path."""
+    extra = f"""
+[targets.ready]
+function = "window.ready === true"
+
+[targets.auth]
+profile_dir = "profile"
+
+[browser]
+executable_path = "{chromium_path}"
+"""
+    config = write_config(folder, url, extra)
+    assert main(["harvest", "app", "--config", str(config), "--sink", "jsonl"]) == 0
+    return config
