@@ -547,6 +547,7 @@ def test_page_names_never_become_sink_paths(secret_run: SecretRun) -> None:
     # Flink partitions by target (a checked name) and date only; nothing named after the page.
     for path in data_dir.rglob("*"):
         parts = path.relative_to(data_dir).parts
-        assert parts[0] in {"changes", "run_stats", "changes-jsonl", ".harvester.lock"}, path
+        sinks = {"changes", "run_stats", "schema_log", "changes-jsonl", ".harvester.lock"}
+        assert parts[0] in sinks, path
         assert all(p.startswith(("target=", "dt=")) for p in parts[1:-1]), path
     assert not (folder.parent / "escape").exists() and not (folder / "b").exists()

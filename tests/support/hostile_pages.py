@@ -13,7 +13,7 @@ from pathlib import Path
 
 from harvester.config import Settings, load_settings
 from harvester.harvest import PageReader, open_reader, read_target
-from harvester.spool import SpoolFile, read_rows
+from harvester.spool import RECORD_OPS, SpoolFile, read_rows
 from harvester.state import Run, StateDB
 from tests.support.configs import write_config
 
@@ -58,8 +58,8 @@ def alive(pid: int) -> bool:
 
 @dataclass
 class Harvest:
-    """One read of a page through `read_target`: the run, its rows or its error, and the Chromium
-    processes seen while the page was open."""
+    """One read of a page through `read_target`: the run, its record rows or its error, and the
+    Chromium processes seen while the page was open."""
 
     run: Run
     rows: list[dict[str, object]]
@@ -103,5 +103,6 @@ def harvest(
             error = exc
         run = state.get_run(run_id)
     assert run is not None
-    rows = list(read_rows(spool.path)) if spool is not None else []
+    # The record rows: what a page's data became (its schema rows are the schema tests' own).
+    rows = [r for r in read_rows(spool.path) if r["op"] in RECORD_OPS] if spool is not None else []
     return Harvest(run, rows, error, processes, spool)
