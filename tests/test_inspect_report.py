@@ -11,12 +11,20 @@ from playwright.sync_api import Page, sync_playwright
 
 from harvester.browser import launch_args
 from harvester.cli import main
-from harvester.codec import canonical, value_hash
+from harvester.codec import canonical
 from harvester.inspect.queries import db_file
 from harvester.inspect.report import render_report
 from harvester.inspect.triggers import stores_read, trigger_text
 from harvester.state import RunStore, StateDB
-from tests.support.inspect_data import FIRST, ORIGIN, SECOND, TARGET, XSS, commit_records
+from tests.support.inspect_data import (
+    FIRST,
+    ORIGIN,
+    SECOND,
+    TARGET,
+    XSS,
+    commit_records,
+    spool_row,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -116,18 +124,7 @@ def _commit_event_run(state: StateDB, store: str, key: str, value: object, event
     """An event-driven run of TARGET that read only `store` and inserted or updated `key`."""
     run_id = state.start_run(TARGET, trigger="event", events=events)
     text = canonical(value)
-    row = {
-        "run_id": run_id,
-        "target": TARGET,
-        "origin": ORIGIN,
-        "db_name": "shopdb",
-        "db_version": 3,
-        "store": store,
-        "key": canonical(key),
-        "op": "+U",
-        "value": text,
-        "value_hash": value_hash(text),
-    }
+    row = spool_row(run_id, store, key, "+U", text)
     read = RunStore(
         db="shopdb",
         db_version=3,

@@ -37,10 +37,10 @@ def commit_records(
             else:
                 continue
             counts[op] += 1
-            rows.append(_row(run_id, store, key, op, text))
+            rows.append(spool_row(run_id, store, key, op, text))
         for key in old.keys() - now.keys():
             counts["-D"] += 1
-            rows.append(_row(run_id, store, key, "-D", None))
+            rows.append(spool_row(run_id, store, key, "-D", None))
         stores.append(
             RunStore(
                 db="shopdb",
@@ -66,7 +66,8 @@ def commit_records(
     return run_id
 
 
-def _row(run_id: str, store: str, key: Any, op: str, value: str | None) -> dict[str, Any]:
+def spool_row(run_id: str, store: str, key: Any, op: str, value: str | None) -> dict[str, Any]:
+    """One changelog row of TARGET's `shopdb` database, as a spool holds it."""
     return {
         "run_id": run_id,
         "target": TARGET,
