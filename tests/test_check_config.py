@@ -119,9 +119,15 @@ def test_a_missing_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "config file not found" in capsys.readouterr().err
 
 
+# `http.port = 0`: the daemon (`run`, below) listens on a free port. On the default one, 8787,
+# it would exit 2 with "http: cannot listen on 127.0.0.1:8787" instead, whenever another
+# daemon has it: a second test run in parallel, or a harvester someone runs on this machine.
 BROKEN_STATEMENTS = """
 [state]
 dir = "state"
+
+[http]
+port = 0
 
 [[flink.statements]]
 sql = "CREATE TABLE ok (store STRING) WITH ('connector' = 'blackhole')"
@@ -149,8 +155,11 @@ def test_flink_statements_that_do_not_parse_or_plan_are_config_errors(
     config = tmp_path / "statements.toml"
     config.write_text(BROKEN_STATEMENTS, encoding="utf-8")
 
-    assert main(["check-config", "--config", str(config)]) == 2
-    lines = capsys.readouterr().err.splitlines()
+    code = main(["check-config", "--config", str(config)])
+    captured = capsys.readouterr()
+    assert code == 2, captured.err
+    assert captured.out == ""
+    lines = captured.err.splitlines()
     assert len(lines) == 2, lines
     assert lines[0].startswith(f"config error: {config}: flink.statements[1]: ")
     assert "SQL parse failed" in lines[0]
@@ -159,10 +168,12 @@ def test_flink_statements_that_do_not_parse_or_plan_are_config_errors(
 
     # A harvest and the daemon stop with the same errors (Flink plans the statements while the
     # first reads run), having sent and committed nothing.
-    assert main(["harvest", "--config", str(config), "a"]) == 2
-    assert "flink.statements[1]" in capsys.readouterr().err
-    assert main(["run", "--config", str(config)]) == 2
-    assert "flink.statements[1]" in capsys.readouterr().err
+    for command in (["harvest", "--config", str(config), "a"], ["run", "--config", str(config)]):
+        code = main(command)
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert f"{config}: flink.statements[1]: " in err, err
+        assert f"{config}: flink.statements[2]: " in err, err
     with sqlite3.connect(tmp_path / "state" / "state.db") as connection:
         statuses = connection.execute("SELECT status FROM runs").fetchall()
         assert ("committed",) not in statuses
