@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import math
 import os
 import socket
 import threading
@@ -57,6 +58,18 @@ def rss(pid: int | None) -> int:
     return status_field(pid, "VmRSS:") * 1024 if pid else 0
 
 
+def pss(pid: int) -> int:
+    """Proportional set size in bytes (shared pages split among their sharers: sums of it are
+    honest where sums of RSS count each shared library once per process); 0 once gone."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def threads(pid: int) -> int:
     return status_field(pid, "Threads:")
 
@@ -72,6 +85,17 @@ def children() -> dict[int, list[int]]:
                 continue  # it ended while /proc was read
             tree.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry.name))
     return tree
+
+
+def descendants(pid: int, tree: dict[int, list[int]] | None = None) -> list[int]:
+    """Every process below `pid` (in `tree`, or /proc now)."""
+    tree = children() if tree is None else tree
+    found, todo = [], [pid]
+    while todo:
+        for child in tree.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 class PeakSampler:
@@ -127,3 +151,9 @@ class OwnPeak:
     def whole_run() -> float:
         """The process's peak resident size in MB since it started, resets included."""
         return max(OwnPeak._cleared, OwnPeak._mark())
+
+
+def percentile(values: list[float], share: float) -> float:
+    """Nearest-rank percentile: a measured value, not an interpolation."""
+    ordered = sorted(values)
+    return ordered[max(math.ceil(share * len(ordered)) - 1, 0)]

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import re
 import shutil
@@ -46,7 +45,7 @@ from typing import Self
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common import MB, PeakSampler, rss, status_field  # noqa: E402
+from common import MB, PeakSampler, percentile, rss, status_field  # noqa: E402
 from flink_bench import config, cpu_seconds, floor, human, make_spool  # noqa: E402
 
 from flink_jobs.continuous import ContinuousForwarder  # noqa: E402
@@ -158,12 +157,6 @@ def wait_for(done: Callable[[], bool], timeout: float) -> bool:
             return False
         time.sleep(0.05)
     return True
-
-
-def percentile(values: list[float], share: float) -> float:
-    """Nearest-rank percentile: a measured value, not an interpolation."""
-    ordered = sorted(values)
-    return ordered[max(math.ceil(share * len(ordered)) - 1, 0)]
 
 
 def jvm_pid(sink: ContinuousForwarder) -> int | None:

@@ -2,6 +2,16 @@
 
     .venv/bin/python bench/soak.py                        # 20 targets, 10 s interval, 10 minutes
     .venv/bin/python bench/soak.py --targets 5 --minutes 3
+    .venv/bin/python bench/soak.py --watch --targets 20 --every 1000 --minutes 30
+    .venv/bin/python bench/soak.py --watch --targets 1 --every 500 --big 20000 --minutes 3
+
+`--watch` (issue 13): the targets are watched ticker pages (`tests/support/ticker.py`, scheduled
+every `--interval` s as the safety net, a first full run at start that reads their `--big`
+store), each writing a record stamped with `Date.now()` every `--every` ms once every page is
+watched. It adds, from Flink's default sink (polled every 50 ms): the delay from each write to
+its row (p50 / p90 / p95 / max, overall and per 5 minutes), the writes never seen there, and
+how many runs read each big store; and the PSS of Chromium's processes (a sum of their RSS
+would count the shared pages once per process).
 
 Serves the demo site, writes a config of N targets (each with its own persistent profile, the
 default Flink sink, so continuous delivery; `keep_runs` high enough that no run of the soak is
@@ -22,6 +32,7 @@ Prints figures, asserts nothing (a benchmark, not a test).
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import signal
 import statistics
@@ -29,19 +40,23 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common import MB, children, free_port, rss, threads  # noqa: E402
+from common import MB, children, descendants, free_port, percentile, pss, rss, threads  # noqa: E402
 
 from harvester.demo import serve_demo  # noqa: E402
 from harvester.sinks.log import ChangeLog  # noqa: E402
-from harvester.state import StateDB  # noqa: E402
+from harvester.state import Run, StateDB  # noqa: E402
+from tests.support.daemon import WatchPageServer  # noqa: E402
+from tests.support.ticker import TICKER_PAGE, SinkRows, tick_delays  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -54,6 +69,7 @@ class Sample:
     jvm_rss: int  # its JVM
     jvm_threads: int
     jvms: tuple[int, ...]  # their pids: a new one means the worker was restarted
+    browser_pss: int  # every other process below the daemon (Chromium, Playwright's driver): PSS
 
 
 def _cmdline(pid: int) -> str:
@@ -73,6 +89,7 @@ def sample(daemon: int, started: float) -> Sample | None:
     # of its own, still the daemon's child); PyFlink starts its JVM as the worker's child.
     workers = [p for p in tree.get(daemon, []) if "flink_jobs.worker" in _cmdline(p)]
     jvms = tuple(jvm for worker in workers for jvm in tree.get(worker, []))
+    flink = {*workers, *jvms, *(p for w in workers for p in descendants(w, tree))}
     return Sample(
         at=time.monotonic() - started,
         rss=rss(daemon),
@@ -82,6 +99,7 @@ def sample(daemon: int, started: float) -> Sample | None:
         jvm_rss=sum(rss(pid) for pid in jvms),
         jvm_threads=sum(threads(pid) for pid in jvms),
         jvms=jvms,
+        browser_pss=sum(pss(p) for p in descendants(daemon, tree) if p not in flink),
     )
 
 
@@ -103,7 +121,14 @@ def skipped_fires(port: int) -> int | None:
 
 
 def write_config(
-    folder: Path, *, targets: int, interval: int, concurrent: int, demo_url: str, port: int
+    folder: Path,
+    *,
+    targets: int,
+    interval: int,
+    concurrent: int,
+    demo_url: str,
+    port: int,
+    watch: bool = False,
 ) -> Path:
     text = f"""
 [state]
@@ -117,7 +142,9 @@ port = {port}
 [daemon]
 shutdown_grace = "60s"
 max_concurrent_harvests = {concurrent}
+run_on_start = {str(watch).lower()}
 """
+    ready = "window.watchReady === true" if watch else "window.demoReady === true"
     for index in range(targets):
         text += f"""
 [[targets]]
@@ -127,14 +154,72 @@ schedule = "{interval}s"
 retries = 1
 
 [targets.ready]
-function = "window.demoReady === true"
+function = "{ready}"
 
 [targets.auth]
 profile_dir = "profiles/t{index:02d}"
+
+[targets.watch]
+enabled = {str(watch).lower()}
 """
     path = folder / "harvester.toml"
     path.write_text(text)
     return path
+
+
+def _watching(port: int, targets: int) -> bool:
+    """Whether every target's page is watched (its first full run done), from /healthz."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as answer:
+            body = json.loads(answer.read())
+    except OSError as exc:
+        body = json.loads(exc.read()) if isinstance(exc, urllib.error.HTTPError) else {}
+    states = [
+        (t.get("watch", {}).get("state"), t.get("last_status"))
+        for t in body.get("targets", {}).values()
+    ]
+    return len(states) == targets and all(s == ("watching", "committed") for s in states)
+
+
+def _report_ticks(
+    wrote: list[dict[str, Any]], sink: SinkRows, runs: list[Run], state_dir: Path
+) -> None:
+    """The watch figures: write → sink delays, writes missed, reads of the big stores."""
+    delays = tick_delays(wrote, sink.rows())
+    seen = [d for d in delays.values() if d is not None]
+    print(
+        f"\nwrites reported by the pages: {len(delays)}; in the sink: {len(seen)}; "
+        f"missed {len(delays) - len(seen)}"
+    )
+    if seen:
+        print("write → row in the default sink: " + _spread(seen))
+    started = {w["key"]: w["at"] / 1000 for w in wrote if w.get("store") == "ticks"}
+    if started:
+        first = min(started.values())
+        windows: dict[int, list[float]] = {}
+        for key, delay in delays.items():
+            if delay is not None:
+                windows.setdefault(int((started[key] - first) // 300), []).append(delay)
+        for window, values in sorted(windows.items()):
+            print(f"  minutes {5 * window:>2}–{5 * window + 5:<2}: " + _spread(values))
+    with StateDB.open(state_dir, readonly=True) as state:
+        big = Counter(
+            run.target
+            for run in runs
+            if any(f"{s.db}/{s.store}" == "app/big" for s in state.run_stores(run.id))
+        )
+    events = sum(1 for r in runs if r.trigger == "event")
+    print(
+        f"event-driven runs {events}; runs that read a big store, per target: "
+        f"min {min(big.values(), default=0)} max {max(big.values(), default=0)}"
+    )
+
+
+def _spread(values: list[float]) -> str:
+    return (
+        f"p50 {percentile(values, 0.5):.2f} s, p90 {percentile(values, 0.9):.2f} s, "
+        f"p95 {percentile(values, 0.95):.2f} s, max {max(values):.2f} s ({len(values)} writes)"
+    )
 
 
 def _mb(value: float) -> str:
@@ -152,27 +237,34 @@ def main() -> int:
         "--concurrent", type=int, default=2, help="daemon.max_concurrent_harvests (its default)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the soak folder")
+    parser.add_argument("--watch", action="store_true", help="watched ticker pages (see above)")
+    parser.add_argument("--every", type=int, default=1000, help="--watch: ms between writes")
+    parser.add_argument("--big", type=int, default=1000, help="--watch: records of the big store")
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="harvester-soak-"))
-    demo = serve_demo(port=0)
+    page = WatchPageServer(TICKER_PAGE) if args.watch else None
+    demo = serve_demo(port=0) if page is None else None
     http_port = free_port()
     config = write_config(
         folder,
         targets=args.targets,
         interval=args.interval,
         concurrent=args.concurrent,
-        demo_url=demo.url,
+        demo_url=f"{page.url}?big={args.big}" if page is not None else demo.url if demo else "",
         port=http_port,
+        watch=args.watch,
     )
     log_path = folder / "daemon.log"
+    kind = f"watched, a write every {args.every} ms" if args.watch else "demo"
     print(
-        f"soak: {args.targets} targets every {args.interval} s for {args.minutes:g} min, "
-        f"default Flink sink; folder {folder}",
+        f"soak: {args.targets} targets ({kind}) every {args.interval} s for {args.minutes:g} "
+        f"min, default Flink sink; folder {folder}",
         flush=True,
     )
     samples: list[Sample] = []
-    with log_path.open("wb") as log:
+    sink = SinkRows(folder / "data" / "changes")
+    with log_path.open("wb") as log, sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "harvester", "run", "--config", str(config)],
             stdout=log,
@@ -181,8 +273,15 @@ def main() -> int:
         )
         started = time.monotonic()
         deadline = started + args.minutes * 60
-        print(" t(s)  rss(MB) fds thr  worker(MB) jvm(MB) jvm_thr", flush=True)
+        print(" t(s)  rss(MB) fds thr  worker(MB) jvm(MB) jvm_thr  browser(PSS MB)", flush=True)
+        ticking = page is None
         while time.monotonic() < deadline and process.poll() is None:
+            if not ticking and page is not None and _watching(http_port, args.targets):
+                ticking = True
+                # Stopped short of the end, so that the last writes have time to arrive.
+                count = int((deadline - time.monotonic() - 15) * 1000 / args.every)
+                page.send({"op": "tick", "every": args.every, "count": max(count, 0)})
+                print(f"every page watched at t={time.monotonic() - started:.0f} s: ticking")
             time.sleep(min(args.sample, max(deadline - time.monotonic(), 0)))
             point = sample(process.pid, started)
             if point is not None:
@@ -190,7 +289,7 @@ def main() -> int:
                 print(
                     f"{point.at:5.0f}  {_mb(point.rss):>7} {point.fds:>3} {point.threads:>3}  "
                     f"{_mb(point.worker_rss):>10} {_mb(point.jvm_rss):>7} "
-                    f"{point.jvm_threads:>7}",
+                    f"{point.jvm_threads:>7}  {_mb(point.browser_pss):>11}",
                     flush=True,
                 )
         stop_at = time.monotonic()
@@ -200,7 +299,9 @@ def main() -> int:
             process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=180)
         drained = time.monotonic() - stop_at
-    demo.close()
+        sink.poll()
+    if demo is not None:
+        demo.close()
     elapsed = stop_at - started
 
     state_dir = folder / "state"
@@ -298,6 +399,7 @@ def main() -> int:
             ("worker MB", lambda s: s.worker_rss / MB),
             ("JVM MB", lambda s: s.jvm_rss / MB),
             ("JVM threads", lambda s: s.jvm_threads),
+            ("Chromium PSS MB", lambda s: s.browser_pss / MB),
         ):
             values = [get(s) for s in after]
             print(
@@ -309,6 +411,9 @@ def main() -> int:
         print(f"Flink JVMs seen: {len(jvms)} {jvms} (more than one: the worker was restarted)")
     else:
         print("too short to compare after the warm-up")
+    if page is not None:
+        page.close()
+        _report_ticks(page.wrote(), sink, runs, state_dir)
     if args.keep:
         print(f"kept {folder}")
     else:

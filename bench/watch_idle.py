@@ -7,7 +7,7 @@ closes after the start-up run. After the start-up run (and, watched, the page at
 CPU time (utime + stime from /proc) of the daemon process, of the renderers and of the rest of
 Chromium (browser, GPU, utility processes, Playwright's driver) is taken over `--seconds`.
 
-    .venv/bin/python bench/watch_idle.py [--seconds 60]
+    .venv/bin/python bench/watch_idle.py [--seconds 60] [--baseline-seconds S]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import children, free_port  # noqa: E402
+from common import descendants, free_port  # noqa: E402
 
 from harvester.state import StateDB  # noqa: E402
 from tests.support.daemon import DaemonProcess, WatchPageServer  # noqa: E402
@@ -41,19 +41,10 @@ def _cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def _descendants(pid: int) -> list[int]:
-    tree, found, todo = children(), [], [pid]
-    while todo:
-        for child in tree.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 def _sample(daemon_pid: int) -> dict[str, float]:
     """CPU seconds so far: the daemon, the renderers, and every other descendant."""
     figures = {"daemon": _cpu(daemon_pid), "renderers": 0.0, "other": 0.0}
-    for pid in _descendants(daemon_pid):
+    for pid in descendants(daemon_pid):
         try:
             command = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
@@ -98,7 +89,7 @@ enabled = {str(watched).lower()}
             daemon.wait_for("the start-up run", settled, timeout=180)
             if not watched:
                 # The start-up run's browser closes after its commit: wait until it is gone.
-                daemon.wait_for("its browser closed", lambda: not _descendants(daemon.proc.pid))
+                daemon.wait_for("its browser closed", lambda: not descendants(daemon.proc.pid))
             before, start = _sample(daemon.proc.pid), time.monotonic()
             time.sleep(seconds)  # the measurement window itself
             after, took = _sample(daemon.proc.pid), time.monotonic() - start
@@ -116,18 +107,36 @@ enabled = {str(watched).lower()}
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--seconds", type=float, default=60.0, help="the watched daemon's window")
+    parser.add_argument(
+        "--baseline-seconds", type=float, help="the unwatched daemon's window (default: --seconds)"
+    )
     args = parser.parse_args()
-    rows = {"unwatched": _measure(False, args.seconds), "watched": _measure(True, args.seconds)}
-    print(f"{'daemon':>10} {'cpu s: daemon':>14} {'renderers':>10} {'other':>8} {'runs':>5}")
+    baseline = args.seconds if args.baseline_seconds is None else args.baseline_seconds
+    rows = {"unwatched": _measure(False, baseline), "watched": _measure(True, args.seconds)}
+    head = ("daemon", "window s", "cpu s: daemon", "renderers", "other", "runs")
+    print(
+        " ".join(
+            f"{name:>{width}}" for name, width in zip(head, (10, 9, 14, 10, 8, 5), strict=True)
+        )
+    )
     for name, r in rows.items():
         print(
-            f"{name:>10} {r['daemon']:>14.2f} {r['renderers']:>10.2f} {r['other']:>8.2f} "
-            f"{int(r['runs']):>5}"
+            f"{name:>10} {r['window_s']:>9.0f} {r['daemon']:>14.2f} {r['renderers']:>10.2f} "
+            f"{r['other']:>8.2f} {int(r['runs']):>5}"
         )
-    extra = sum(rows["watched"][k] - rows["unwatched"][k] for k in ("daemon", "renderers"))
-    window = rows["watched"]["window_s"]
-    print(f"watched beyond unwatched (daemon + renderers): {extra:.2f} s CPU in {window:.0f} s")
+
+    def rate(name: str, *parts: str) -> float:
+        return sum(rows[name][part] for part in parts) / rows[name]["window_s"]
+
+    # The windows may differ: compare CPU per second, as a share of one core.
+    extra = rate("watched", "daemon") - rate("unwatched", "daemon")
+    page = rate("watched", "renderers")
+    print(
+        f"watched beyond unwatched: daemon {100 * extra:.2f}% of a core; the idle page's "
+        f"renderers {100 * page:.2f}%; Chromium's other processes "
+        f"{100 * (rate('watched', 'other') - rate('unwatched', 'other')):.2f}%"
+    )
     print(json.dumps(rows))
 
 

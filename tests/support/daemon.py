@@ -99,25 +99,34 @@ open.onsuccess = () => {
 
 
 class WatchPageServer:
-    """Serves WATCH_PAGE on 127.0.0.1 and pushes writes to the pages connected now.
+    """Serves `page` (WATCH_PAGE) on 127.0.0.1 and pushes commands to the pages connected now.
 
     `connections` counts the event streams opened so far: a reopened page opens a new one, and a
-    write pushed before it connects would reach no page.
+    command pushed before it connects would reach no page. What the pages POST to `/wrote` (the
+    writes they made, as JSON) is kept in `reported`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, page: str = WATCH_PAGE) -> None:
         self._commands: list[str] = []
         self._changed = threading.Condition()
         self.connections = 0
+        self.reported: list[Any] = []
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with server._changed:
+                    server.reported.append(json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
             def do_GET(self) -> None:
-                if self.path != "/events":
-                    body = WATCH_PAGE.encode()
+                if self.path.split("?")[0] != "/events":
+                    body = page.encode()
                     self.send_response(200)
                     self.send_header("Content-Type", "text/html; charset=utf-8")
                     self.send_header("Content-Length", str(len(body)))
@@ -158,10 +167,18 @@ class WatchPageServer:
 
     def put(self, store: str, key: str, value: Any) -> None:
         """Have the connected pages put `value` under `key` in `store`."""
-        command = json.dumps({"op": "put", "store": store, "key": key, "value": value})
+        self.send({"op": "put", "store": store, "key": key, "value": value})
+
+    def send(self, command: dict[str, Any]) -> None:
+        """Push `command` to the connected pages (what it means is the page's)."""
         with self._changed:
-            self._commands.append(command)
+            self._commands.append(json.dumps(command))
             self._changed.notify_all()
+
+    def wrote(self) -> list[Any]:
+        """What the pages reported writing so far."""
+        with self._changed:
+            return list(self.reported)
 
     def close(self) -> None:
         self.closed = True
