@@ -108,16 +108,20 @@ def summary(state: StateDB, run_id: str) -> RunSummary:
     return RunSummary(run=run, stores=state.run_stores(run_id))
 
 
-def narrowed(target: TargetSettings, stores: Iterable[tuple[str, str]]) -> TargetSettings:
-    """`target` reading exactly `stores` ((db, store) as change events name them): their globs
-    are the run's scope, so `-D` and schema changes touch no store it did not read."""
+def narrowed(
+    target: TargetSettings,
+    stores: Iterable[tuple[str, str]],
+    databases: Iterable[str] = (),
+) -> TargetSettings:
+    """`target` reading exactly `stores` ((db, store) as change events name them) and opening
+    `databases` too (one that came or went, even without stores): their globs are the run's
+    scope, so `-D` and schema changes touch no store it did not read."""
     from harvester.watch import name_glob, store_glob
 
     pairs = sorted(set(stores))
     names = [store_glob(db, store) for db, store in pairs]
-    return target.model_copy(
-        update={"databases": sorted({name_glob(db) for db, _ in pairs}), "stores": names}
-    )
+    opened = {name_glob(db) for db, _ in pairs} | {name_glob(db) for db in databases}
+    return target.model_copy(update={"databases": sorted(opened), "stores": names})
 
 
 @asynccontextmanager

@@ -75,13 +75,23 @@ async def test_new_stores_and_databases_ask_for_the_schema(
     static_server: StaticServer, chromium_path: Path
 ) -> None:
     async with watched_page(static_server, chromium_path) as (_context, page, watcher):
+        # A version change: the database's stores, old and new, are to be read (and no other).
         await page.evaluate("write('app', 'fresh', [[1, 'new store']])")
         seen = await batches_until(watcher, names(("app", "fresh")))
-        assert any(batch.schema for batch in seen)
+        upgrade = next(batch for batch in seen if batch.schema)
+        assert upgrade.databases == {"app"}
+        assert {("app", "items"), ("app", "fresh")} <= upgrade.stores
 
         await page.evaluate("write('second', 'items', [[1, 'new database']])")
         seen = await batches_until(watcher, names(("second", "items")))
-        assert any(batch.schema for batch in seen)
+        assert any(batch.schema and batch.databases == {"second"} for batch in seen)
+
+        # A database deleted: its stores as they were, for their -D rows.
+        await page.evaluate(
+            "new Promise((done) => { indexedDB.deleteDatabase('second').onsuccess = done; })"
+        )
+        seen = await batches_until(watcher, lambda batch: batch.databases == {"second"})
+        assert seen[-1].schema and seen[-1].stores == {("second", "items")}
 
         # A lone surrogate reaches the Storage events as U+FFFD: the batch has the real name.
         await page.evaluate("write('app', 'odd\\ud800name', [[1, 'lone surrogate']])")

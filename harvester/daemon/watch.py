@@ -28,7 +28,7 @@ from harvester.daemon.attempt import EventRead, attempt
 from harvester.daemon.health import backoff_delay
 from harvester.errors import BrowserError
 from harvester.harvest import describe, narrowed, reader_on
-from harvester.reader import chosen
+from harvester.reader import chosen, selected
 from harvester.timefmt import iso_utc
 
 if TYPE_CHECKING:
@@ -339,13 +339,15 @@ class TargetWatch:
         self.daemon.metrics.watch_events.labels(target=self.target.name).inc(fresh)
 
     async def _read(self, session: TargetSession, batch: Batch, watcher: Watcher) -> None:
-        """One event-driven attempt for `batch`: its stores, or the whole globs on a schema
-        change (a new database or store is read, a deleted one gives -D for its records)."""
+        """One event-driven attempt for `batch`: its stores, and the databases that came, went
+        or changed version with every store they had or have (a new database or store is read,
+        a deleted one gives -D for its records)."""
         self._count_events(watcher)
-        if not batch.schema and not batch.stores:
-            return
         current = self.daemon.targets.get(self.target.name, self.target)
-        read = current if batch.schema else narrowed(current, batch.stores)
+        databases = [db for db in batch.databases if selected(db, current.databases)]
+        if not databases and not batch.stores:
+            return
+        read = narrowed(current, batch.stores, databases)
         event = EventRead(
             opener=lambda: reader_on(session, read),
             events=batch.events,

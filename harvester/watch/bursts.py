@@ -47,6 +47,9 @@ class Batch:
     schema: bool  # indexedDBListUpdated seen: databases or stores came or went
     first_event: float  # time.monotonic() of the burst's first event
     events: int  # events folded into this batch
+    # The databases that came, went or changed version (their stores, old and new, are in
+    # `stores`): filled in by `Watcher.next_batch`.
+    databases: frozenset[str] = frozenset()
 
 
 class Bursts:

@@ -44,6 +44,22 @@ DETACH_TIMEOUT = 2.0  # seconds
 Databases = dict[str, dict[str, tuple[int, frozenset[str]]]]
 
 
+def _changes(old: Databases, new: Databases) -> tuple[frozenset[str], set[tuple[str, str]]]:
+    """The databases that came, went or changed version between two listings, and every store
+    they had or have: reading those is what finds a store created, or gone (its `-D` rows)."""
+    names: set[str] = set()
+    stores: set[tuple[str, str]] = set()
+    for key in old.keys() | new.keys():
+        before, after = old.get(key, {}), new.get(key, {})
+        for db in before.keys() | after.keys():
+            if before.get(db) != after.get(db):
+                names.add(db)
+                for listing in (before.get(db), after.get(db)):
+                    if listing is not None:
+                        stores.update((db, store) for store in listing[1])
+    return frozenset(names), stores
+
+
 def _frame_ids(tree: dict[str, Any]) -> list[str]:
     """The ids of a `Page.getFrameTree` frame tree, the top frame first."""
     ids = [tree["frame"]["id"]]
@@ -184,13 +200,15 @@ class Watcher:
         closed or crashed (its events can no longer come)."""
         while True:
             batch = await self._queue.get()
-            schema = False
+            changed: frozenset[str] = frozenset()
+            stores = await self._resolve(batch.stores)
             if batch.schema:
                 databases = await self._list_databases()
-                schema, self._databases = databases != self._databases, databases
-            stores = await self._resolve(batch.stores)
-            if stores or schema:
-                return replace(batch, stores=stores, schema=schema)
+                changed, had = _changes(self._databases, databases)
+                self._databases = databases
+                stores |= {pair for pair in had if judged(self._accept, *pair)}
+            if stores or changed:
+                return replace(batch, stores=stores, schema=bool(changed), databases=changed)
             # Only the list events of plain writes to stores not accepted: nothing to read.
 
     async def _list_databases(self) -> Databases:
