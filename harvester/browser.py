@@ -32,6 +32,7 @@ from playwright.sync_api import sync_playwright
 from pydantic import SecretStr
 
 from harvester.config import BrowserSettings, TargetSettings
+from harvester.config.models.target import AuthStep
 from harvester.errors import BrowserError, BrowserNotFoundError, PageError
 
 log = logging.getLogger(__name__)
@@ -180,10 +181,11 @@ def _given(value: str | None, where: str, name: str) -> str:
     return value
 
 
-async def _run_auth_steps(page: Page, target: TargetSettings, timeout_ms: float) -> None:
-    for index, step in enumerate(target.auth.steps):
-        # Never put the step's value in a message: it is usually a password.
-        where = f"target {target.name}: auth.steps[{index}] ({step.action})"
+async def run_steps(page: Page, steps: Sequence[tuple[str, AuthStep]], timeout_ms: float) -> None:
+    """Run each `(where, step)` on `page` in order, each within `timeout_ms`; a step that fails
+    is a PageError whose message starts with its `where` (auth.steps, `watch --click`)."""
+    # A message names the step by `where` only, never by its value: that is usually a password.
+    for where, step in steps:
         try:
             match step.action:
                 case "goto":
@@ -205,9 +207,29 @@ async def _run_auth_steps(page: Page, target: TargetSettings, timeout_ms: float)
                     else:
                         await page.wait_for_url(_given(step.url, where, "url"), timeout=timeout_ms)
         except PlaywrightTimeoutError as exc:
-            raise PageError(f"{where} did not finish within {timeout_ms / 1000:g}s") from exc
+            within = f"{where} did not finish within {timeout_ms / 1000:g}s"
+            raise PageError(within + await _unmatched(page, step.selector)) from exc
         except PlaywrightError as exc:
             raise PageError(f"{where}: {_first_line(exc)}") from exc
+
+
+async def _unmatched(page: Page, selector: str | None) -> str:
+    """Why a step on `selector` timed out, when the cause is that nothing matches it."""
+    # A selector that matches nothing is the usual mistake; one that matches a hidden or
+    # disabled element is another, and Playwright's timeout alone does not tell them apart.
+    if selector:
+        with suppress(PlaywrightError):
+            if await page.locator(selector).count() == 0:
+                return ": no element matches its selector"
+    return ""
+
+
+async def _run_auth_steps(page: Page, target: TargetSettings, timeout_ms: float) -> None:
+    steps = [
+        (f"target {target.name}: auth.steps[{index}] ({step.action})", step)
+        for index, step in enumerate(target.auth.steps)
+    ]
+    await run_steps(page, steps, timeout_ms)
 
 
 # How often ready.function is asked while it does not hold.

@@ -9,16 +9,20 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from harvester.demo import serve_demo
 from tests.support.server import StaticServer
 from tests.support.watch import WAIT, serve_watch_page
 
 pytestmark = pytest.mark.browser
 
 READY = "window.ready === true"
+DEMO_READY = "window.demoReady === true"
 
 
 def _harvester(*args: str, **options: object) -> subprocess.Popen[str]:
@@ -47,11 +51,23 @@ def _session_alive(sid: int) -> list[int]:
     return alive
 
 
-def _changes_then_ctrl_c(process: subprocess.Popen[str], server: StaticServer) -> None:
-    # The reads below block: a command that hangs is killed, and the test fails, not hangs.
+@contextmanager
+def _watchdog(process: subprocess.Popen[str]) -> Iterator[None]:
+    """Kill `process`'s group if the block outlasts a generous bound, and when it leaves."""
+    # The reads in the block block: a command that hangs is killed, and the test fails, not hangs.
     watchdog = threading.Timer(WAIT * 3, os.killpg, (process.pid, signal.SIGKILL))
     watchdog.start()
     try:
+        yield
+    finally:
+        watchdog.cancel()
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _changes_then_ctrl_c(process: subprocess.Popen[str], server: StaticServer) -> None:
+    with _watchdog(process):
         assert process.stderr is not None and process.stdout is not None
         # The baseline is read: the page's burst may start now and is watched.
         line = process.stderr.readline()
@@ -67,11 +83,6 @@ def _changes_then_ctrl_c(process: subprocess.Popen[str], server: StaticServer) -
         assert process.wait(WAIT) == 0
         rest = process.stderr.read()
         assert rest.strip() == "stopped", rest
-    finally:
-        watchdog.cancel()
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def test_watch_prints_each_change_and_ctrl_c_ends_it_cleanly(
@@ -96,6 +107,34 @@ def test_watch_prints_each_change_and_ctrl_c_ends_it_cleanly(
     assert records["-D"]["new_value"] is None
     assert len({row["run"] for row in records.values()}) == 1
     assert {(row["db"], row["store"]) for row in records.values()} == {("app", "items")}
+
+
+@pytest.mark.slow
+def test_clicks_on_the_demo_app_print_the_orders_they_changed() -> None:
+    # Two clicks of "Mark next order paid": the app's two lowest pending ids (fixed by its seed,
+    # and a watch's fresh context always starts from the first load's data).
+    expected = [
+        '+U  shop/orders  28  status: "pending" → "paid"',
+        '+U  shop/orders  33  status: "pending" → "paid"',
+    ]
+    click = ("--click", "#mark-paid")
+    with (
+        serve_demo(0) as server,
+        _harvester("watch", server.url, "--ready", DEMO_READY, *click, *click) as process,
+        _watchdog(process),
+    ):
+        assert process.stderr is not None and process.stdout is not None
+        printed: list[str] = []
+        while len(printed) < len(expected):
+            line = process.stdout.readline()
+            assert line, f"the command ended early: {process.stderr.read()}"
+            printed.append(line.rstrip("\n"))
+        assert printed == expected
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(WAIT) == 0
+        said = process.stderr.read().splitlines()
+    assert said[0].startswith(f"watching {server.url.rstrip('/')} "), said
+    assert said[1:] == ["clicked #mark-paid", "clicked #mark-paid", "stopped"]
 
 
 def _finished(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
@@ -130,3 +169,15 @@ def test_no_chromium_is_said_plainly(tmp_path: Path) -> None:
     code, err = _finished("watch", "http://127.0.0.1:9/", env=env)
     assert code == 2
     assert "no Chromium found" in err
+
+
+def test_a_click_selector_that_matches_nothing_says_which(static_server: StaticServer) -> None:
+    url = serve_watch_page(static_server) + "?seed=1"
+    code, err = _finished(
+        "watch", url, "--ready", READY, "--click", "#no-such-button", "--timeout", "5s"
+    )
+    assert code == 2
+    *_, last = err.splitlines()
+    expected = "--click '#no-such-button' did not finish within 5s: no element matches its selector"
+    assert last == f"error: {expected}", err
+    assert "Traceback" not in err

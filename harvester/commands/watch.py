@@ -5,7 +5,9 @@ the baseline into a state DB of its own (a temporary folder unless `--state`); t
 of Chromium's change events (`harvester.watch`) reads only the stores it named, on the same open
 page, through the harvest's own read and commit, and the run's rows are printed. A read that
 names only some stores narrows the target's `stores` globs to exactly those, so `-D` is only
-ever emitted for a store that was read.
+ever emitted for a store that was read. `--click SELECTOR` clicks, in order, once the baseline is
+read, through the same step runner as `targets.auth.steps`: a scripted "what does this button
+store?".
 """
 
 from __future__ import annotations
@@ -17,20 +19,21 @@ import logging
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
-from harvester.browser import TargetSession, open_target
+from harvester.browser import TargetSession, open_target, run_steps
 from harvester.commands._watch_output import ChangePrinter
-from harvester.config import LogSettings, Settings, TargetSettings, parse_duration
+from harvester.config import AuthStep, LogSettings, Settings, TargetSettings, parse_duration
 from harvester.errors import HarvesterError, UsageError
 from harvester.harvest import commit, narrowed, read_target, reader_on
 from harvester.lock import StateLock
 from harvester.logs import setup_logging
-from harvester.reader import chosen
+from harvester.reader import chosen, selected
 from harvester.state import StateDB
 from harvester.watch import Batch, Watcher
 
@@ -49,7 +52,7 @@ def _duration(text: str) -> timedelta:
 _TIMINGS = (
     ("--debounce", "250ms", "quiet time after the last change event before reading"),
     ("--max-delay", "2s", "read at the latest this long after the first event of a burst"),
-    ("--timeout", "30s", "how long the page may take to load and become ready"),
+    ("--timeout", "30s", "how long loading the page, its becoming ready and each --click may take"),
 )
 
 
@@ -63,8 +66,9 @@ def register(
         help=help,
         description=f"{help}. The stores are read once as the baseline; then each change the "
         "page, its workers or its other tabs make is printed: `+I/+U/-D  db/store  key  "
-        "field: old → new`. Ctrl-C ends it (exit 0). Exits 2 on a bad URL, a missing "
-        "Chromium or a page that never became ready.",
+        "field: old → new`. --click clicks selectors once the baseline is read. Ctrl-C ends it "
+        "(exit 0). Exits 2 on a bad URL, a missing Chromium, a page that never became ready or "
+        "a --click selector that matched nothing clickable within --timeout.",
     )
     parser.add_argument("url", metavar="URL", help="the page to open (http or https)")
     parser.add_argument(
@@ -81,6 +85,14 @@ def register(
         metavar="GLOB",
         action="append",
         help='a glob of "db/store" names to watch (repeatable; default: every store)',
+    )
+    parser.add_argument(
+        "--click",
+        metavar="SELECTOR",
+        action="append",
+        default=[],
+        help="once the baseline is read, click the element this CSS selector matches "
+        "(repeatable: clicked in order; each waits up to --timeout to be clickable)",
     )
     parser.add_argument(
         "--out", metavar="FILE", type=Path, help="also write each change to FILE as a JSON line"
@@ -143,12 +155,17 @@ class _Session:
         # Stores of a read that failed, read again with the next batch (None: every store).
         self.owed: set[tuple[str, str]] | None = set()
 
+    def _chooses(self, db: str) -> bool:
+        return selected(db, self.target.databases)
+
     async def read(self, batch: Batch | None) -> int:
-        """One run: every store (the baseline, a schema change, a failed read owed), or the
-        batch's; the changes it printed."""
-        everything = batch is None or batch.schema or self.owed is None
+        """One run: every store (the baseline, a failed schema read owed), or the batch's stores
+        and databases (`Batch.databases`: came, went or changed version); the changes it
+        printed."""
+        everything = batch is None or self.owed is None
         stores = frozenset() if batch is None else batch.stores | (self.owed or set())
-        target = self.target if everything else narrowed(self.target, stores)
+        databases = [] if batch is None else [d for d in batch.databases if self._chooses(d)]
+        target = self.target if everything else narrowed(self.target, stores, databases)
         run_id = await asyncio.to_thread(
             functools.partial(
                 self.state.start_run,
@@ -170,11 +187,25 @@ class _Session:
         except HarvesterError as exc:
             if batch is None:
                 raise
-            self.owed = None if everything else set(stores)
+            self.owed = None if everything or databases else set(stores)
             self.say(f"reading the changed stores failed: {exc}; the next change reads them again")
             return 0
         self.owed = set()
         return printed
+
+
+def _quiet_once_stopping(main: asyncio.Task[Any] | None) -> None:
+    """Drop what asyncio reports as unhandled once `main` is cancelled (Ctrl-C) or done."""
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        # Ctrl-C's cancel can land between a to_thread result's check and its set_result
+        # (CPython's InvalidStateError), and the calls the dying Playwright driver left unanswered
+        # fail unread: reported as errors, though the watch is only stopping.
+        if main is not None and (main.cancelling() or main.done()):
+            return
+        loop.default_exception_handler(context)
+
+    asyncio.get_running_loop().set_exception_handler(handle)
 
 
 async def _watch(
@@ -185,8 +216,11 @@ async def _watch(
     *,
     debounce: timedelta,
     max_delay: timedelta,
+    clicks: Sequence[str] = (),
 ) -> None:
     target = settings.targets[0]
+    timeout_ms = target.limits.page_timeout.total_seconds() * 1000
+    _quiet_once_stopping(asyncio.current_task())
     async with open_target(target, settings.browser) as page:
         session = _Session(settings, state, page, printer, say)
         watcher = Watcher(
@@ -199,6 +233,11 @@ async def _watch(
         try:
             await session.read(None)
             say(f"watching {page.origin} (Ctrl-C to stop)")
+            # Before the first batch is taken: the watcher queues the clicks' events meanwhile.
+            for selector in clicks:
+                step = AuthStep.model_validate({"action": "click", "selector": selector})
+                await run_steps(page.page, [(f"--click {selector!r}", step)], timeout_ms)
+                say(f"clicked {selector}")
             while True:
                 await session.read(await watcher.next_batch())
         except asyncio.CancelledError:
@@ -243,6 +282,7 @@ def run(args: argparse.Namespace) -> int:
                         say,
                         debounce=args.debounce,
                         max_delay=args.max_delay,
+                        clicks=args.click,
                     )
                 )
             except KeyboardInterrupt:

@@ -13,13 +13,14 @@ from harvester.config.models.service import (
     LogSettings,
 )
 from harvester.config.models.settings import Settings, secret_values
-from harvester.config.models.target import LimitsSettings, TargetSettings
+from harvester.config.models.target import AuthStep, LimitsSettings, TargetSettings
 from harvester.config.reference import config_reference
 from harvester.config.types import format_duration, parse_duration
 
 __all__ = [
     "CONFIG_ENV",
     "DEFAULT_CONFIG",
+    "AuthStep",
     "BrowserSettings",
     "FlinkSettings",
     "FlinkStatement",

@@ -50,6 +50,11 @@
  * A load applies notes, then lab, then shop, whose transaction also bumps the generation. The
  * notes and lab changes are plain puts of values computed from g, so a load interrupted before
  * the shop commit is redone by the next load without counting twice.
+ *
+ * The "Mark next order paid" button writes only when clicked (so a harvest nobody clicked in
+ * reads exactly the above): it sets status "paid" on the pending order of the lowest id and
+ * changes nothing else, a single +U in shop/orders for `harvester watch --click`. The reload
+ * counts above still hold after clicks: a reload's update of a paid order is still an update.
  */
 "use strict";
 
@@ -439,6 +444,47 @@ async function summarize(databases, generation) {
   return { generation, counts };
 }
 
+/** Set status "paid" on the first pending order by id; that order, or null when none is left. */
+function markNextPaid(db) {
+  return new Promise((resolve, reject) => {
+    let paid = null;
+    const tx = db.transaction("orders", "readwrite", { durability: "strict" });
+    tx.oncomplete = () => resolve(paid);
+    tx.onabort = () => reject(tx.error || new Error("marking an order paid was aborted"));
+    const pending = tx.objectStore("orders").index("by_status");
+    // by_status is ordered by status, then by primary key: the first hit is the lowest id.
+    pending.openCursor(IDBKeyRange.only("pending")).onsuccess = (event) => {
+      const cursor = event.target.result;
+      if (!cursor) return;
+      paid = { ...cursor.value, status: "paid" };
+      cursor.update(paid);
+    };
+  });
+}
+
+function enableMarkPaid() {
+  const button = document.getElementById("mark-paid");
+  const said = document.getElementById("action");
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      // Opened per click: main() closed its connections so that harvests never wait on ours.
+      const { db } = await openDatabase("shop", (upgrading) => seedShop(upgrading, prng(1)));
+      try {
+        const order = await markNextPaid(db);
+        said.textContent = order ? `${order.number} is now paid.` : "No pending order is left.";
+      } finally {
+        db.close();
+      }
+    } catch (error) {
+      said.textContent = `Marking an order paid failed: ${error}`;
+    } finally {
+      button.disabled = false;
+    }
+  });
+  button.disabled = false;
+}
+
 async function main() {
   // Generated before any upgrade transaction, which would commit while this awaited.
   const cryptoKey = await crypto.subtle.generateKey({ name: "AES-GCM", length: 256 }, false, [
@@ -461,6 +507,7 @@ async function main() {
   window.demoSummary = await summarize(databases, generation);
   // Closed so that nothing of ours holds a connection while the harvester reads.
   for (const db of Object.values(databases)) db.close();
+  enableMarkPaid();
   window.demoReady = true;
 }
 
