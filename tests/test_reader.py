@@ -679,3 +679,34 @@ def test_a_page_that_navigated_away_is_a_reader_error(
     url = static_server.add("many.html", MANY_PAGE) + "?n=1"
     with pytest.raises(ReaderError, match="navigated away or closed"):
         read_page(url, chromium, then=_read_after_navigation)
+
+
+async def _worlds_after_reads(page: Page, reader: OriginReader) -> tuple[int, list[str], int]:
+    """Records read by 20 readers one after another (beside `reader`, whose world is open
+    throughout, reading last), and the reader worlds the page then holds."""
+    await reader.schema()
+    read = 0
+    for _ in range(20):
+        other = OriginReader(page, limits=reader.limits, stores=reader.stores)
+        try:
+            read += sum(len(records) for records in (await read_all(other)).records.values())
+        finally:
+            await other.close()
+    mine = sum(len(records) for records in (await read_all(reader)).records.values())
+    session = await page.context.new_cdp_session(page)
+    contexts: list[dict[str, Any]] = []
+    session.on("Runtime.executionContextCreated", lambda event: contexts.append(event["context"]))
+    await session.send("Runtime.enable")  # reports every context that exists now
+    await session.detach()
+    names = sorted(c["name"] for c in contexts if c["name"].startswith("idb-harvester"))
+    return read, names, mine
+
+
+def test_readers_one_after_another_reuse_one_world_and_one_open_keeps_its_own(
+    static_server: StaticServer, chromium: BrowserSettings
+) -> None:
+    # A world lives as long as the document: a new one per read grew a watched page without end.
+    url = static_server.add("many.html", MANY_PAGE) + "?n=5"
+    read, names, mine = read_page(url, chromium, stores=("many/records",), then=_worlds_after_reads)
+    assert read == 20 * 5 and mine == 5
+    assert len(names) == 2 and len(set(names)) == 2, names
