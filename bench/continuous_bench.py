@@ -36,11 +36,9 @@ import shutil
 import sys
 import threading
 import time
-from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Self
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -55,6 +53,7 @@ from harvester.delivery import Tracker  # noqa: E402
 from harvester.sinks import JsonLinesSink  # noqa: E402
 from harvester.spool import SpoolFile  # noqa: E402
 from harvester.state import StateDB  # noqa: E402
+from tests.support.poller import Poller  # noqa: E402
 
 TARGET = "bench"
 ORIGIN = "https://app.example.com"  # make_spool's
@@ -65,30 +64,6 @@ LATENCY_EVERY = 2.0
 SETTLE_SECONDS = 60.0
 # Flink writes JSON without spaces; an escaped value never holds this unescaped.
 _RUN_ID = re.compile(rb'"run_id":"([^"]+)"')
-
-
-class Poller(ABC):
-    """Calls `poll` every `interval` s in a thread while the `with` block runs."""
-
-    def __init__(self, interval: float) -> None:
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    @abstractmethod
-    def poll(self) -> None: ...
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            self.poll()
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 class Visible(Poller):

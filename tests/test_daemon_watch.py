@@ -22,7 +22,13 @@ from typing import Any
 import pytest
 
 from harvester.state import Run, StateDB
-from tests.support.daemon import DaemonProcess, WatchPageServer, renderers
+from tests.support.daemon import (
+    DaemonProcess,
+    WatchPageServer,
+    daemon_runs,
+    renderers,
+    run_stores,
+)
 from tests.support.server import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -67,21 +73,12 @@ def page() -> Iterator[WatchPageServer]:
     server.close()
 
 
-def _runs(tmp_path: Path) -> list[Run]:
-    """Every run, oldest first (none before the daemon made its state DB)."""
-    if not (tmp_path / "state" / "state.db").exists():
-        return []
-    with StateDB.open(tmp_path / "state", readonly=True) as state:
-        return state.list_runs()[::-1]
-
-
 def _stores(tmp_path: Path, run_id: str) -> list[str]:
-    with StateDB.open(tmp_path / "state", readonly=True) as state:
-        return [f"{s.db}/{s.store}" for s in state.run_stores(run_id)]
+    return run_stores(tmp_path).get(run_id, [])
 
 
 def _event_runs(tmp_path: Path) -> list[Run]:
-    return [r for r in _runs(tmp_path) if r.trigger == "event"]
+    return [r for r in daemon_runs(tmp_path) if r.trigger == "event"]
 
 
 def _rows(tmp_path: Path, run_id: str) -> list[dict[str, Any]]:
@@ -126,7 +123,7 @@ def test_watched_page_harvests_what_it_writes(tmp_path: Path, page: WatchPageSer
         daemon.wait_for(
             "the first full run and the watch",
             lambda: (
-                any(r.status == "committed" and r.trigger is None for r in _runs(tmp_path))
+                any(r.status == "committed" and r.trigger is None for r in daemon_runs(tmp_path))
                 and _watch(daemon)["state"] == "watching"
             ),
         )
@@ -194,7 +191,7 @@ def test_watched_page_harvests_what_it_writes(tmp_path: Path, page: WatchPageSer
     finally:
         daemon.close()
     # Nothing left pending or running after SIGTERM.
-    assert all(r.status in ("committed", "failed") for r in _runs(tmp_path))
+    assert all(r.status in ("committed", "failed") for r in daemon_runs(tmp_path))
     with StateDB.open(tmp_path / "state", readonly=True) as state:
         assert state.pending_runs() == []
 

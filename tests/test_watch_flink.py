@@ -1,13 +1,13 @@
 """Watch mode into real Flink: `harvester run` with continuous delivery and a watched ticker page.
 
 One daemon, one Chromium, one continuous job (their starts are the expensive part), scenarios in
-order: the ticker's writes (one every 500 ms, stamped with `Date.now()`, beside a 20,000-record
-store that never changes) each reach Flink's default sink as `+I`, none missed, and the big
-store is read once, by the first full run; a database and then a store created at runtime are
+order: the ticker's writes (one every 500 ms, stamped with `Date.now()`, beside a store of 5,000
+records that never changes) each reach Flink's default sink as `+I`, none missed, and the big
+store is read once, by the first full run; writes from a dedicated worker and from a second tab
+are captured; a database and then a store created at runtime are
 read, and nothing else; the database deleted at runtime gives `-D` rows for the records it held
-(the big store is read by none of these); SIGTERM stops
-with nothing pending and every run consumed. The delays themselves are the benchmark's
-(`bench/watch_ticker.py`): a test asserts no timing.
+(the big store is read by none of these); SIGTERM stops with nothing pending and every run
+consumed. The delays are the benchmark's (`bench/soak.py --watch`): a test asserts no timing.
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ from typing import Any
 import orjson
 import pytest
 
-from harvester.state import Run, StateDB
-from tests.support.daemon import DaemonProcess, WatchPageServer
+from harvester.state import StateDB
+from tests.support.daemon import DaemonProcess, WatchPageServer, daemon_runs, run_stores
 from tests.support.server import free_port
 from tests.support.ticker import TICKER_PAGE, SinkRows, tick_delays
 
 pytestmark = [pytest.mark.browser, pytest.mark.flink, pytest.mark.slow]
 
-TICKS = 30
-BIG = 20_000
+TICKS = 16
+BIG = 5_000
 
 
 def _config(http_port: int, url: str) -> str:
@@ -66,22 +66,6 @@ def page() -> Iterator[WatchPageServer]:
     server.close()
 
 
-def _runs(root: Path) -> list[Run]:
-    if not (root / "state" / "state.db").exists():
-        return []
-    with StateDB.open(root / "state", readonly=True) as state:
-        return state.list_runs()[::-1]
-
-
-def _read_stores(root: Path) -> dict[str, list[str]]:
-    """Run id → the stores it read."""
-    with StateDB.open(root / "state", readonly=True) as state:
-        return {
-            run.id: [f"{s.db}/{s.store}" for s in state.run_stores(run.id)]
-            for run in state.list_runs()
-        }
-
-
 def _has(rows: list[tuple[float, dict[str, Any]]], db: str, store: str, key: str, op: str) -> bool:
     return any(
         row["db_name"] == db
@@ -104,7 +88,7 @@ def test_watched_ticker_reaches_flink_with_every_write_and_schema_change(
             daemon.wait_for(
                 "the first full run consumed, and the page watched",
                 lambda: (
-                    any(r.consumed_at is not None and r.trigger is None for r in _runs(tmp_path))
+                    any(r.consumed_at is not None and not r.trigger for r in daemon_runs(tmp_path))
                     and daemon.health()["targets"]["t"]["watch"]["state"] == "watching"
                 ),
                 timeout=240,
@@ -121,10 +105,22 @@ def test_watched_ticker_reaches_flink_with_every_write_and_schema_change(
                 ),
                 timeout=240,
             )
-            read = _read_stores(tmp_path)
-            event_runs = [r for r in _runs(tmp_path) if r.trigger == "event"]
+            read = run_stores(tmp_path)
+            event_runs = [r for r in daemon_runs(tmp_path) if r.trigger == "event"]
             assert event_runs
             assert all(read[r.id] == ["app/ticks"] for r in event_runs), read
+
+            # Writes from a dedicated worker and from a second tab of the context.
+            page.send({"op": "worker", "key": "from-worker"})
+            page.send({"op": "tab", "key": "from-tab"})
+            daemon.wait_for(
+                "the worker's and the second tab's writes",
+                lambda: (
+                    _has(sink.rows(), "app", "ticks", "from-worker", "+I")
+                    and _has(sink.rows(), "app", "ticks", "from-tab", "+I")
+                ),
+                timeout=120,
+            )
 
             # A database, then a store in it, created at runtime: both read.
             page.send({"op": "put", "db": "extra", "store": "notes", "key": "n1", "value": "a"})
@@ -158,9 +154,9 @@ def test_watched_ticker_reaches_flink_with_every_write_and_schema_change(
             assert {"dropped": "extra"} in page.wrote()
 
             # The schema changes read the database they changed, not the big store again.
-            read = _read_stores(tmp_path)
-            first = next(r.id for r in _runs(tmp_path) if r.trigger is None)
-            assert [r.id for r in _runs(tmp_path) if "app/big" in read[r.id]] == [first]
+            read = run_stores(tmp_path)
+            first = next(r.id for r in daemon_runs(tmp_path) if r.trigger is None)
+            assert [r.id for r in daemon_runs(tmp_path) if "app/big" in read[r.id]] == [first]
             assert sum(1 for _at, row in sink.rows() if row["store"] == "big") == BIG
 
             daemon.stop(timeout=120)
@@ -168,7 +164,7 @@ def test_watched_ticker_reaches_flink_with_every_write_and_schema_change(
         daemon.close()
 
     # Nothing pending after SIGTERM, and the job consumed every run with rows.
-    runs = _runs(tmp_path)
+    runs = daemon_runs(tmp_path)
     with StateDB.open(tmp_path / "state", readonly=True) as state:
         assert state.pending_runs() == []
     assert all(r.status == "committed" for r in runs), [(r.id, r.status, r.error) for r in runs]
@@ -177,4 +173,4 @@ def test_watched_ticker_reaches_flink_with_every_write_and_schema_change(
     ]
     # No tick was missed, and none came twice (a log file consumed once).
     ticks = [row for _at, row in sink.rows() if row["store"] == "ticks"]
-    assert len(ticks) == TICKS and all(row["op"] == "+I" for row in ticks)
+    assert len(ticks) == TICKS + 2 and all(row["op"] == "+I" for row in ticks)

@@ -162,7 +162,7 @@ class Daemon:
         log.info(
             "stopping: no new runs; waiting up to %s for %d running harvest(s)",
             self.settings.daemon.shutdown_grace,
-            len(self._runs),
+            len(self._runs) + self.watches.reading(),
             extra={"event": "daemon_stopping"},
         )
         if self.scheduler.running:

@@ -402,6 +402,10 @@ class Watches:
         target = watch.target
         return lambda: reader_on(session, self.daemon.targets.get(name, target))
 
+    def reading(self) -> int:
+        """Event-driven reads in progress."""
+        return sum(1 for watch in self.watches.values() if watch.status.state == "reading")
+
     def tasks(self) -> list[asyncio.Task[None]]:
         return [w.task for w in self.watches.values() if not w.task.done()]
 

@@ -15,6 +15,26 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from harvester.state import Run, StateDB
+
+
+def daemon_runs(root: Path) -> list[Run]:
+    """Every run of the daemon whose `state.dir` is `root/state`, oldest first (none before it
+    made its state DB)."""
+    if not (root / "state" / "state.db").exists():
+        return []
+    with StateDB.open(root / "state", readonly=True) as state:
+        return state.list_runs()[::-1]
+
+
+def run_stores(root: Path) -> dict[str, list[str]]:
+    """Run id → the `db/store` names it read, for the same daemon."""
+    with StateDB.open(root / "state", readonly=True) as state:
+        return {
+            run.id: [f"{s.db}/{s.store}" for s in state.run_stores(run.id)]
+            for run in state.list_runs()
+        }
+
 
 class DaemonProcess:
     """The `harvester run` subprocess and its HTTP endpoint."""

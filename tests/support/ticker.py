@@ -4,7 +4,8 @@ The page (served by `WatchPageServer(TICKER_PAGE)`) holds database `app` with a 
 `?big=` records (default 20,000), written once at the first open, and a store `ticks`. It
 writes nothing until told: `tick` writes `count` records `{at: Date.now()}` into `ticks`, one
 every `every` ms, and reports each key and `at` once committed; `put` writes into any database
-and store, creating them (a version change) as needed; `drop` deletes a database. Every write
+and store, creating them (a version change) as needed; `drop` deletes a database; `worker` and
+`tab` write `key` into `ticks` from a dedicated worker and from a second tab it opens. Every write
 is reported to the server (`WatchPageServer.wrote()`), so a test knows what to expect.
 """
 
@@ -14,9 +15,11 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import orjson
+
+from tests.support.poller import Poller
 
 TICKER_PAGE = """<!doctype html><meta charset="utf-8"><title>ticker</title><script>
 const params = new URLSearchParams(location.search);
@@ -57,7 +60,26 @@ function drop(c) {
   const r = indexedDB.deleteDatabase(c.db);
   r.onsuccess = () => report({dropped: c.db});
 }
+// A write from another context of the same storage key: a dedicated worker, or a second tab.
+const WORKER = `onmessage = (e) => {
+  const r = indexedDB.open("app");
+  r.onsuccess = () => {
+    const tx = r.result.transaction("ticks", "readwrite");
+    tx.objectStore("ticks").put({at: Date.now(), from: "worker"}, e.data);
+    tx.oncomplete = () => fetch("/wrote", {method: "POST",
+      body: JSON.stringify({db: "app", store: "ticks", key: e.data, from: "worker"})});
+  };
+};`;
+async function fromTab(key) {
+  const db = await opened("app");
+  const tx = db.transaction("ticks", "readwrite");
+  tx.objectStore("ticks").put({at: Date.now(), from: "tab"}, key);
+  await committed(tx);
+  await report({db: "app", store: "ticks", key, from: "tab"});
+  window.close();
+}
 async function start() {
+  if (params.get("tab")) return fromTab(params.get("tab"));
   const app = await opened("app", 1, (db) => {
     const store = db.createObjectStore("big");
     db.createObjectStore("ticks");
@@ -79,6 +101,10 @@ async function start() {
     if (c.op === "tick") tick(c);
     else if (c.op === "put") put(c);
     else if (c.op === "drop") drop(c);
+    else if (c.op === "worker") {
+      new Worker(URL.createObjectURL(new Blob([WORKER]))).postMessage(c.key);
+    }
+    else if (c.op === "tab") window.open(`${location.pathname}?tab=${encodeURIComponent(c.key)}`);
   };
   events.onopen = () => { window.watchReady = true; };
 }
@@ -86,20 +112,18 @@ start();
 </script>"""
 
 
-class SinkRows:
+class SinkRows(Poller):
     """The rows of the committed part files under `folder` (Flink's default `changes` sink), each
     with the wall time it was first seen there, polled every `interval` s in a thread while the
     `with` block runs. Committed part files never change, so each is read once; in-progress
     ones are dot-files."""
 
     def __init__(self, folder: Path, interval: float = 0.05) -> None:
+        super().__init__(interval)
         self.folder = folder
-        self._interval = interval
         self._seen: set[Path] = set()
         self._rows: list[tuple[float, dict[str, Any]]] = []
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def poll(self) -> None:
         for directory, _folders, names in os.walk(self.folder):
@@ -119,24 +143,12 @@ class SinkRows:
         with self._lock:
             return list(self._rows)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            self.poll()
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
 
 def tick_delays(
     wrote: list[dict[str, Any]], rows: list[tuple[float, dict[str, Any]]]
 ) -> dict[str, float | None]:
-    """For each tick the page reported, seconds from its write (`at`, the page's clock) to its
-    `+I` row first seen in the sink; None for a tick not there (yet)."""
+    """For each tick the page's timer reported, seconds from its write (`at`, the page's clock)
+    to its `+I` row first seen in the sink; None for a tick not there (yet)."""
     seen = {
         orjson.loads(row["key"]): at
         for at, row in rows
@@ -144,7 +156,7 @@ def tick_delays(
     }
     delays: dict[str, float | None] = {}
     for write in wrote:
-        if write.get("store") == "ticks":
+        if write.get("store") == "ticks" and "at" in write:
             found = seen.get(write["key"])
             delays[write["key"]] = None if found is None else found - write["at"] / 1000
     return delays
