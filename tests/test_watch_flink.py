@@ -3,8 +3,8 @@
 One daemon, one Chromium, one continuous job (their starts are the expensive part), scenarios in
 order: the ticker's writes (one every 500 ms, stamped with `Date.now()`, beside a store of 5,000
 records that never changes) each reach Flink's default sink as `+I`, none missed, and the big
-store is read once, by the first full run; writes from a dedicated worker and from a second tab
-are captured; a database and then a store created at runtime are
+store is read once, by the first full run; writes from a dedicated worker, a shared worker and
+a same-origin frame are captured; a database and then a store created at runtime are
 read, and nothing else; the database deleted at runtime gives `-D` rows for the records it held
 (the big store is read by none of these); SIGTERM stops with nothing pending and every run
 consumed. The delays are the benchmark's (`bench/soak.py --watch`): a test asserts no timing.
@@ -110,15 +110,13 @@ def test_watched_ticker_reaches_flink_with_every_write_and_schema_change(
             assert event_runs
             assert all(read[r.id] == ["app/ticks"] for r in event_runs), read
 
-            # Writes from a dedicated worker and from a second tab of the context.
-            page.send({"op": "worker", "key": "from-worker"})
-            page.send({"op": "tab", "key": "from-tab"})
+            # Writes from other contexts of the page's storage key.
+            others = ("worker", "shared", "frame")
+            for op in others:
+                page.send({"op": op, "key": f"from-{op}"})
             daemon.wait_for(
-                "the worker's and the second tab's writes",
-                lambda: (
-                    _has(sink.rows(), "app", "ticks", "from-worker", "+I")
-                    and _has(sink.rows(), "app", "ticks", "from-tab", "+I")
-                ),
+                "the workers' and the frame's writes",
+                lambda: all(_has(sink.rows(), "app", "ticks", f"from-{op}", "+I") for op in others),
                 timeout=120,
             )
 
@@ -173,4 +171,4 @@ def test_watched_ticker_reaches_flink_with_every_write_and_schema_change(
     ]
     # No tick was missed, and none came twice (a log file consumed once).
     ticks = [row for _at, row in sink.rows() if row["store"] == "ticks"]
-    assert len(ticks) == TICKS + 2 and all(row["op"] == "+I" for row in ticks)
+    assert len(ticks) == TICKS + 3 and all(row["op"] == "+I" for row in ticks)

@@ -4,8 +4,9 @@ The page (served by `WatchPageServer(TICKER_PAGE)`) holds database `app` with a 
 `?big=` records (default 20,000), written once at the first open, and a store `ticks`. It
 writes nothing until told: `tick` writes `count` records `{at: Date.now()}` into `ticks`, one
 every `every` ms, and reports each key and `at` once committed; `put` writes into any database
-and store, creating them (a version change) as needed; `drop` deletes a database; `worker` and
-`tab` write `key` into `ticks` from a dedicated worker and from a second tab it opens. Every write
+and store, creating them (a version change) as needed; `drop` deletes a database; `worker`, `shared`
+and `frame` write `key` into `ticks` from a dedicated worker, a shared worker and a same-origin
+frame. Every write
 is reported to the server (`WatchPageServer.wrote()`), so a test knows what to expect.
 """
 
@@ -60,26 +61,37 @@ function drop(c) {
   const r = indexedDB.deleteDatabase(c.db);
   r.onsuccess = () => report({dropped: c.db});
 }
-// A write from another context of the same storage key: a dedicated worker, or a second tab.
-const WORKER = `onmessage = (e) => {
+// Writes from other contexts of the same storage key: a dedicated worker, a shared worker and
+// a same-origin frame. (Not a second tab: the daemon closes the popups a watched page opens.)
+const WRITE = `function write(key, from) {
   const r = indexedDB.open("app");
   r.onsuccess = () => {
     const tx = r.result.transaction("ticks", "readwrite");
-    tx.objectStore("ticks").put({at: Date.now(), from: "worker"}, e.data);
-    tx.oncomplete = () => fetch("/wrote", {method: "POST",
-      body: JSON.stringify({db: "app", store: "ticks", key: e.data, from: "worker"})});
+    tx.objectStore("ticks").put({at: Date.now(), from}, key);
+    tx.oncomplete = () => {
+      r.result.close();
+      fetch("${location.origin}/wrote", {method: "POST",
+        body: JSON.stringify({db: "app", store: "ticks", key, from})});
+    };
   };
+}`;
+const WORKER = WRITE + `onmessage = (e) => write(e.data, "worker");`;
+const SHARED = WRITE + `onconnect = (e) => {
+  e.ports[0].onmessage = (m) => write(m.data, "shared");
 };`;
-async function fromTab(key) {
+function script(text) {
+  return URL.createObjectURL(new Blob([text], {type: "text/javascript"}));
+}
+async function fromFrame(key) {
   const db = await opened("app");
   const tx = db.transaction("ticks", "readwrite");
-  tx.objectStore("ticks").put({at: Date.now(), from: "tab"}, key);
+  tx.objectStore("ticks").put({at: Date.now(), from: "frame"}, key);
   await committed(tx);
-  await report({db: "app", store: "ticks", key, from: "tab"});
-  window.close();
+  db.close();
+  await report({db: "app", store: "ticks", key, from: "frame"});
 }
 async function start() {
-  if (params.get("tab")) return fromTab(params.get("tab"));
+  if (params.get("frame")) return fromFrame(params.get("frame"));
   const app = await opened("app", 1, (db) => {
     const store = db.createObjectStore("big");
     db.createObjectStore("ticks");
@@ -101,10 +113,13 @@ async function start() {
     if (c.op === "tick") tick(c);
     else if (c.op === "put") put(c);
     else if (c.op === "drop") drop(c);
-    else if (c.op === "worker") {
-      new Worker(URL.createObjectURL(new Blob([WORKER]))).postMessage(c.key);
+    else if (c.op === "worker") new Worker(script(WORKER)).postMessage(c.key);
+    else if (c.op === "shared") new SharedWorker(script(SHARED)).port.postMessage(c.key);
+    else if (c.op === "frame") {
+      const frame = document.createElement("iframe");
+      frame.src = `${location.pathname}?frame=${encodeURIComponent(c.key)}`;
+      document.body.append(frame);
     }
-    else if (c.op === "tab") window.open(`${location.pathname}?tab=${encodeURIComponent(c.key)}`);
   };
   events.onopen = () => { window.watchReady = true; };
 }
