@@ -79,6 +79,11 @@ class StateLockedError(StateError):
     exit_code = 2
 
 
+class FeedGoneError(HarvesterError):
+    """A position in the changes feed that this state DB can no longer read on from: the rows
+    after it were removed by retention, or it comes from another state DB."""
+
+
 class FlinkError(HarvesterError):
     """A Flink job could not be built, submitted or finished."""
 

@@ -25,6 +25,7 @@ from harvester.commands import (
     run,
     runs,
     schema,
+    serve,
     show,
     stores,
     watch,
@@ -45,6 +46,7 @@ COMMANDS: list[ModuleType] = [
     export,
     report,
     inspector,
+    serve,
     flink,
     watch,
 ]

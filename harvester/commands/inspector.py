@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import threading
 
-from harvester.commands._inspector import inspector_handler
-from harvester.daemon.http import HttpServer
-from harvester.errors import ConfigError, UsageError
+from harvester.commands._inspector import serve
 from harvester.inspect.options import state_options, state_path
-from harvester.inspect.queries import StateReader
 
 DEFAULT_PORT = 8780
 BIND = "127.0.0.1"  # loopback only: the pages show harvested data
@@ -39,21 +35,4 @@ def register(
 
 
 def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int:
-    path = state_path(args)
-    StateReader(path).close()  # a missing or unusable state DB fails here, not per page
-    server = HttpServer(BIND, args.port)
-    server.register_fallback(inspector_handler(path))
-    try:
-        server.start()
-    except ConfigError as exc:
-        raise UsageError(f"cannot serve the inspector: {'; '.join(exc.problems)}") from exc
-    print(f"inspector on {server.url}/ (Ctrl-C stops it)", flush=True)
-    waiting = stop or threading.Event()
-    try:
-        while not waiting.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
-    finally:
-        server.stop()
-    return 0
+    return serve(state_path(args), bind=BIND, port=args.port, stop=stop)

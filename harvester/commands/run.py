@@ -78,7 +78,11 @@ def run(args: argparse.Namespace) -> int:
             secrets=secret_values,
             # A `[state]` change waits for a restart, so the inspector (on `/`) and the
             # single-file report (on `/report`) read this folder's DB.
-            inspector=inspector_handler(state_db_path(settings.state.dir)),
+            inspector=inspector_handler(
+                state_db_path(settings.state.dir),
+                bind=settings.http.bind,
+                token=settings.http.token.get_secret_value() if settings.http.token else None,
+            ),
             report=functools.partial(render_report, state_db_path(settings.state.dir)),
         )
         return asyncio.run(daemon.run())

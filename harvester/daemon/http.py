@@ -30,8 +30,9 @@ from harvester.redaction import Redactor
 log = logging.getLogger(__name__)
 
 _WILDCARDS = {"0.0.0.0", "::", ""}
-# Threads answering requests; each request holds one for at most the handler's 10 s timeout.
-HANDLER_THREADS = 4
+# Threads answering requests; each request holds one for at most the handler's 10 s timeout, or
+# a long-poll of the API for its wait (the API lets at most half of them wait).
+HANDLER_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,9 @@ class Request:
 
     method: str
     path: str
-    query: Mapping[str, list[str]]
+    query: Mapping[str, list[str]]  # blank values left out, as an HTML form's empty fields
     headers: Mapping[str, str]
+    query_string: str = ""  # as sent, for a handler that tells `a=` from no `a`
 
 
 @dataclass(frozen=True)
@@ -181,7 +183,7 @@ class HttpServer:
             return Response(404, b"not found\n")
         if method not in ("GET", "HEAD"):
             return Response(405, b"method not allowed\n", headers={"Allow": "GET, HEAD"})
-        request = Request(method, parts.path, parse_qs(parts.query), headers)
+        request = Request(method, parts.path, parse_qs(parts.query), headers, parts.query)
         try:
             return handler(request)
         except Exception:
@@ -211,7 +213,12 @@ class HttpServer:
                 if self.command != "HEAD":
                     self.wfile.write(response.body)
 
-            do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _respond
+            def __getattr__(self, name: str) -> Any:
+                # Every method, TRACE or one made up, gets the dispatcher's answer (405 but for
+                # GET and HEAD), never the stdlib's 501 page.
+                if name.startswith("do_"):
+                    return self._respond
+                raise AttributeError(name)
 
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("http %s " + format, self.address_string(), *args)
@@ -256,6 +263,16 @@ def _split_host(value: str) -> tuple[str, str]:
         host, _, port = value.partition(":")
         return host, port
     return value, "80"
+
+
+def is_loopback(bind: str) -> bool:
+    """True when `bind` listens on this machine only (`localhost` or a loopback address)."""
+    if bind.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(bind).is_loopback
+    except ValueError:
+        return False
 
 
 def _host_names(bind: str) -> frozenset[str]:

@@ -35,6 +35,7 @@ from harvester.state import (
     TargetDelivery,
 )
 from harvester.state import Change as HistoryRow
+from harvester.state.feed import FeedPage, Position
 from harvester.timefmt import iso_utc
 
 LISTED = 20  # known names an error message lists before "…"
@@ -222,6 +223,30 @@ class StateReader:
         for record in records:
             if record.value is not None:
                 yield json.loads(record.value)
+
+    # ---- the changes feed --------------------------------------------------------------------
+
+    def feed_start(self) -> Position:
+        return self._state.feed_start()
+
+    def feed_last_seq(self) -> int:
+        return self._state.feed_last_seq()
+
+    def feed_page(
+        self,
+        after: Position,
+        *,
+        limit: int,
+        max_bytes: int,
+        target: str | None = None,
+        store: tuple[str, str] | None = None,
+    ) -> FeedPage:
+        """The committed changes after `after`, in commit order (`StateDB.feed_page`)."""
+        if target is not None:
+            self.check_target(target)
+        return self._state.feed_page(
+            after, limit=limit, max_bytes=max_bytes, target=target, store=store
+        )
 
     # ---- changes -----------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from harvester.errors import StateError, UnusableStateError
 from harvester.redaction import Redactor, redact
-from harvester.state import commit, delivery, history, queries, runs, schemas, search
+from harvester.state import commit, delivery, feed, history, queries, runs, schemas, search
 from harvester.state.connections import Closing, Connections
 from harvester.state.history import KeyVersion
 from harvester.state.integrity import check_db, check_file, check_missing, check_readable
@@ -364,6 +364,28 @@ class StateDB(Closing):
             descending=descending,
             offset=offset,
             limit=limit,
+        )
+
+    def feed_start(self) -> feed.Position:
+        """Where the changes feed's retained part begins."""
+        return feed.start(self._conns)
+
+    def feed_last_seq(self) -> int:
+        """The newest committed run's number: the feed has grown when it has."""
+        return feed.last_seq(self._conns)
+
+    def feed_page(
+        self,
+        after: feed.Position,
+        *,
+        limit: int,
+        max_bytes: int,
+        target: str | None = None,
+        store: tuple[str, str] | None = None,
+    ) -> feed.FeedPage:
+        """The changes feed after `after`, a page at a time (`state.feed`)."""
+        return feed.page(
+            self._conns, after, limit=limit, max_bytes=max_bytes, target=target, store=store
         )
 
     def key_history(

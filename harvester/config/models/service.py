@@ -6,7 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_serializer, field_validator
 
 from harvester.config.models.base import ConfigModel
 from harvester.config.types import (
@@ -19,6 +19,7 @@ from harvester.config.types import (
     problem,
     show,
 )
+from harvester.redaction import MASK
 
 
 class StateSettings(ConfigModel):
@@ -167,6 +168,17 @@ class HttpSettings(ConfigModel):
 
     bind: str = Field("127.0.0.1", min_length=1, description="Address to listen on.")
     port: int = Field(8787, ge=0, le=65535, description="Port to listen on; 0 picks a free one.")
+    token: SecretStr | None = Field(
+        None,
+        min_length=16,
+        description="The secret REST API clients send as `Authorization: Bearer …` "
+        "(`/api/v1/`, docs/api.md); never printed. Required for the API when `bind` is not "
+        "loopback: without it the API answers 403 there.",
+    )
+
+    @field_serializer("token", when_used="json")
+    def _mask_token(self, value: SecretStr | None) -> str | None:
+        return None if value is None else MASK
 
 
 class DaemonSettings(ConfigModel):
