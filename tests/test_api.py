@@ -30,9 +30,11 @@ SPEC = Path(__file__).parent.parent / "harvester" / "inspect" / "api" / "openapi
 TOKEN = "s3cret-token-0123456789"
 
 
-def _serve(state: Path, bind: str = "127.0.0.1", token: str | None = None) -> HttpServer:
+def _serve(
+    state: Path, bind: str = "127.0.0.1", token: str | None = None, cors: tuple[str, ...] = ()
+) -> HttpServer:
     server = HttpServer(bind, 0)
-    server.register_fallback(inspector_handler(state, bind=bind, token=token))
+    server.register_fallback(inspector_handler(state, bind=bind, token=token, cors_origins=cors))
     server.start()
     return server
 
@@ -233,6 +235,42 @@ def test_the_token_rules(state_dir: Path) -> None:
         assert code == 200 and page["rows"]
     finally:
         server.stop()
+
+
+def test_cors_only_for_the_configured_origins(state_dir: Path) -> None:
+    server = _serve(state_dir, token=TOKEN, cors=("https://app.example",))
+    try:
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        status, headers, _body = _get(
+            server, "/api/v1/changes", {"Origin": "https://app.example", **auth}
+        )
+        assert status == 200 and headers["Access-Control-Allow-Origin"] == "https://app.example"
+        assert "X-Next-Cursor" in headers["Access-Control-Expose-Headers"]
+        _status, headers, _body = _get(
+            server, "/api/v1/changes", {"Origin": "https://evil.example", **auth}
+        )
+        assert not [name for name in headers if name.lower().startswith("access-control-")]
+        # The preflight needs no token; another origin's gets none of it.
+        preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "GET"}
+        status, headers = _options(server, preflight)
+        assert status == 204 and "GET" in headers["Access-Control-Allow-Methods"]
+        assert "Authorization" in headers["Access-Control-Allow-Headers"]
+        status, headers = _options(server, {**preflight, "Origin": "https://evil.example"})
+        assert status == 405
+        assert not [name for name in headers if name.lower().startswith("access-control-")]
+    finally:
+        server.stop()
+
+
+def _options(server: HttpServer, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
+    request = urllib.request.Request(
+        server.url + "/api/v1/changes", headers=headers, method="OPTIONS"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers)
 
 
 SCHEMA = schemathesis.openapi.from_path(SPEC)

@@ -265,7 +265,7 @@ def test_endpoint_binds_loopback_by_default(daemon_http: HttpServer) -> None:
     assert daemon_http._server.server_address[0] == "127.0.0.1"
 
 
-@pytest.mark.parametrize("path", ["/", "/report", "/healthz", "/metrics"])
+@pytest.mark.parametrize("path", ["/", "/report", "/healthz", "/metrics", "/api/v1/changes"])
 def test_endpoint_answers_get_head_only_without_cors(daemon_http: HttpServer, path: str) -> None:
     host = {"Host": f"127.0.0.1:{daemon_http.port}", "Origin": "http://evil.example"}
     for method in ("GET", "HEAD"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -23,12 +24,17 @@ def _response(reply: Reply) -> Response:
 
 
 def inspector_handler(
-    state_path: Path, *, bind: str = "127.0.0.1", token: str | None = None
+    state_path: Path,
+    *,
+    bind: str = "127.0.0.1",
+    token: str | None = None,
+    cors_origins: Sequence[str] = (),
 ) -> Handler:
     """A route handler of the daemon's server answering with the inspector's pages, and with
     the API under `/api/v1/` (only with `token` when `bind` is not loopback)."""
     app = InspectorApp(state_path)
-    api = ApiApp(state_path, token=token, exposed=not is_loopback(bind))
+    exposed = not is_loopback(bind)
+    api = ApiApp(state_path, token=token, exposed=exposed, cors_origins=cors_origins)
 
     def handle(request: Request) -> Response:
         if request.path.startswith(PREFIX):
@@ -45,12 +51,14 @@ def serve(
     bind: str,
     port: int,
     token: str | None = None,
+    cors_origins: Sequence[str] = (),
     stop: threading.Event | None = None,
 ) -> int:
     """Serve the inspector and the API on the state DB at `path` until Ctrl-C (or `stop`)."""
     StateReader(path).close()  # a missing or unusable state DB fails here, not per page
     server = HttpServer(bind, port)
-    server.register_fallback(inspector_handler(path, bind=bind, token=token))
+    handler = inspector_handler(path, bind=bind, token=token, cors_origins=cors_origins)
+    server.register_fallback(handler)
     try:
         server.start()
     except ConfigError as exc:

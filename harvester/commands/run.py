@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
                 state_db_path(settings.state.dir),
                 bind=settings.http.bind,
                 token=settings.http.token.get_secret_value() if settings.http.token else None,
+                cors_origins=settings.http.cors_origins,
             ),
             report=functools.partial(render_report, state_db_path(settings.state.dir)),
         )

@@ -40,16 +40,18 @@ def register(
 
 def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int:
     bind, port, token = "127.0.0.1", 8787, os.environ.get(TOKEN_ENV) or None
+    cors_origins: list[str] = []
     if args.state is not None:
         path = args.state
     else:
         settings = load_settings(Path(args.config) if args.config else None)
         path = state_db_path(settings.state.dir)
         bind, port = settings.http.bind, settings.http.port
+        cors_origins = settings.http.cors_origins
         if settings.http.token is not None:
             token = settings.http.token.get_secret_value()
     bind = args.bind or bind
     port = port if args.port is None else args.port
     if token is not None and len(token) < 16:
         raise UsageError(f"${TOKEN_ENV} must be at least 16 characters")
-    return serve(path, bind=bind, port=port, token=token, stop=stop)
+    return serve(path, bind=bind, port=port, token=token, cors_origins=cors_origins, stop=stop)

@@ -3,9 +3,10 @@
 `harvester inspect` serves the live inspector through the same server (no health or metrics).
 
 A stdlib `ThreadingHTTPServer` in a background thread: the endpoint must keep answering while the
-event loop is busy, and it needs nothing a framework would add. It answers GET and HEAD only,
-sends no CORS headers, and refuses requests whose Host header does not name the bound address
-(a DNS-rebinding page in a local browser would otherwise read the daemon's status).
+event loop is busy, and it needs nothing a framework would add. It answers GET and HEAD only
+(and, through the fallback, the API's CORS preflight where `http.cors_origins` allows it), and
+refuses requests whose Host header does not name the bound address (a DNS-rebinding page in a
+local browser would otherwise read the daemon's status).
 """
 
 from __future__ import annotations
@@ -181,7 +182,9 @@ class HttpServer:
         handler = self._routes.get(parts.path, self._fallback)
         if handler is None:
             return Response(404, b"not found\n")
-        if method not in ("GET", "HEAD"):
+        # OPTIONS reaches the fallback only: the API answers a CORS preflight when configured to.
+        preflight = method == "OPTIONS" and handler is self._fallback
+        if method not in ("GET", "HEAD") and not preflight:
             return Response(405, b"method not allowed\n", headers={"Allow": "GET, HEAD"})
         request = Request(method, parts.path, parse_qs(parts.query), headers, parts.query)
         try:

@@ -176,6 +176,12 @@ class HttpSettings(ConfigModel):
         "loopback: without it the API answers 403 there.",
     )
 
+    cors_origins: list[str] = Field(
+        [],
+        description="Web origins (`https://app.example.com`; `*` for any) whose pages may read "
+        "the REST API from a browser (CORS). None by default: a page elsewhere cannot.",
+    )
+
     @field_serializer("token", when_used="json")
     def _mask_token(self, value: SecretStr | None) -> str | None:
         return None if value is None else MASK

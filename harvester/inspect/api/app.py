@@ -98,17 +98,53 @@ class ApiApp:
     """The REST API over the state DB at `state_path` (the file or its folder).
 
     `token`: the secret every request must send as `Authorization: Bearer …`; without one the
-    API answers only when the server listens on loopback (`exposed` False)."""
+    API answers only when the server listens on loopback (`exposed` False). `cors_origins`: the
+    web origins (`https://app.example.com`, or `*`) whose pages may read it from a browser."""
 
     def __init__(
-        self, state_path: Path | str, *, token: str | None = None, exposed: bool = False
+        self,
+        state_path: Path | str,
+        *,
+        token: str | None = None,
+        exposed: bool = False,
+        cors_origins: Sequence[str] = (),
     ) -> None:
         self.state_path = Path(state_path)
+        self._cors_origins = frozenset(cors_origins)
         self._token = token.encode() if token else None
         self._exposed = exposed
         self._waiters = threading.BoundedSemaphore(WAITERS)
 
     def __call__(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, Sequence[str]],
+        headers: Mapping[str, str],
+    ) -> Reply:
+        cors = self._cors(headers.get("origin"))
+        if method == "OPTIONS" and cors:
+            # A preflight carries no credentials: it is answered before the token is asked for.
+            preflight = {
+                "Access-Control-Allow-Methods": ", ".join(METHODS),
+                "Access-Control-Allow-Headers": "Authorization, Accept",
+                "Access-Control-Max-Age": "600",
+            }
+            return Reply(204, b"", {"Content-Type": JSON, **cors, **preflight})
+        reply = self._answer(method, path, query, headers)
+        return Reply(reply.status, reply.body, {**reply.headers, **cors}) if cors else reply
+
+    def _cors(self, origin: str | None) -> dict[str, str]:
+        """The CORS headers for a request from `origin`: none unless `cors_origins` allows it."""
+        if origin is None or not (origin in self._cors_origins or "*" in self._cors_origins):
+            return {}
+        return {
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Expose-Headers": "X-Next-Cursor, X-More, Retry-After",
+            "Vary": "Origin",
+        }
+
+    def _answer(
         self,
         method: str,
         path: str,
