@@ -4,6 +4,7 @@ the settings of a written test config and its state DB."""
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,19 @@ from harvester.config import BrowserSettings, Settings, load_settings
 from harvester.state import StateDB
 from tests.support.configs import write_config
 from tests.support.server import StaticServer
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sigint_raises() -> None:
+    """Ctrl-C raises KeyboardInterrupt here and ends the commands the tests start.
+
+    A test run started as a background job of a shell without job control inherits SIGINT
+    ignored, and Python then installs no handler; an ignored signal stays ignored across exec,
+    so the Ctrl-C tests (and the commands they start) would never see theirs. Run serially, an
+    earlier test's asyncio signal handler happened to restore it; on two workers, not always.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
