@@ -128,7 +128,7 @@ def test_filters(server: HttpServer) -> None:
         ("?wait=61s", 400),
     ],
 )
-def test_bad_parameters_are_400_naming_them(server: HttpServer, query: str, status: int) -> None:
+def test_bad_parameters_are_400_with_a_reason(server: HttpServer, query: str, status: int) -> None:
     code, body = _json(server, "/api/v1/changes" + query)
     assert code == status and body["error"]
 

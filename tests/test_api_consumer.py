@@ -9,7 +9,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,10 +19,12 @@ from harvester.demo import DemoServer, serve_demo
 from harvester.state import StateDB
 from tests.support.daemon import DaemonProcess, daemon_runs
 from tests.support.server import free_port
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "consume_changes.py"
+TIMEOUT = 180
 
 
 def _config(http_port: int, url: str) -> str:
@@ -91,16 +92,6 @@ def _history(root: Path) -> list[tuple[str, str, str, str]]:
         ]
 
 
-def _wait(what: str, check: object, timeout: float = 180) -> None:
-    assert callable(check)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_the_example_consumer_gets_every_row_once_in_order_across_a_restart(
     tmp_path: Path, demo: DemoServer
 ) -> None:
@@ -113,10 +104,10 @@ def test_the_example_consumer_gets_every_row_once_in_order_across_a_restart(
     serve: subprocess.Popen[bytes] | None = None
     try:
         daemon.wait_for("two committed runs", lambda: _committed(tmp_path) >= 2, timeout=180)
-        _wait("the consumer's first rows", lambda: len(consumer.rows()) > 0)
+        wait_until("the consumer's first rows", lambda: len(consumer.rows()) > 0, TIMEOUT)
         daemon.stop()
         daemon.close()
-        _wait("the consumer retrying", consumer.retrying)
+        wait_until("the consumer retrying", consumer.retrying, TIMEOUT)
         before = _committed(tmp_path)
 
         daemon = DaemonProcess(config, port)
@@ -126,7 +117,7 @@ def test_the_example_consumer_gets_every_row_once_in_order_across_a_restart(
         daemon.stop()
         # Stopped while it waits for the daemon, not between printing a page and saving it.
         consumer.err.write_text("")
-        _wait("the consumer retrying", consumer.retrying)
+        wait_until("the consumer retrying", consumer.retrying, TIMEOUT)
         consumer.proc.send_signal(signal.SIGTERM)
         consumer.proc.wait(timeout=30)
 

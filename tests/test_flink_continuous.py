@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from flink_jobs.debezium import upsert_table
 from harvester.demo import DemoServer, serve_demo
 from harvester.state import StateDB
 from tests.support.server import free_port
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.flink, pytest.mark.browser, pytest.mark.slow]
 
@@ -84,11 +84,7 @@ profile_dir = "profile"
 
 
 def _wait(what: str, check: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.5)
+    wait_until(what, check, timeout)
 
 
 def _state(root: Path) -> StateDB:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from harvester.commands._inspector import serve
 from harvester.config import load_settings
+from harvester.config.models.service import TOKEN_MIN_LENGTH
 from harvester.errors import UsageError
 from harvester.inspect.options import state_options
 from harvester.state import state_db_path
@@ -52,6 +53,6 @@ def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int
             token = settings.http.token.get_secret_value()
     bind = args.bind or bind
     port = port if args.port is None else args.port
-    if token is not None and len(token) < 16:
-        raise UsageError(f"${TOKEN_ENV} must be at least 16 characters")
+    if token is not None and len(token) < TOKEN_MIN_LENGTH:
+        raise UsageError(f"${TOKEN_ENV} must be at least {TOKEN_MIN_LENGTH} characters")
     return serve(path, bind=bind, port=port, token=token, cors_origins=cors_origins, stop=stop)

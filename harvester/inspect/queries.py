@@ -234,14 +234,15 @@ class StateReader:
 
     def feed_page(
         self,
-        after: Position,
+        after: Position | None,
         *,
         limit: int,
         max_bytes: int,
         target: str | None = None,
         store: tuple[str, str] | None = None,
     ) -> FeedPage:
-        """The committed changes after `after`, in commit order (`StateDB.feed_page`)."""
+        """The committed changes after `after` (None: from the start), in commit order
+        (`StateDB.feed_page`)."""
         if target is not None:
             self.check_target(target)
         return self._state.feed_page(

@@ -376,14 +376,15 @@ class StateDB(Closing):
 
     def feed_page(
         self,
-        after: feed.Position,
+        after: feed.Position | None,
         *,
         limit: int,
         max_bytes: int,
         target: str | None = None,
         store: tuple[str, str] | None = None,
     ) -> feed.FeedPage:
-        """The changes feed after `after`, a page at a time (`state.feed`)."""
+        """The changes feed after `after` (None: from its start), a page at a time
+        (`state.feed`)."""
         return feed.page(
             self._conns, after, limit=limit, max_bytes=max_bytes, target=target, store=store
         )

@@ -27,8 +27,8 @@ _RUN_AT = "SELECT id, seq FROM runs WHERE seq = ?"
 _RUNS_AFTER = """
     SELECT id, seq FROM runs WHERE seq > :seq AND (:target IS NULL OR target = :target)
     ORDER BY seq"""
-_FIRST_ROWID = "SELECT min(rowid) FROM changes WHERE run_id = ?"
-_ROW_COUNT = "SELECT count(*) FROM changes WHERE run_id = ?"
+# A run's rowids are consecutive: their range gives its first row and its row count.
+_ROWIDS = "SELECT min(rowid), max(rowid) FROM changes WHERE run_id = ?"
 _LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM runs"
 # One run's rows from its `start`-th on (rowid order), each with the value it wrote.
 _ROWS = """
@@ -110,23 +110,27 @@ class FeedPage:
 
 def page(
     conns: Connections,
-    after: Position,
+    after: Position | None,
     *,
     limit: int,
     max_bytes: int,
     target: str | None = None,
     store: tuple[str, str] | None = None,
 ) -> FeedPage:
-    """Up to `limit` rows after `after` (fewer once their values pass `max_bytes`, at least
-    one), of `target` and `store` (db, store) only if given; FeedGoneError when `after` is older
-    than retention or not from this state DB. One read transaction: a commit meanwhile is
-    either wholly in the page or not at all."""
+    """Up to `limit` rows after `after` (None: from the feed's start), fewer once their values
+    pass `max_bytes` (at least one), of `target` and `store` (db, store) only if given;
+    FeedGoneError when `after` is older than retention or not from this state DB. One read
+    transaction: a commit meanwhile is either wholly in the page or not at all, and retention
+    cannot move the start between finding it and reading from it."""
     db, store_name = store if store is not None else (None, None)
     rows: list[FeedRow] = []
     size = 0
-    end = after
     with conns.reading() as reader:
-        _check(conns, after)
+        if after is None:
+            after = start(conns)
+        else:
+            _check(conns, after)
+        end = after
         runs: list[tuple[str, int, int]] = []
         if after.run_id is not None:
             runs.append((after.run_id, after.seq, after.done))
@@ -135,7 +139,7 @@ def page(
             for row in reader.execute(_RUNS_AFTER, {"seq": after.seq, "target": target})
         )
         for run_id, seq, done in runs:
-            first = reader.execute(_FIRST_ROWID, (run_id,)).fetchone()[0]
+            first, last = reader.execute(_ROWIDS, (run_id,)).fetchone()
             if first is not None:
                 params = {
                     "first": first,
@@ -150,10 +154,7 @@ def page(
                         return FeedPage(rows, after_row(rows[-1]), more=True)
                     rows.append(dict(row))
                     size += len(row["value"] or "") + len(row["old_value"] or "")
-                count = reader.execute(_ROW_COUNT, (run_id,)).fetchone()[0]
-                end = Position(seq, count, run_id)
-            else:
-                end = Position(seq, 0, run_id)
+            end = Position(seq, 0 if first is None else last - first + 1, run_id)
     return FeedPage(rows, end, more=False)
 
 

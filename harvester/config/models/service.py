@@ -163,6 +163,10 @@ class FlinkSettings(ConfigModel):
         return value
 
 
+# A bearer token shorter than this is guessable.
+TOKEN_MIN_LENGTH = 16
+
+
 class HttpSettings(ConfigModel):
     """The daemon's health and metrics endpoint."""
 
@@ -170,7 +174,7 @@ class HttpSettings(ConfigModel):
     port: int = Field(8787, ge=0, le=65535, description="Port to listen on; 0 picks a free one.")
     token: SecretStr | None = Field(
         None,
-        min_length=16,
+        min_length=TOKEN_MIN_LENGTH,
         description="The secret REST API clients send as `Authorization: Bearer …` "
         "(`/api/v1/`, docs/api.md); never printed. Required for the API when `bind` is not "
         "loopback: without it the API answers 403 there.",

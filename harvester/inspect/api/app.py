@@ -26,7 +26,7 @@ from harvester.errors import FeedGoneError, HarvesterError, UsageError
 from harvester.inspect.api import cursor
 from harvester.inspect.queries import StateReader
 from harvester.inspect.web.app import split_path
-from harvester.inspect.web.request import BadRequest, NotFound, Params, Reply
+from harvester.inspect.web.request import BadRequest, NotFound, Params, Reply, usage_status
 from harvester.state import SnapshotRecord
 from harvester.state.feed import FeedPage, FeedRow, Position, after_row
 
@@ -50,12 +50,15 @@ def _reply(status: int, payload: object, headers: Mapping[str, str] | None = Non
     return Reply(status, body, {"Content-Type": JSON, **(headers or {})})
 
 
-def _error(status: int, message: str, **extra: object) -> Reply:
-    return _reply(status, {"error": message, **extra})
+def _error(
+    status: int, message: str, headers: Mapping[str, str] | None = None, **extra: object
+) -> Reply:
+    return _reply(status, {"error": message, **extra}, headers)
 
 
-def _row(row: FeedRow) -> FeedRow:
-    return {**row, "cursor": cursor.encode(after_row(row))}
+def _with_cursor(row: FeedRow) -> FeedRow:
+    row["cursor"] = cursor.encode(after_row(row))
+    return row
 
 
 def _wait_seconds(params: Params) -> float:
@@ -152,8 +155,9 @@ class ApiApp:
         headers: Mapping[str, str],
     ) -> Reply:
         if method not in METHODS:
-            reply = _error(405, "the API is read-only: GET and HEAD only")
-            return Reply(reply.status, reply.body, {**reply.headers, "Allow": ", ".join(METHODS)})
+            return _error(
+                405, "the API is read-only: GET and HEAD only", {"Allow": ", ".join(METHODS)}
+            )
         refused = self._refused(headers)
         if refused is not None:
             return refused
@@ -179,8 +183,7 @@ class ApiApp:
         except (BadRequest, cursor.BadCursor) as exc:
             return _error(400, str(exc))
         except UsageError as exc:
-            unknown = str(exc).startswith(("unknown ", "no history"))
-            return _error(404 if unknown else 400, str(exc))
+            return _error(usage_status(exc), str(exc))
         except HarvesterError as exc:
             return _error(503, str(exc))
 
@@ -197,10 +200,10 @@ class ApiApp:
         # Constant time: how much of a guess matched must not show in how long it took.
         if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._token):
             return None
-        return Reply(
+        return _error(
             401,
-            orjson.dumps({"error": "a valid 'Authorization: Bearer <http.token>' is required"}),
-            {"Content-Type": JSON, "WWW-Authenticate": 'Bearer realm="idb-harvester"'},
+            "a valid 'Authorization: Bearer <http.token>' is required",
+            {"WWW-Authenticate": 'Bearer realm="idb-harvester"'},
         )
 
     def _route(
@@ -229,13 +232,13 @@ class ApiApp:
 
     def _changes(self, reader: StateReader, params: Params, headers: Mapping[str, str]) -> Reply:
         after_text = params.text("after")
-        after = cursor.decode(after_text) if after_text else reader.feed_start()
+        after = cursor.decode(after_text) if after_text else None
         limit = params.number("limit", DEFAULT_LIMIT, high=MAX_LIMIT)
         wait = _wait_seconds(params)
         target = params.text("target") or None
         store = _store_filter(params)
 
-        def read(position: Position) -> FeedPage:
+        def read(position: Position | None) -> FeedPage:
             return reader.feed_page(
                 position, limit=limit, max_bytes=MAX_PAGE_BYTES, target=target, store=store
             )
@@ -257,7 +260,7 @@ class ApiApp:
                 410, f"{exc}; read on from 'oldest'", oldest=cursor.encode(reader.feed_start())
             )
         extra |= {"X-Next-Cursor": cursor.encode(page.next), "X-More": str(page.more).lower()}
-        rows = [_row(row) for row in page.rows]
+        rows = [_with_cursor(row) for row in page.rows]
         if any(kind in headers.get("accept", "") for kind in JSON_LINES):
             body = b"".join(orjson.dumps(row) + b"\n" for row in rows)
             return Reply(200, body, {"Content-Type": JSON_LINES[0], **extra})
@@ -269,7 +272,7 @@ def _long_poll(
     page: FeedPage,
     seen: int,
     deadline: float,
-    read: Callable[[Position], FeedPage],
+    read: Callable[[Position | None], FeedPage],
 ) -> FeedPage:
     """Wait until a commit brings rows after `page` (the feed's end, read when the newest
     commit was `seen`), or until `deadline`; the page then."""

@@ -17,7 +17,14 @@ from harvester.errors import HarvesterError, UsageError
 from harvester.inspect.queries import StateReader
 from harvester.inspect.web.html import e, frame, link, url
 from harvester.inspect.web.pages import diff_page, home, run_page, target_page
-from harvester.inspect.web.request import BadRequest, NotFound, Params, Reply, html_reply
+from harvester.inspect.web.request import (
+    BadRequest,
+    NotFound,
+    Params,
+    Reply,
+    html_reply,
+    usage_status,
+)
 from harvester.inspect.web.store_pages import blob_download, record_page, store_page
 
 log = logging.getLogger(__name__)
@@ -96,12 +103,8 @@ class InspectorApp:
         except BadRequest as exc:
             return _error_page(400, "Bad request", str(exc))
         except UsageError as exc:
-            # The reader's errors: an unknown name lists what exists; anything else is the
-            # request's fault (runs of two targets, the newer run first, …).
-            unknown = str(exc).startswith(("unknown ", "no history"))
-            return _error_page(
-                404 if unknown else 400, "Not found" if unknown else "Bad request", str(exc)
-            )
+            status = usage_status(exc)
+            return _error_page(status, "Not found" if status == 404 else "Bad request", str(exc))
         except HarvesterError as exc:
             return _error_page(503, "State database unavailable", str(exc))
         if isinstance(result, Reply):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from harvester.errors import UsageError
 from harvester.inspect.web.html import PAGE_HEADERS
 
 
@@ -26,6 +27,12 @@ def html_reply(status: int, html: str) -> Reply:
     return Reply(
         status, html.encode("utf-8"), {"Content-Type": "text/html; charset=utf-8", **PAGE_HEADERS}
     )
+
+
+def usage_status(exc: UsageError) -> int:
+    """The status of a request the state reader refused: 404 for a name it does not know
+    (its message lists what exists), else 400 (runs of two targets, the newer run first, …)."""
+    return 404 if str(exc).startswith(("unknown ", "no history")) else 400
 
 
 class NotFound(Exception):
